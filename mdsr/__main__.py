@@ -1,0 +1,5 @@
+import sys
+
+from mdsr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""Balanced attention (Wang et al. 2021), laid out exactly as super-image's ``BamBlock``.
+
+The module and parameter names (``ca.fc1``, ``ca.relu1``, ``ca.fc2``, ``sa.conv1``) are part of the
+state-dict contract: published ``eugenesiow/mdsr-bam`` checkpoints load into them unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ChannelAttention(nn.Module):
+    """Squeeze-and-excite over channels: global average pool -> 1x1 -> PReLU -> 1x1 -> sigmoid."""
+
+    def __init__(self, *, n_feats: int, reduction: int = 16) -> None:
+        super().__init__()
+        hidden = n_feats // reduction
+        self.fc1 = nn.Conv2d(n_feats, hidden, 1, bias=False)
+        self.relu1 = nn.PReLU(hidden)
+        self.fc2 = nn.Conv2d(hidden, n_feats, 1, bias=False)
+
+    def forward_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Gate from an already pooled (B, C, 1, 1) mean; lets tiled inference pool in pieces."""
+        return torch.sigmoid(self.fc2(self.relu1(self.fc1(pooled))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_pooled(x.mean(dim=(2, 3), keepdim=True))  # (B, C, 1, 1)
+
+
+class SpatialAttention(nn.Module):
+    """Per-pixel gate: max over channels -> 7x7 conv -> sigmoid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 1, 7, padding=3, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.conv1(x.amax(dim=1, keepdim=True)))  # (B, 1, H, W)
+
+
+class BalancedAttention(nn.Module):
+    """out = (channel gate * spatial gate) * x, in super-image's order of multiplication."""
+
+    def __init__(self, *, n_feats: int, reduction: int = 16) -> None:
+        super().__init__()
+        self.ca = ChannelAttention(n_feats=n_feats, reduction=reduction)
+        self.sa = SpatialAttention()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ca(x).mul(self.sa(x)) * x

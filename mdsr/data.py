@@ -1,0 +1,161 @@
+"""Training data: HR images from folders, MATLAB-bicubic LR made once per image and scale, and
+random aligned patch batches with 8-fold dihedral augmentation.
+
+Sampling is stateless: the batch for (seed, rank, step) is drawn from a generator seeded with exactly
+those numbers, so a resumed run draws the same patches as an uninterrupted one and each distributed
+rank draws different ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mdsr.imaging import downscale_array, load_image_array, modcrop
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def list_images(folders: Iterable[str | os.PathLike]) -> list[Path]:
+    """All image files under the given folders (recursively), sorted for reproducibility."""
+    files: list[Path] = []
+    for folder in folders:
+        folder = Path(folder)
+        if folder.is_file():
+            files.append(folder)
+            continue
+        if not folder.is_dir():
+            raise FileNotFoundError(f"training folder not found: {folder}")
+        files += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return files
+
+
+@dataclass
+class PatchDataset:
+    """HR images with their LR versions per scale, ready for patch sampling.
+
+    ``hr[i]`` is a uint8 (H, W, 3) array cropped to a multiple of every scale; ``lr[s][i]`` its
+    MATLAB-bicubic LR (symmetric border).
+    """
+
+    scales: tuple[int, ...]
+    patch_size: int
+    hr: list[np.ndarray] = field(default_factory=list)
+    lr: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_arrays(
+        cls, images: Iterable[tuple[str, np.ndarray]], *, scales: Sequence[int], patch_size: int,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> PatchDataset:
+        data = cls(scales=tuple(scales), patch_size=patch_size)
+        data.lr = {s: [] for s in data.scales}
+        lcm = int(np.lcm.reduce(list(data.scales)))
+        for name, array in images:
+            hr = modcrop(array, lcm)
+            if min(hr.shape[:2]) < patch_size * max(data.scales):
+                warnings.warn(f"skipping {name}: {array.shape[1]}x{array.shape[0]} is smaller than one "
+                              f"{patch_size * max(data.scales)} px HR patch", stacklevel=2)
+                continue
+            data.hr.append(hr)
+            data.names.append(name)
+            for s in data.scales:
+                data.lr[s].append(_cached_downscale(hr, s, cache_dir))
+        if not data.hr:
+            raise ValueError("no usable training images (all were unreadable or smaller than one patch)")
+        return data
+
+    @classmethod
+    def from_folders(
+        cls, folders: Sequence[str | os.PathLike], *, scales: Sequence[int], patch_size: int,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> PatchDataset:
+        def readable() -> Iterable[tuple[str, np.ndarray]]:
+            for path in list_images(folders):
+                try:
+                    yield str(path), load_image_array(path)
+                except (OSError, ValueError) as err:
+                    warnings.warn(f"skipping {path}: {err}", stacklevel=2)
+
+        return cls.from_arrays(readable(), scales=scales, patch_size=patch_size, cache_dir=cache_dir)
+
+    @classmethod
+    def from_hf_dataset(cls, dataset, *, scales: Sequence[int], patch_size: int, column: str = "hr") -> PatchDataset:
+        """A Hugging Face ``datasets.Dataset`` in super-image's layout (an ``hr`` column of images
+        or file paths); LR is remade with the MATLAB bicubic so every scale comes from one HR."""
+        from mdsr.imaging import pil_to_array
+
+        def rows() -> Iterable[tuple[str, np.ndarray]]:
+            for i, row in enumerate(dataset):
+                value = row[column]
+                try:
+                    yield f"{column}[{i}]", (load_image_array(value) if isinstance(value, str) else pil_to_array(value))
+                except (OSError, ValueError) as err:
+                    warnings.warn(f"skipping row {i}: {err}", stacklevel=2)
+
+        return cls.from_arrays(rows(), scales=scales, patch_size=patch_size)
+
+    def __len__(self) -> int:
+        return len(self.hr)
+
+    def sample(self, *, batch_size: int, scale: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random batch of aligned (LR, HR) patches at ``scale``, as float tensors in [0, 1]:
+        LR (B, 3, p, p) and HR (B, 3, p*s, p*s)."""
+        p, s = self.patch_size, scale
+        lrs, hrs = [], []
+        picks = torch.randint(len(self.hr), (batch_size,), generator=generator).tolist()
+        augments = torch.randint(8, (batch_size,), generator=generator).tolist()
+        for i, aug in zip(picks, augments, strict=True):
+            lr = self.lr[s][i]
+            y = int(torch.randint(lr.shape[0] - p + 1, (1,), generator=generator))
+            x = int(torch.randint(lr.shape[1] - p + 1, (1,), generator=generator))
+            lrs.append(dihedral(lr[y : y + p, x : x + p], aug))
+            hrs.append(dihedral(self.hr[i][y * s : (y + p) * s, x * s : (x + p) * s], aug))
+        return _to_batch(lrs), _to_batch(hrs)
+
+
+def dihedral(patch: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 flips/rotations of an (H, W, C) patch: k in 0..7 (bit 2 = transpose, then k%4 quarter turns)."""
+    if k >= 4:
+        patch = patch.transpose(1, 0, 2)
+    return np.rot90(patch, k % 4)
+
+
+def _to_batch(patches: list[np.ndarray]) -> torch.Tensor:
+    batch = np.stack([np.ascontiguousarray(p) for p in patches])  # (B, H, W, 3) uint8
+    return torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+
+
+def _cached_downscale(hr: np.ndarray, scale: int, cache_dir: str | os.PathLike | None) -> np.ndarray:
+    if cache_dir is None:
+        return downscale_array(hr, scale)
+    key = hashlib.sha256(hr.tobytes() + repr(hr.shape).encode()).hexdigest()[:32]
+    path = Path(cache_dir) / f"{key}_x{scale}.npy"
+    if path.exists():
+        try:
+            return np.load(path)
+        except (OSError, ValueError):
+            pass  # a damaged cache entry is simply remade
+    lr = downscale_array(hr, scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, lr)
+    os.replace(tmp, path)
+    return lr
+
+
+def step_generator(*, seed: int, rank: int, step: int) -> torch.Generator:
+    """The generator for one training step: a pure function of (seed, rank, step)."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + rank) * 1_000_000_007 + step) % 2**63)

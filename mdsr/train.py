@@ -1,0 +1,337 @@
+"""Multi-scale training of MDSR-BAM, as in the MDSR paper: one model, each step one scale.
+
+L1 loss, Adam, a linear warm-up then cosine (or step) decay of the learning rate, optional gradient
+clipping, bf16 autocast and channels_last. Checkpoints are atomic (temporary file, then rename) and
+hold everything a resume needs; batches are a pure function of (seed, rank, step) (see ``data``), so
+a run killed at any moment and resumed ends with the same weights as one never interrupted.
+Started by ``torchrun``, it trains with DistributedDataParallel; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from mdsr.data import PatchDataset, list_images, step_generator
+from mdsr.inference import autocast, resolve_precision
+from mdsr.model import MDSR, MdsrConfig
+from mdsr.weights import save_weights
+
+log = logging.getLogger(__name__)
+
+PRESETS = {
+    "full": MdsrConfig(),
+    "tiny": MdsrConfig(n_resblocks=2, n_feats=16, reduction=4),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: tuple[str, ...]
+    out: str
+    preset: str = "full"
+    scales: tuple[int, ...] = (2, 3, 4)
+    patch_size: int = 48
+    batch_size: int = 16
+    steps: int = 10_000
+    lr: float = 1e-4
+    warmup: int = 0
+    schedule: str = "cosine"  # "cosine": to min_lr at the last step; "step": halve every decay_every
+    min_lr: float = 1e-6
+    decay_every: int = 200_000
+    clip_grad: float | None = None
+    precision: str = "auto"  # "auto" | "fp32" | "bf16" (autocast; weights stay fp32)
+    channels_last: bool = True
+    seed: int = 0
+    val_data: str | None = None
+    val_every: int = 500
+    checkpoint_every: int = 100
+    log_every: int = 10
+    cache_dir: str | None = None
+    init: str | None = None  # weights to start from (a file or folder load_model accepts)
+    max_minutes: float | None = None  # stop cleanly (and save) after this long
+    fp16_weights: bool = False
+    hf_dataset: str | None = None
+    hf_config: str | None = None
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Learning rate for ``step`` (0-based)."""
+    if cfg.warmup and step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.schedule == "cosine":
+        t = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+        return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
+    if cfg.schedule == "step":
+        return cfg.lr * 0.5 ** (step // cfg.decay_every)
+    raise ValueError(f"schedule must be 'cosine' or 'step', got {cfg.schedule!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic: a crash leaves either the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Distributed:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    rank = dist.get_rank()
+    if backend == "nccl":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    return Distributed(rank=rank, world=world, device=device)
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
+        ).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def build_dataset(cfg: TrainConfig, model_scales: tuple[int, ...]) -> tuple[PatchDataset, int]:
+    if cfg.hf_dataset:
+        import datasets  # optional dependency, only for Hub datasets
+
+        ds = datasets.load_dataset(cfg.hf_dataset, cfg.hf_config, split="train")
+        return PatchDataset.from_hf_dataset(ds, scales=model_scales, patch_size=cfg.patch_size), len(ds)
+    files = list_images(cfg.data)
+    data = PatchDataset.from_folders(cfg.data, scales=model_scales, patch_size=cfg.patch_size, cache_dir=cfg.cache_dir)
+    return data, len(files)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True) -> Path:
+    """Run (or resume) training; returns the path of the final weights file."""
+    from mdsr.evaluate import load_benchmark, validate  # evaluation imports inference, not train
+    from mdsr.weights import load_model
+
+    ctx = setup_distributed()
+    out = Path(cfg.out)
+    if ctx.main:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    config = PRESETS[cfg.preset]
+    config = MdsrConfig.from_dict({**config.to_dict(), "scales": cfg.scales})
+    model = MDSR(config)
+    if cfg.init:
+        start = load_model(cfg.init)
+        own = model.state_dict()
+        # Shared parts and matching scales come from the start weights; new scales keep their init.
+        model.load_state_dict({k: v for k, v in start.state_dict().items() if k in own and v.shape == own[k].shape}, strict=False)
+    model.to(ctx.device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+    precision = resolve_precision(cfg.precision, ctx.device)
+
+    step, best, history = 0, {}, []
+    last_path = out / "last.pt"
+    if resume and last_path.exists():
+        ckpt = load_checkpoint(last_path)
+        if ckpt["config"] != config.to_dict():
+            raise ValueError(f"{last_path} was trained with another architecture: {ckpt['config']}")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, best, history = ckpt["step"], ckpt["best"], ckpt["history"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        log.info("resumed from %s at step %d", last_path, step)
+
+    net = model
+    if ctx.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+    data, n_files = build_dataset(cfg, config.scales)
+    val_sets = {s: load_benchmark(cfg.val_data, s) for s in config.scales} if (cfg.val_data and ctx.main) else {}
+
+    def state() -> dict:
+        return {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "best": best,
+            "history": history, "torch_rng": torch.get_rng_state(), "config": config.to_dict(),
+            "train_config": json.dumps(asdict(cfg)),
+        }
+
+    stop = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stop["signal"] = signum
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    log_file = open(out / "log.jsonl", "a") if ctx.main else None
+    bar = None
+    if ctx.main and show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True)
+    started, window_patches, window_start = time.monotonic(), 0, time.monotonic()
+    try:
+        net.train()
+        while step < cfg.steps and stop["signal"] is None:
+            gen = step_generator(seed=cfg.seed, rank=ctx.rank, step=step)
+            scale = config.scales[int(torch.randint(len(config.scales), (1,), generator=gen))]
+            lr_batch, hr_batch = data.sample(batch_size=cfg.batch_size, scale=scale, generator=gen)
+            fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+            lr_batch = lr_batch.to(ctx.device, memory_format=fmt)
+            hr_batch = hr_batch.to(ctx.device, memory_format=fmt)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, step)
+            with autocast(precision, ctx.device):
+                sr = net(lr_batch, scale)
+            loss = F.l1_loss(sr.float(), hr_batch)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(
+                    f"the loss became {loss.item()} at step {step}; the last good checkpoint is {last_path} "
+                    "(try a lower --lr or --clip-grad)"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            optimizer.step()
+            step += 1
+            window_patches += cfg.batch_size * ctx.world
+
+            if not ctx.main:
+                continue
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                now = time.monotonic()
+                rate = window_patches / max(now - window_start, 1e-9)
+                window_patches, window_start = 0, now
+                record = {"step": step, "scale": scale, "loss": round(loss.item(), 6), "lr": learning_rate(cfg, step - 1),
+                          "patches_per_s": round(rate, 2), "elapsed_s": round(now - started, 1)}
+                history.append(record)
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                if bar is not None:
+                    bar.set_postfix(loss=f"{loss.item():.4f}", scale=scale, patches_s=f"{rate:.1f}")
+            if bar is not None:
+                bar.update(1)
+            if val_sets and (step % cfg.val_every == 0 or step == cfg.steps):
+                model.eval()
+                record = {"step": step, "val": {str(s): round(validate(model, pairs, s, precision=precision), 4)
+                                                for s, pairs in val_sets.items()}}
+                model.train()
+                history.append(record)
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                log.info("step %d: validation PSNR %s", step, record["val"])
+                mean_psnr = sum(record["val"].values()) / len(record["val"])
+                if mean_psnr > best.get("mean_psnr", -1.0):
+                    best = {"step": step, "mean_psnr": mean_psnr, "psnr": record["val"]}
+                    save_checkpoint(out / "best.pt", state())
+                plot_history(history, out / "curve.png")
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save_checkpoint(last_path, state())
+            if cfg.max_minutes and time.monotonic() - started > cfg.max_minutes * 60:
+                log.info("time limit reached at step %d", step)
+                break
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if bar is not None:
+            bar.close()
+        if log_file is not None:
+            log_file.close()
+
+    if ctx.main:
+        save_checkpoint(last_path, state())
+        plot_history(history, out / "curve.png")
+    final = out / "weights.safetensors"
+    if ctx.main:
+        last_val = next((h["val"] for h in reversed(history) if "val" in h), None)
+        save_weights(model, final, dtype=torch.float16 if cfg.fp16_weights else torch.float32, metadata={
+            "data": list(cfg.data) if not cfg.hf_dataset else [cfg.hf_dataset], "images": len(data),
+            "files": n_files, "steps": step, "scales": list(config.scales), "patch_size": cfg.patch_size,
+            "batch_size": cfg.batch_size * ctx.world, "lr": cfg.lr, "schedule": cfg.schedule, "seed": cfg.seed,
+            "git_commit": git_commit(), "validation": cfg.val_data or "none", "final_val_psnr": last_val,
+            "best": best, "precision": precision,
+        })
+    if ctx.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    if stop["signal"] is not None:
+        log.info("stopped by signal %d at step %d; resume with --resume", stop["signal"], step)
+    return final
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    """Training loss (smoothed) and validation PSNR per scale against the step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    vals = [(h["step"], h["val"]) for h in history if "val" in h]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    if losses:
+        steps, values = zip(*losses, strict=True)
+        k = max(1, len(values) // 50)
+        smooth = [sum(values[max(0, i - k + 1) : i + 1]) / len(values[max(0, i - k + 1) : i + 1]) for i in range(len(values))]
+        ax1.plot(steps, values, alpha=0.3, color="tab:blue")
+        ax1.plot(steps, smooth, color="tab:blue")
+        ax1.set_yscale("log")
+    ax1.set(title="training L1 loss", xlabel="step")
+    for scale in sorted({s for _, v in vals for s in v}):
+        pts = [(st, v[scale]) for st, v in vals if scale in v]
+        ax2.plot(*zip(*pts, strict=True), marker="o", label=f"x{scale}")
+    ax2.set(title="validation PSNR (Y, dB)", xlabel="step")
+    if vals:
+        ax2.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,223 @@
+"""Loading and saving weights: this project's safetensors files, super-image folders, and the Hub.
+
+Sources, in the order ``load_model`` tries them:
+- nothing: the bundled weights shipped in ``mdsr/weights/`` (scales 2, 3 and 4 in one file);
+- a ``.safetensors`` file in this project's format: tensors with super-image's key names, and the
+  ``MdsrConfig`` plus provenance as JSON in the file's metadata;
+- a folder in super-image's layout: ``config.json`` and ``pytorch_model_{s}x.pt`` (one scale each);
+- a Hub repository id in that layout (``eugenesiow/mdsr-bam``), downloaded with huggingface_hub.
+
+Legacy ``.pt`` files are read with ``torch.load(weights_only=True)``: a pickle that carries code is
+refused and nothing in it runs. Loads are strict and name the missing or unexpected keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from mdsr.model import MDSR, SUPPORTED_SCALES, MdsrConfig
+
+BUNDLED_DIR = Path(__file__).parent / "weights"
+BUNDLED_NAME = "mdsr-bam-x234.safetensors"
+BUNDLED_PATH = BUNDLED_DIR / BUNDLED_NAME
+
+# super-image saves its (unused) mean-shift convolutions; they are accepted and dropped.
+IGNORED_KEYS = ("sub_mean.weight", "sub_mean.bias", "add_mean.weight", "add_mean.bias")
+# Prefixes that training wrappers add (DataParallel/DDP, torch.compile).
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+class WeightsError(ValueError):
+    """A weights source that cannot be used, with a message meant for the user."""
+
+
+def clean_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Strip wrapper prefixes and drop super-image's unused mean-shift tensors."""
+    cleaned = {}
+    for key, value in state.items():
+        for prefix in WRAPPER_PREFIXES:
+            while key.startswith(prefix):
+                key = key[len(prefix) :]
+        if key not in IGNORED_KEYS:
+            cleaned[key] = value
+    return cleaned
+
+
+def load_state_strict(model: MDSR, state: Mapping[str, torch.Tensor], source: str) -> MDSR:
+    state = clean_state_dict(state)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_short(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_short(unexpected)}")
+        raise WeightsError(f"{source} does not fit an MDSR {model.config.scales} model: {'; '.join(parts)}")
+    for key, value in state.items():
+        if value.shape != own[key].shape:
+            raise WeightsError(f"{source}: {key} has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}")
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return model.eval()
+
+
+def _short(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+# --------------------------------------------------------------------------------------------------
+# This project's format
+# --------------------------------------------------------------------------------------------------
+
+
+def save_weights(
+    model: MDSR, path: str | os.PathLike, *, metadata: Mapping[str, object] | None = None, dtype: torch.dtype = torch.float32
+) -> Path:
+    """Write ``model`` as safetensors with its config and ``metadata`` (provenance) as JSON strings.
+
+    ``dtype=torch.float16`` halves the file; the loader converts back to float32. The write is
+    atomic: a temporary file renamed into place.
+    """
+    model = getattr(model, "module", model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    header = {"format": "mdsr", "config": json.dumps(model.config.to_dict())}
+    header.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata=header)
+    os.replace(tmp, path)
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata strings of a safetensors file (config, provenance)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as err:  # safetensors raises its own error types for damaged files
+        raise WeightsError(f"{path} is not a readable safetensors file ({err})") from err
+
+
+def load_safetensors(path: str | os.PathLike, *, scale: int | None = None) -> MDSR:
+    metadata = read_metadata(path)
+    if "config" not in metadata:
+        raise WeightsError(f"{path} has no MDSR config in its metadata; was it written by mdsr.save_weights?")
+    config = MdsrConfig.from_dict(json.loads(metadata["config"]))
+    with safe_open(str(path), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    model = load_state_strict(MDSR(config), state, str(path))
+    if scale is not None:
+        model.check_scale(scale)
+    model.metadata = metadata
+    return model
+
+
+def load_bundled() -> MDSR:
+    if not BUNDLED_PATH.exists():
+        raise WeightsError(
+            f"the bundled weights ({BUNDLED_PATH}) are not in this installation; "
+            "pass a weights file, a super-image folder or a Hub id instead"
+        )
+    return load_safetensors(BUNDLED_PATH)
+
+
+def load_model(source: str | os.PathLike | None = None, *, scale: int | None = None) -> MDSR:
+    """Build an MDSR model from a weights source (see the module docstring)."""
+    if source is None:
+        return load_bundled() if scale is None else _checked(load_bundled(), scale)
+    path = Path(source)
+    if path.suffix == ".safetensors" or path.is_file():
+        if not path.exists():
+            raise WeightsError(f"weights file not found: {path}")
+        if path.suffix == ".safetensors":
+            return load_safetensors(path, scale=scale)
+        return load_super_image_file(path, scale=scale)
+    if path.is_dir():
+        return load_super_image_folder(path, scale=scale)
+    return load_from_hub(str(source), scale=scale)
+
+
+def _checked(model: MDSR, scale: int) -> MDSR:
+    model.check_scale(scale)
+    return model
+
+
+def load_super_image_file(path: Path, *, scale: int | None) -> MDSR:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors come in many types; all mean "not safe or not weights"
+        raise WeightsError(f"{path} is not a plain weights file that loads safely ({type(err).__name__}: {err})") from err
+    if not isinstance(state, Mapping):
+        raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict")
+    state = state.get("model", state) if isinstance(state.get("model"), Mapping) else state
+    scales = infer_scales(state)
+    if scale is not None and scale not in scales:
+        raise WeightsError(f"{path} holds scales {scales}, not {scale}")
+    n_resblocks = 1 + max(int(k.split(".")[1]) for k in clean_state_dict(state) if k.startswith("body."))
+    first = clean_state_dict(state)["head.0.0.weight"]
+    bam = any(".attention." in k for k in state)
+    config = MdsrConfig(n_resblocks=n_resblocks - 1, n_feats=first.shape[0], bam=bam, scales=tuple(scales))
+    return load_state_strict(MDSR(config), state, str(path))
+
+
+def infer_scales(state: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
+    scales = sorted({int(k.split(".")[1]) for k in clean_state_dict(state) if k.startswith("upsample.")})
+    if not scales or any(s not in SUPPORTED_SCALES for s in scales):
+        raise WeightsError(f"no usable upsampler in these weights (found scales {scales})")
+    return tuple(scales)
+
+
+def load_super_image_folder(folder: Path, *, scale: int | None) -> MDSR:
+    """A folder in super-image's layout: ``config.json`` plus ``pytorch_model_{s}x.pt``."""
+    candidates = sorted(folder.glob("pytorch_model_*x.pt"))
+    if scale is None:
+        if len(candidates) != 1:
+            found = ", ".join(p.name for p in candidates) or "none"
+            raise WeightsError(f"{folder} holds several or no pytorch_model_{{s}}x.pt files ({found}); pass scale=")
+        weights = candidates[0]
+    else:
+        weights = folder / f"pytorch_model_{scale}x.pt"
+        if not weights.exists():
+            found = ", ".join(p.name for p in candidates) or "none"
+            raise WeightsError(f"{folder} has no {weights.name} (it holds: {found})")
+    config_file = folder / "config.json"
+    if config_file.exists():
+        try:
+            info = json.loads(config_file.read_text())
+        except json.JSONDecodeError as err:
+            raise WeightsError(f"{config_file} is not valid JSON ({err})") from err
+        if info.get("model_type", "MDSR").upper() != "MDSR":
+            raise WeightsError(f"{folder} holds a {info.get('model_type')} model, not MDSR")
+    return load_super_image_file(weights, scale=scale)
+
+
+def load_from_hub(repo_id: str, *, scale: int | None) -> MDSR:
+    """Download a super-image layout repository (``eugenesiow/mdsr-bam``) and load one scale."""
+    if scale is None:
+        raise WeightsError(f"{repo_id}: super-image repositories hold one file per scale; pass scale=2, 3 or 4")
+    if repo_id.count("/") != 1:
+        raise WeightsError(f"{repo_id!r} is neither an existing file or folder nor a Hub id like 'eugenesiow/mdsr-bam'")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        hf_hub_download(repo_id, "config.json")
+        weights = hf_hub_download(repo_id, f"pytorch_model_{scale}x.pt")
+    except (RepositoryNotFoundError, EntryNotFoundError) as err:
+        raise WeightsError(f"the Hub has no pytorch_model_{scale}x.pt in {repo_id} ({type(err).__name__})") from err
+    except (LocalEntryNotFoundError, OSError) as err:
+        raise WeightsError(
+            f"could not download {repo_id} from the Hugging Face Hub (offline or unreachable); "
+            "the bundled weights or a local folder work offline"
+        ) from err
+    return load_super_image_folder(Path(weights).parent, scale=scale)
