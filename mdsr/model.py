@@ -52,7 +52,7 @@ class MdsrConfig:
 
 
 def conv3x3(c_in: int, c_out: int) -> nn.Sequential:
-    # Wrapped in a Sequential only so the parameter names match super-image ("head.0.0.weight").
+    # Wrapped in Sequentials only so the parameter names match super-image ("body.32.0.weight").
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1))
 
 
@@ -88,7 +88,7 @@ class MDSR(nn.Module):
         super().__init__()
         self.config = config = config or MdsrConfig()
         block = dict(n_feats=config.n_feats, res_scale=config.res_scale, bam=config.bam, reduction=config.reduction)
-        self.head = conv3x3(3, config.n_feats)
+        self.head = nn.Sequential(conv3x3(3, config.n_feats))
         self.pre_process = nn.ModuleDict(
             {str(s): nn.Sequential(ResBlock(**block), ResBlock(**block)) for s in config.scales}
         )
@@ -96,7 +96,7 @@ class MDSR(nn.Module):
             *[ResBlock(**block) for _ in range(config.n_resblocks)], conv3x3(config.n_feats, config.n_feats)
         )
         self.upsample = nn.ModuleDict({str(s): Upsampler(scale=s, n_feats=config.n_feats) for s in config.scales})
-        self.tail = conv3x3(config.n_feats, 3)
+        self.tail = nn.Sequential(conv3x3(config.n_feats, 3))
 
     @property
     def scales(self) -> tuple[int, ...]:
