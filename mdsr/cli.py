@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -46,8 +47,6 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import torch
 
     from mdsr.train import TrainConfig, train
@@ -73,9 +72,154 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def expand_inputs(inputs: Sequence[str]) -> list[Path]:
+    """Files as given, folders as their image files (sorted); a missing path is an error."""
+    from mdsr.data import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + (".gif",))
+            if not found:
+                raise FileNotFoundError(f"{path} holds no images")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    return files
+
+
+def add_upscale(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("upscale", help="super-resolve images")
+    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("-s", "--scale", type=int, choices=[2, 3, 4], required=True)
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--weights", default=None, help="weights file, super-image folder or Hub id (default: bundled)")
+    p.add_argument("--tile", default="auto", help="HR-stage tile in LR pixels, 'auto' or 'none'")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (slower, +0.1 dB)")
+    p.add_argument("--compare", action="store_true", help="also write NAME_compare.png: bicubic | MDSR")
+    p.set_defaults(run=run_upscale)
+
+
+def parse_tile(value: str) -> int | str | None:
+    if value in ("auto", "none"):
+        return None if value == "none" else "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"--tile must be a number of pixels, 'auto' or 'none', not {value!r}") from None
+
+
+def run_upscale(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+    from tqdm import tqdm
+
+    from mdsr.imaging import ImageError, Picture, preview_rgb, read_image, save_picture, upscale_array
+    from mdsr.inference import upscale_picture
+    from mdsr.weights import load_model
+
+    tile = parse_tile(args.tile)
+    files = expand_inputs(args.inputs)
+    model = load_model(args.weights, scale=args.scale)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for path in tqdm(files, unit="img", disable=len(files) < 2):
+        try:
+            pic = read_image(path)
+            result, info = upscale_picture(model, pic, args.scale, tile=tile, precision=args.precision,
+                                           self_ensemble=args.self_ensemble)
+            target = out_dir / f"{path.stem}_x{args.scale}.png"
+            save_picture(result, target)
+            if args.compare:
+                bicubic = Picture(np.clip(upscale_array(pic.rgb.astype(np.float64), args.scale), 0, 1).astype(np.float32),
+                                  None, grey=pic.grey)
+                side = np.hstack([preview_rgb(bicubic), preview_rgb(Picture(result.rgb, None, grey=result.grey))])
+                Image.fromarray(side).save(out_dir / f"{path.stem}_x{args.scale}_compare.png")
+            notes = "".join(f" ({n})" for n in result.notes)
+            tqdm.write(f"{path} -> {target} [{info.precision}, {info.tiles} tile(s), {info.seconds:.1f} s]{notes}")
+        except (ImageError, OSError) as err:
+            failures.append(f"{path}: {err}")
+            tqdm.write(f"error: {path}: {err}", file=sys.stderr)
+    if failures:
+        print(f"error: {len(failures)} of {len(files)} images failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_downscale(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("downscale", help="make LR images with MATLAB's bicubic, as the benchmarks do")
+    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("-s", "--scale", type=int, choices=[2, 3, 4], required=True)
+    p.add_argument("-o", "--out", required=True, help="output folder: OUT/{name}x{s}.png")
+    p.add_argument("--border", choices=["symmetric", "replicate"], default="symmetric")
+    p.set_defaults(run=run_downscale)
+
+
+def run_downscale(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from mdsr.imaging import ImageError, downscale_array, load_image_array
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = expand_inputs(args.inputs)
+    failures = 0
+    for path in files:
+        try:
+            lr = downscale_array(load_image_array(path), args.scale, border=args.border)
+            Image.fromarray(lr).save(out_dir / f"{path.stem}x{args.scale}.png")
+        except (ImageError, OSError, ValueError) as err:
+            failures += 1
+            print(f"error: {path}: {err}", file=sys.stderr)
+    if failures:
+        print(f"error: {failures} of {len(files)} images failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="PSNR/SSIM table on benchmark folders (HR/ and optional LR_bicubic*/)")
+    p.add_argument("--data", nargs="+", required=True, help="benchmark folders")
+    p.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4], choices=[2, 3, 4])
+    p.add_argument("--weights", default=None, help="weights file, super-image folder or Hub id (default: bundled)")
+    p.add_argument("--protocol", choices=["standard", "super-image"], default="standard")
+    p.add_argument("--self-ensemble", action="store_true")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32")
+    p.add_argument("--json", default=None, help="write the results (with per-image scores) here")
+    p.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from mdsr.evaluate import evaluate, markdown_table, write_json
+    from mdsr.weights import BUNDLED_PATH, load_for_scales
+
+    for folder in args.data:
+        if not (Path(folder) / "HR").is_dir():
+            raise FileNotFoundError(f"{folder} has no HR/ folder of ground-truth images")
+    models = load_for_scales(args.weights, args.scales)
+    name = args.weights or BUNDLED_PATH.name
+    results = []
+    for scale, model in models.items():
+        results += evaluate(model, args.data, [scale], protocol=args.protocol, self_ensemble=args.self_ensemble,
+                            precision=args.precision, weights=name)
+    results.sort(key=lambda r: (args.data.index(next(d for d in args.data if Path(d).name == r.dataset)), r.scale))
+    print(markdown_table(results))
+    if args.json:
+        write_json(results, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mdsr", description="MDSR-BAM super-resolution")
     sub = parser.add_subparsers(dest="command", required=True)
+    add_upscale(sub)
+    add_downscale(sub)
+    add_evaluate(sub)
     add_train(sub)
     return parser
 
@@ -83,7 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as err:
+        # User-facing errors (bad files, weights, options) end in one line, not a traceback.
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

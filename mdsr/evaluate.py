@@ -22,14 +22,14 @@ import numpy as np
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from mdsr.imaging import downscale_array, load_image_array, modcrop, upscale_array
-from mdsr.inference import Precision, super_resolve
-from mdsr.imaging import array_to_tensor, tensor_to_array
+from mdsr.imaging import array_to_tensor, downscale_array, load_image_array, modcrop, tensor_to_array, upscale_array
+from mdsr.inference import Precision, super_resolve, super_resolve_ensemble
 from mdsr.metrics import psnr, ssim
 from mdsr.model import MDSR
 
 Protocol = Literal["standard", "super-image"]
-SUPER_IMAGE_Y = np.array([64.738, 128.553, 24.966])
+# super-image's convert_rgb_to_y: 16 + (64.738 R + 129.057 G + 25.064 B) / 256 on 0..255 values.
+SUPER_IMAGE_Y = np.array([64.738, 129.057, 25.064]) / 256.0
 
 
 @dataclass
@@ -59,7 +59,97 @@ def load_benchmark(folder: str | os.PathLike, scale: int) -> list[Pair]:
     return pairs
 
 
+def load_benchmark_super_image(folder: str | os.PathLike, scale: int) -> list[Pair]:
+    """Pairs as super-image's evaluation saw them: LR by PIL bicubic from the uncropped HR, and HR
+    resized (PIL bicubic) to LR size times s where it was not divisible."""
+    pairs = []
+    for path in sorted(p for p in (Path(folder) / "HR").iterdir() if p.is_file()):
+        hr = Image.fromarray(load_image_array(path))
+        lr = hr.resize((hr.width // scale, hr.height // scale), Image.BICUBIC)
+        if hr.size != (lr.width * scale, lr.height * scale):
+            hr = hr.resize((lr.width * scale, lr.height * scale), Image.BICUBIC)
+        pairs.append(Pair(path.stem, np.asarray(lr), np.asarray(hr)))
+    return pairs
+
+
 def validate(model: MDSR, pairs: list[Pair], scale: int, *, precision: Precision = "fp32") -> float:
     """Mean standard-protocol PSNR of ``model`` over ``pairs``."""
     scores = [psnr(tensor_to_array(super_resolve(model, array_to_tensor(p.lr), scale, precision=precision)), p.hr, shave=scale) for p in pairs]
     return float(np.mean(scores))
+
+
+def _super_image_y(img: np.ndarray) -> np.ndarray:
+    return 16.0 + img.astype(np.float64) @ SUPER_IMAGE_Y
+
+
+def super_image_metrics(output: np.ndarray, truth: np.ndarray, scale: int) -> tuple[float, float]:
+    """PSNR/SSIM as super-image computes them: float output (not rounded), its Y, shave = scale."""
+    a = _super_image_y(output)[scale:-scale, scale:-scale]
+    b = _super_image_y(truth)[scale:-scale, scale:-scale]
+    mse = float(np.mean((a - b) ** 2))
+    value = float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+    s = structural_similarity(b, a, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    return value, float(s)
+
+
+@dataclass
+class Result:
+    dataset: str
+    scale: int
+    images: int
+    psnr: float
+    ssim: float
+    bicubic_psnr: float
+    bicubic_ssim: float
+    weights: str
+    protocol: str
+    per_image: list[dict] = field(default_factory=list)
+
+
+def evaluate(
+    model: MDSR, folders: list[str | os.PathLike], scales: list[int], *, protocol: Protocol = "standard",
+    self_ensemble: bool = False, precision: Precision = "fp32", weights: str = "", show_progress: bool = True,
+) -> list[Result]:
+    """One ``Result`` per dataset and scale (see the module docstring for the protocols)."""
+    if protocol not in ("standard", "super-image"):
+        raise ValueError(f"protocol must be 'standard' or 'super-image', got {protocol!r}")
+    run = super_resolve_ensemble if self_ensemble else super_resolve
+    results = []
+    for folder in folders:
+        for scale in scales:
+            model.check_scale(scale)
+            pairs = load_benchmark(folder, scale) if protocol == "standard" else load_benchmark_super_image(folder, scale)
+            rows = []
+            iterator = pairs
+            if show_progress:
+                from tqdm import tqdm
+
+                iterator = tqdm(pairs, desc=f"{Path(folder).name} x{scale}", unit="img", leave=False)
+            for pair in iterator:
+                sr = run(model, array_to_tensor(pair.lr), scale, precision=precision)
+                if protocol == "standard":
+                    out, bic = tensor_to_array(sr), upscale_array(pair.lr, scale)
+                    scores = (psnr(out, pair.hr, shave=scale), ssim(out, pair.hr, shave=scale),
+                              psnr(bic, pair.hr, shave=scale), ssim(bic, pair.hr, shave=scale))
+                else:
+                    out = sr[0].permute(1, 2, 0).numpy() * 255.0
+                    lr_img = Image.fromarray(pair.lr)
+                    bic = np.asarray(lr_img.resize((lr_img.width * scale, lr_img.height * scale), Image.BICUBIC))
+                    scores = super_image_metrics(out, pair.hr, scale) + super_image_metrics(bic, pair.hr, scale)
+                rows.append(dict(zip(("name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"), (pair.name, *scores), strict=True)))
+            mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")}
+            results.append(Result(dataset=Path(folder).name, scale=scale, images=len(rows), weights=weights,
+                                  protocol=protocol, per_image=rows, **mean))
+    return results
+
+
+def markdown_table(results: list[Result]) -> str:
+    """The model card's table shape: dataset, scale, bicubic PSNR/SSIM, model PSNR/SSIM."""
+    lines = ["| Dataset | Scale | Bicubic PSNR / SSIM | MDSR-BAM PSNR / SSIM |", "| --- | --- | --- | --- |"]
+    for r in results:
+        lines.append(f"| {r.dataset} | x{r.scale} | {r.bicubic_psnr:.2f} / {r.bicubic_ssim:.4f} | {r.psnr:.2f} / {r.ssim:.4f} |")
+    return "\n".join(lines)
+
+
+def write_json(results: list[Result], path: str | os.PathLike) -> None:
+    Path(path).write_text(json.dumps([asdict(r) for r in results], indent=2))

@@ -18,6 +18,8 @@ At the edges the package speaks PIL; inside it speaks float RGB tensors in [0, 1
 from __future__ import annotations
 
 import math
+import os
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -140,7 +142,7 @@ def load_image_array(path: str | bytes) -> np.ndarray:
 
 def array_to_tensor(array: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) or float [0, 1] (H, W, 3) -> float tensor (1, 3, H, W) in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None]
+    t = torch.from_numpy(np.array(array, copy=True)).permute(2, 0, 1)[None]
     return t.float().div_(255.0) if array.dtype == np.uint8 else t.float()
 
 
@@ -158,3 +160,181 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
 def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
     """Float RGB tensor (1, 3, H, W) in [0, 1] -> uint8 RGB PIL image."""
     return Image.fromarray(tensor_to_array(tensor))
+
+
+# --------------------------------------------------------------------------------------------------
+# User images: any mode, alpha, 16-bit, EXIF orientation, with clear errors
+# --------------------------------------------------------------------------------------------------
+
+DEFAULT_MAX_INPUT_PIXELS = 16_000_000
+
+
+class ImageError(ValueError):
+    """An image that cannot be used, with a message meant for the user."""
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A decoded user image.
+
+    ``rgb`` is float32 (H, W, 3) in [0, 1]; ``alpha`` float32 (H, W) in [0, 1] or None; ``grey`` and
+    ``bit_depth`` (8 or 16) say how to store the result so that grey stays grey and 16-bit stays 16-bit.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+    grey: bool = False
+    bit_depth: int = 8
+    notes: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as PIL reports sizes."""
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+def _check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError(
+            f"the image is {width}x{height} ({width * height / 1e6:.1f} megapixels); the limit is "
+            f"{max_pixels / 1e6:.1f} megapixels"
+        )
+
+
+def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> Picture:
+    """Decode a PIL image of any mode: EXIF orientation applied, first frame of an animation."""
+    notes: list[str] = []
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)
+        notes.append(f"animated image: used the first of its {image.n_frames} frames")
+    _check_pixels(image.width, image.height, max_pixels)
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"the image data could not be decoded ({err})") from err
+    mode = image.mode
+    if mode.startswith("I") or mode == "F":
+        # 16-bit grey (PIL's "I;16"/"I"); float images are taken as [0, 1].
+        scale = 1.0 if mode == "F" else 65535.0
+        grey = np.clip(np.asarray(image, dtype=np.float32) / scale, 0, 1)
+        return Picture(np.repeat(grey[:, :, None], 3, axis=2), None, grey=True, bit_depth=16, notes=tuple(notes))
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info) or (
+        mode in ("L", "RGB") and "transparency" in image.info
+    )
+    grey = mode in ("1", "L", "LA", "La")
+    if has_alpha:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+        rgb, alpha = rgba[:, :, :3], rgba[:, :, 3]
+    else:
+        rgb, alpha = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0, None
+    return Picture(np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), grey=grey, notes=tuple(notes))
+
+
+def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> Picture:
+    """Open a path, bytes-like file object or PIL image as a ``Picture``, with user-facing errors.
+
+    16-bit colour PNG/TIFF files, which PIL reduces to 8 bits, are read at full depth with OpenCV.
+    """
+    if isinstance(source, Image.Image):
+        return picture_from_pil(source, max_pixels=max_pixels)
+    deep = _read_deep_colour(source, max_pixels) if isinstance(source, str) or hasattr(source, "__fspath__") else None
+    if deep is not None:
+        return deep
+    try:
+        with Image.open(source) as image:
+            return picture_from_pil(image, max_pixels=max_pixels)
+    except Image.DecompressionBombError as err:
+        declared = re.search(r"\((\d+) pixels\)", str(err))
+        size = f" ({int(declared.group(1)) / 1e6:.0f} megapixels)" if declared else ""
+        raise ImageError(
+            f"the image declares too many pixels to open safely{size}, a possible decompression bomb; "
+            f"the limit is {(max_pixels or Image.MAX_IMAGE_PIXELS) / 1e6:.1f} megapixels"
+        ) from err
+    except FileNotFoundError:
+        raise
+    except Image.UnidentifiedImageError as err:
+        raise ImageError("the file is not an image that can be read (PNG, JPEG, WebP, BMP, TIFF or GIF)") from err
+    except (OSError, SyntaxError) as err:
+        raise ImageError(f"the image data could not be decoded ({err})") from err
+
+
+def _read_deep_colour(path, max_pixels: int | None) -> Picture | None:
+    """A 16-bit colour image (H, W, 3|4) via OpenCV, or None when the file is anything else."""
+    path = os.fspath(path)
+    if not str(path).lower().endswith((".png", ".tif", ".tiff")):
+        return None
+    try:
+        with Image.open(path) as probe:
+            deep = probe.mode in ("RGB", "RGBA") and (_png_bit_depth(probe) == 16 or probe.format == "TIFF")
+            if not deep:
+                return None
+            _check_pixels(probe.width, probe.height, max_pixels)
+    except (OSError, SyntaxError, Image.DecompressionBombError):
+        return None
+    import cv2
+
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if array is None or array.dtype != np.uint16 or array.ndim != 3:
+        return None
+    array = array.astype(np.float32) / 65535.0
+    rgb = array[:, :, 2::-1]
+    alpha = array[:, :, 3] if array.shape[2] == 4 else None
+    return Picture(np.ascontiguousarray(rgb), alpha, grey=False, bit_depth=16)
+
+
+def _png_bit_depth(image: Image.Image) -> int | None:
+    if image.format != "PNG":
+        return None
+    fp = image.fp
+    pos = fp.tell()
+    try:
+        fp.seek(24)  # 8-byte signature, 4-byte length, "IHDR", width, height, then bit depth
+        return fp.read(1)[0]
+    finally:
+        fp.seek(pos)
+
+
+def picture_to_array(pic: Picture) -> np.ndarray:
+    """The picture as an integer array in its own depth: (H, W) grey, (H, W, 2) grey+alpha,
+    (H, W, 3) RGB or (H, W, 4) RGBA; uint8 or uint16."""
+    maximum, dtype = (65535.0, np.uint16) if pic.bit_depth == 16 else (255.0, np.uint8)
+    colour = pic.rgb.mean(axis=2, keepdims=True) if pic.grey else pic.rgb
+    planes = colour if pic.alpha is None else np.concatenate([colour, pic.alpha[:, :, None]], axis=2)
+    array = np.clip(np.rint(planes * maximum), 0, maximum).astype(dtype)
+    return array[:, :, 0] if array.shape[2] == 1 else array
+
+
+def picture_to_pil(pic: Picture) -> Image.Image:
+    """A PIL image in the picture's own kind: L, LA, RGB, RGBA, or I;16 for 16-bit grey.
+
+    16-bit colour has no PIL mode; it becomes 8-bit here (``save_picture`` keeps 16 bits).
+    """
+    if pic.bit_depth == 16 and pic.grey and pic.alpha is None:
+        return Image.fromarray(picture_to_array(pic))  # uint16 (H, W) -> "I;16"
+    eight = Picture(pic.rgb, pic.alpha, grey=pic.grey, bit_depth=8)
+    return Image.fromarray(picture_to_array(eight))
+
+
+def save_picture(pic: Picture, path) -> None:
+    """Write a PNG (or any format PIL knows), keeping 16-bit colour via OpenCV."""
+    path = os.fspath(path)
+    if pic.bit_depth == 16 and not (pic.grey and pic.alpha is None) and path.lower().endswith((".png", ".tif", ".tiff")):
+        import cv2
+
+        array = picture_to_array(pic)
+        if array.ndim == 3:
+            array = array[:, :, [2, 1, 0, 3]] if array.shape[2] == 4 else array[:, :, ::-1]
+        if not cv2.imwrite(path, np.ascontiguousarray(array)):
+            raise OSError(f"could not write {path}")
+        return
+    picture_to_pil(pic).save(path)
+
+
+def preview_rgb(pic: Picture, background: float = 0.5) -> np.ndarray:
+    """uint8 RGB (H, W, 3) for display: alpha composited over a neutral grey, 16 bits reduced to 8."""
+    rgb = pic.rgb.mean(axis=2, keepdims=True).repeat(3, axis=2) if pic.grey else pic.rgb
+    if pic.alpha is not None:
+        a = pic.alpha[:, :, None]
+        rgb = rgb * a + background * (1 - a)
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)

@@ -11,12 +11,17 @@ is bounded by the tile size.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
+from PIL import Image
 
+from mdsr.imaging import ImageError, Picture, picture_from_pil, picture_to_pil, upscale_array
 from mdsr.model import MDSR
 
 Precision = Literal["auto", "fp32", "bf16"]
@@ -95,3 +100,106 @@ def _tile_boxes(h: int, w: int, tile: int | None) -> list[tuple[int, int, int, i
     return [
         (r * tile, min((r + 1) * tile, h), c * tile, min((c + 1) * tile, w)) for r in range(rows) for c in range(cols)
     ]
+
+
+def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    if k >= 4:
+        x = x.transpose(2, 3)
+    return torch.rot90(x, k % 4, dims=(2, 3))
+
+
+def _undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    x = torch.rot90(x, -(k % 4), dims=(2, 3))
+    return x.transpose(2, 3) if k >= 4 else x
+
+
+def super_resolve_ensemble(
+    model: MDSR, lr: torch.Tensor, scale: int, *, precision: Precision = "fp32", tile: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> torch.Tensor:
+    """Geometric self-ensemble (EDSR's "+"): the mean over the 8 flips/rotations, each undone."""
+    total = 8 * len(_tile_boxes(lr.shape[2], lr.shape[3], tile))
+    done = 0
+
+    def step(n: int, _tiles: int) -> None:
+        if progress is not None:
+            progress(done + n, total)
+
+    acc = None
+    for k in range(8):
+        out = _undo_dihedral(super_resolve(model, _dihedral(lr, k), scale, precision=precision, tile=tile, progress=step), k)
+        acc = out if acc is None else acc.add_(out)
+        done += total // 8
+    return acc.div_(8)
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole pictures: PIL in, PIL out
+# --------------------------------------------------------------------------------------------------
+
+DEFAULT_MAX_OUTPUT_PIXELS = 64_000_000
+AUTO_TILE = 256  # LR pixels; bounds the HR stage to ~(4*256)^2 * 64 channels per tile at x4
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What ran, for the UI and the CLI."""
+
+    scale: int
+    precision: str
+    device: str
+    tiles: int
+    self_ensemble: bool
+    seconds: float
+
+
+def choose_tile(height: int, width: int, tile: int | Literal["auto"] | None) -> int | None:
+    if tile == "auto":
+        return None if max(height, width) <= AUTO_TILE else AUTO_TILE
+    if tile is not None and tile < 16:
+        raise ValueError(f"tile must be at least 16 LR pixels, got {tile}")
+    return tile
+
+
+def upscale_picture(
+    model: MDSR, pic: Picture, scale: int, *, tile: int | Literal["auto"] | None = "auto", precision: Precision = "auto",
+    self_ensemble: bool = False, progress: ProgressCallback | None = None,
+    max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
+) -> tuple[Picture, RunInfo]:
+    """Super-resolve a decoded picture; alpha is upscaled with bicubic and re-attached."""
+    model.check_scale(scale)
+    h, w = pic.rgb.shape[:2]
+    if min(h, w) < 2:
+        raise ImageError(f"the image is {w}x{h}; it must be at least 2 pixels on each side")
+    if max_output_pixels is not None and h * w * scale * scale > max_output_pixels:
+        raise ImageError(
+            f"a {w}x{h} image upscaled {scale}x would be {w * scale}x{h * scale} "
+            f"({h * w * scale * scale / 1e6:.1f} megapixels); the output limit is {max_output_pixels / 1e6:.1f} megapixels"
+        )
+    device = next(model.parameters()).device
+    mode = resolve_precision(precision, device)
+    tile_size = choose_tile(h, w, tile)
+    started = time.perf_counter()
+    lr = torch.from_numpy(np.ascontiguousarray(pic.rgb)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+    run = super_resolve_ensemble if self_ensemble else super_resolve
+    sr = run(model, lr, scale, precision=mode, tile=tile_size, progress=progress)
+    rgb = sr[0].permute(1, 2, 0).cpu().numpy()
+    alpha = None
+    if pic.alpha is not None:
+        alpha = np.clip(upscale_array(pic.alpha.astype(np.float64), scale), 0, 1).astype(np.float32)
+    info = RunInfo(scale=scale, precision=mode, device=str(device), tiles=len(_tile_boxes(h, w, tile_size)),
+                   self_ensemble=self_ensemble, seconds=time.perf_counter() - started)
+    return Picture(rgb, alpha, grey=pic.grey, bit_depth=pic.bit_depth, notes=pic.notes), info
+
+
+def upscale(
+    model: MDSR, image: Image.Image, scale: int, *, tile: int | Literal["auto"] | None = "auto",
+    precision: Precision = "auto", self_ensemble: bool = False, progress: ProgressCallback | None = None,
+    max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
+) -> Image.Image:
+    """Super-resolve a PIL image of any mode by ``scale``; returns a PIL image of the same kind
+    (grey stays grey, alpha is kept, 16-bit grey stays 16-bit; see ``imaging.picture_to_pil``)."""
+    pic = picture_from_pil(image, max_pixels=None)
+    out, _ = upscale_picture(model, pic, scale, tile=tile, precision=precision, self_ensemble=self_ensemble,
+                             progress=progress, max_output_pixels=max_output_pixels)
+    return picture_to_pil(out)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
+from torch.nn import functional
 
 from mdsr.data import PatchDataset, list_images, step_generator
 from mdsr.inference import autocast, resolve_precision
@@ -66,7 +66,7 @@ class TrainConfig:
     hf_config: str | None = None
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLossError(RuntimeError):
     pass
 
 
@@ -209,7 +209,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
         stop["signal"] = signum
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    log_file = open(out / "log.jsonl", "a") if ctx.main else None
+    log_file = open(out / "log.jsonl", "a") if ctx.main else None  # noqa: SIM115 (closed in the finally below)
     bar = None
     if ctx.main and show_progress:
         from tqdm import tqdm
@@ -229,9 +229,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
                 group["lr"] = learning_rate(cfg, step)
             with autocast(precision, ctx.device):
                 sr = net(lr_batch, scale)
-            loss = F.l1_loss(sr.float(), hr_batch)
+            loss = functional.l1_loss(sr.float(), hr_batch)
             if not torch.isfinite(loss):
-                raise NonFiniteLoss(
+                raise NonFiniteLossError(
                     f"the loss became {loss.item()} at step {step}; the last good checkpoint is {last_path} "
                     "(try a lower --lr or --clip-grad)"
                 )

@@ -114,7 +114,7 @@ def load_safetensors(path: str | os.PathLike, *, scale: int | None = None) -> MD
         raise WeightsError(f"{path} has no MDSR config in its metadata; was it written by mdsr.save_weights?")
     config = MdsrConfig.from_dict(json.loads(metadata["config"]))
     with safe_open(str(path), framework="pt") as f:
-        state = {k: f.get_tensor(k) for k in f.keys()}
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     model = load_state_strict(MDSR(config), state, str(path))
     if scale is not None:
         model.check_scale(scale)
@@ -147,6 +147,17 @@ def load_model(source: str | os.PathLike | None = None, *, scale: int | None = N
     return load_from_hub(str(source), scale=scale)
 
 
+def load_for_scales(source: str | os.PathLike | None, scales: list[int]) -> dict[int, MDSR]:
+    """A model for each scale: one shared model where the source holds every scale in one file (this
+    project's format), else one per scale (super-image folders and Hub repositories)."""
+    if source is None or Path(source).is_file():
+        model = load_model(source)
+        for s in scales:
+            model.check_scale(s)
+        return {s: model for s in scales}
+    return {s: load_model(source, scale=s) for s in scales}
+
+
 def _checked(model: MDSR, scale: int) -> MDSR:
     model.check_scale(scale)
     return model
@@ -160,21 +171,23 @@ def load_super_image_file(path: Path, *, scale: int | None) -> MDSR:
     if not isinstance(state, Mapping):
         raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict")
     state = state.get("model", state) if isinstance(state.get("model"), Mapping) else state
-    scales = infer_scales(state)
-    if scale is not None and scale not in scales:
-        raise WeightsError(f"{path} holds scales {scales}, not {scale}")
-    n_resblocks = 1 + max(int(k.split(".")[1]) for k in clean_state_dict(state) if k.startswith("body."))
-    first = clean_state_dict(state)["head.0.0.weight"]
-    bam = any(".attention." in k for k in state)
-    config = MdsrConfig(n_resblocks=n_resblocks - 1, n_feats=first.shape[0], bam=bam, scales=tuple(scales))
+    config = infer_config(state)
+    if scale is not None and scale not in config.scales:
+        raise WeightsError(f"{path} holds scales {config.scales}, not {scale}")
     return load_state_strict(MDSR(config), state, str(path))
 
 
-def infer_scales(state: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
-    scales = sorted({int(k.split(".")[1]) for k in clean_state_dict(state) if k.startswith("upsample.")})
-    if not scales or any(s not in SUPPORTED_SCALES for s in scales):
-        raise WeightsError(f"no usable upsampler in these weights (found scales {scales})")
-    return tuple(scales)
+def infer_config(state: Mapping[str, torch.Tensor]) -> MdsrConfig:
+    """The architecture of a super-image state dict, which carries no config of its own."""
+    state = clean_state_dict(state)
+    scales = sorted({int(k.split(".")[1]) for k in state if k.startswith("upsample.")})
+    if "head.0.0.weight" not in state or not scales or any(s not in SUPPORTED_SCALES for s in scales):
+        raise WeightsError(f"these are not MDSR weights (no head.0.0.weight or no upsampler for 2, 3 or 4; found scales {scales})")
+    n_feats = state["head.0.0.weight"].shape[0]
+    fc1 = next((v for k, v in state.items() if k.endswith("attention.ca.fc1.weight")), None)
+    last_body = max(int(k.split(".")[1]) for k in state if k.startswith("body."))  # the body's final conv
+    return MdsrConfig(n_resblocks=last_body, n_feats=n_feats, bam=fc1 is not None,
+                      reduction=n_feats // fc1.shape[0] if fc1 is not None else 16, scales=tuple(scales))
 
 
 def load_super_image_folder(folder: Path, *, scale: int | None) -> MDSR:
@@ -213,11 +226,16 @@ def load_from_hub(repo_id: str, *, scale: int | None) -> MDSR:
     try:
         hf_hub_download(repo_id, "config.json")
         weights = hf_hub_download(repo_id, f"pytorch_model_{scale}x.pt")
-    except (RepositoryNotFoundError, EntryNotFoundError) as err:
-        raise WeightsError(f"the Hub has no pytorch_model_{scale}x.pt in {repo_id} ({type(err).__name__})") from err
-    except (LocalEntryNotFoundError, OSError) as err:
+    except LocalEntryNotFoundError as err:  # a subclass of EntryNotFoundError: offline, not missing
         raise WeightsError(
             f"could not download {repo_id} from the Hugging Face Hub (offline or unreachable); "
+            "the bundled weights or a local folder work offline"
+        ) from err
+    except (RepositoryNotFoundError, EntryNotFoundError) as err:
+        raise WeightsError(f"the Hub has no pytorch_model_{scale}x.pt in {repo_id} ({type(err).__name__})") from err
+    except OSError as err:  # connection errors and the like
+        raise WeightsError(
+            f"could not download {repo_id} from the Hugging Face Hub (offline or unreachable: {type(err).__name__}); "
             "the bundled weights or a local folder work offline"
         ) from err
     return load_super_image_folder(Path(weights).parent, scale=scale)

@@ -1,0 +1,60 @@
+"""Shared test fixtures: real images (scikit-image's bundled, public domain), tiny models, and the
+research data beside the checkout when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from mdsr.model import MDSR, MdsrConfig
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+BENCHMARK = SHARED_DATA / "benchmark"
+
+needs_data = pytest.mark.skipif(not BENCHMARK.is_dir(), reason="../shared/data is not present")
+
+TINY = MdsrConfig(n_resblocks=2, n_feats=16, reduction=4)
+
+
+@pytest.fixture
+def tiny_model() -> MDSR:
+    torch.manual_seed(0)
+    return MDSR(TINY).eval()
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> Image.Image:
+    """NASA's astronaut photograph (public domain), 512x512 RGB, from scikit-image."""
+    return Image.fromarray(skdata.astronaut())
+
+
+@pytest.fixture(scope="session")
+def coffee() -> Image.Image:
+    """Coffee cup by Rachel Michetti (CC0), 600x400 RGB, from scikit-image."""
+    return Image.fromarray(skdata.coffee())
+
+
+@pytest.fixture(scope="session")
+def chelsea() -> Image.Image:
+    """Chelsea the cat by Stefan van der Walt (CC0), 451x300 RGB, from scikit-image."""
+    return Image.fromarray(skdata.chelsea())
+
+
+def crop(image: Image.Image, size: tuple[int, int], offset: tuple[int, int] = (0, 0)) -> Image.Image:
+    x, y = offset
+    return image.crop((x, y, x + size[0], y + size[1]))
+
+
+def as_array(image: Image.Image) -> np.ndarray:
+    return np.asarray(image)

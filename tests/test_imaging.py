@@ -1,0 +1,138 @@
+"""MATLAB-exact bicubic and reading every kind of user image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import BENCHMARK, needs_data
+from PIL import Image
+from sample_files import write
+
+from mdsr.imaging import (
+    ImageError,
+    downscale_array,
+    imresize,
+    load_image_array,
+    picture_to_array,
+    picture_to_pil,
+    read_image,
+    save_picture,
+    upscale_array,
+)
+
+
+def benchmark_lr_files():
+    if not BENCHMARK.is_dir():
+        return []
+    return sorted(BENCHMARK.glob("*/LR_bicubic_*/X*/*.png"))
+
+
+@needs_data
+def test_every_benchmark_lr_file_is_reproduced_bit_for_bit():
+    files = benchmark_lr_files()
+    assert len(files) == 372
+    mismatched = []
+    for lr_file in files:
+        scale = int(lr_file.parent.name[1:])
+        border = "symmetric" if "symmetric" in lr_file.parts[-3] else "replicate"
+        name = lr_file.stem[: -len(f"x{scale}")]
+        hr_file = next((lr_file.parents[2] / "HR").glob(f"{name}.*"))
+        ours = downscale_array(load_image_array(hr_file), scale, border=border)
+        expected = np.asarray(Image.open(lr_file).convert("RGB"))
+        if ours.shape != expected.shape or not np.array_equal(ours, expected):
+            mismatched.append(str(lr_file))
+    assert mismatched == []
+
+
+def test_symmetric_and_replicate_borders_differ_only_at_the_edges(astronaut):
+    hr = np.asarray(astronaut)
+    sym, rep = downscale_array(hr, 4, border="symmetric"), downscale_array(hr, 4, border="replicate")
+    assert np.array_equal(sym[2:-2, 2:-2], rep[2:-2, 2:-2])
+    assert not np.array_equal(sym, rep)
+
+
+def test_a_constant_image_stays_constant_at_every_scale():
+    flat = np.full((30, 27, 3), 117, dtype=np.uint8)
+    for scale in (2, 3, 4):
+        assert np.all(downscale_array(flat, scale) == 117)
+        assert np.all(upscale_array(flat, scale) == 117)
+
+
+def test_downscale_crops_to_a_multiple_of_the_scale_first(chelsea):
+    hr = np.asarray(chelsea)  # 451x300
+    assert downscale_array(hr, 3).shape == (100, 150, 3)
+    assert downscale_array(hr, 4).shape == (75, 112, 3)
+
+
+def test_float_images_are_not_rounded():
+    ramp = np.linspace(0, 1, 40 * 40, dtype=np.float64).reshape(40, 40)
+    out = imresize(ramp, 0.5)
+    assert out.dtype == np.float64 and not np.allclose(out * 255, np.round(out * 255))
+
+
+def test_an_image_smaller_than_the_scale_cannot_be_downscaled():
+    with pytest.raises(ValueError, match="too small"):
+        downscale_array(np.zeros((3, 3, 3), np.uint8), 4)
+
+
+@pytest.mark.parametrize(
+    ("sample", "message"),
+    [
+        ("not_an_image", "not an image"),
+        ("empty_file", "not an image"),
+        ("truncated_png", "could not be decoded"),
+        ("decompression_bomb", "megapixels"),
+    ],
+)
+def test_unreadable_files_give_a_clear_error(tmp_path, sample, message):
+    with pytest.raises(ImageError, match=message):
+        read_image(write(tmp_path, sample))
+
+
+def test_the_pixel_cap_names_the_size_and_the_limit(tmp_path):
+    with pytest.raises(ImageError, match=r"64x48 \(0.0 megapixels\); the limit is 0.0"):
+        read_image(write(tmp_path, "rgba_png"), max_pixels=1000)
+
+
+def test_cmyk_jpeg_is_read_as_rgb(tmp_path):
+    pic = read_image(write(tmp_path, "cmyk_jpeg"))
+    assert pic.rgb.shape == (48, 64, 3) and not pic.grey and pic.alpha is None
+
+
+def test_palette_transparency_becomes_alpha(tmp_path):
+    pic = read_image(write(tmp_path, "palette_transparent_png"))
+    assert pic.alpha is not None and pic.alpha.min() == 0.0 and pic.alpha.max() == 1.0
+
+
+def test_grey_with_alpha_stays_grey_with_alpha(tmp_path):
+    pic = read_image(write(tmp_path, "grey_alpha_png"))
+    assert pic.grey and pic.alpha is not None
+    assert picture_to_pil(pic).mode == "LA"
+
+
+def test_16_bit_grey_keeps_all_16_bits(tmp_path):
+    path = write(tmp_path, "grey16_png")
+    pic = read_image(path)
+    assert pic.grey and pic.bit_depth == 16
+    assert np.array_equal(picture_to_array(pic), np.asarray(Image.open(path)).astype(np.uint16))
+
+
+def test_16_bit_colour_keeps_all_16_bits_through_a_save(tmp_path):
+    import cv2
+
+    path = write(tmp_path, "rgb16_png")
+    pic = read_image(path)
+    assert pic.bit_depth == 16 and not pic.grey
+    save_picture(pic, tmp_path / "copy.png")
+    assert np.array_equal(cv2.imread(str(tmp_path / "copy.png"), cv2.IMREAD_UNCHANGED), cv2.imread(str(path), cv2.IMREAD_UNCHANGED))
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    pic = read_image(write(tmp_path, "exif_rotated_jpeg"))
+    assert pic.size == (48, 64)
+
+
+def test_animated_images_use_the_first_frame_and_say_so(tmp_path):
+    pic = read_image(write(tmp_path, "animated_gif"))
+    assert pic.size == (64, 48)
+    assert any("first of its 3 frames" in note for note in pic.notes)

@@ -1,0 +1,90 @@
+"""Inference: exact tiling, self-ensemble, precision, progress, and every kind of picture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import crop
+from PIL import Image
+from sample_files import write
+
+from mdsr.imaging import ImageError, pil_to_tensor, read_image
+from mdsr.inference import resolve_precision, super_resolve, super_resolve_ensemble, upscale, upscale_picture
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_tiled_inference_equals_whole_image_inference(tiny_model, astronaut, scale):
+    lr = pil_to_tensor(crop(astronaut, (150, 110), (180, 60)))
+    whole = super_resolve(tiny_model, lr, scale)
+    tiled = super_resolve(tiny_model, lr, scale, tile=32)
+    assert (whole - tiled).abs().max().item() < 1e-5
+
+
+def test_self_ensemble_commutes_with_flipping_the_input(tiny_model, chelsea):
+    lr = pil_to_tensor(crop(chelsea, (40, 32), (200, 100)))
+    flipped_first = super_resolve_ensemble(tiny_model, lr.flip(3), 2)
+    flipped_after = super_resolve_ensemble(tiny_model, lr, 2).flip(3)
+    assert (flipped_first - flipped_after).abs().max().item() < 1e-5
+
+
+def test_self_ensemble_differs_from_a_single_pass(tiny_model, chelsea):
+    lr = pil_to_tensor(crop(chelsea, (40, 32), (200, 100)))
+    assert not torch.allclose(super_resolve_ensemble(tiny_model, lr, 2), super_resolve(tiny_model, lr, 2))
+
+
+def test_progress_reports_every_tile(tiny_model, coffee):
+    calls = []
+    super_resolve(tiny_model, pil_to_tensor(crop(coffee, (100, 70))), 2, tile=32, progress=lambda n, t: calls.append((n, t)))
+    assert calls == [(n, 12) for n in range(1, 13)]
+
+
+def test_auto_precision_is_a_supported_one():
+    assert resolve_precision("auto") in ("fp32", "bf16")
+    assert resolve_precision("fp32") == "fp32"
+
+
+def test_bf16_where_unsupported_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr("mdsr.inference.bf16_supported", lambda device="cpu": False)
+    with pytest.raises(ValueError, match="bf16 is not supported"):
+        resolve_precision("bf16")
+    assert resolve_precision("auto") == "fp32"
+
+
+def test_the_output_pixel_cap_names_the_output_size(tiny_model, coffee):
+    with pytest.raises(ImageError, match=r"1200x800 .* the output limit is 0.5 megapixels"):
+        upscale(tiny_model, crop(coffee, (300, 200)), 4, max_output_pixels=500_000)
+
+
+def test_a_one_pixel_image_is_a_clear_error(tiny_model, tmp_path):
+    with pytest.raises(ImageError, match="at least 2 pixels"):
+        upscale_picture(tiny_model, read_image(write(tmp_path, "one_pixel")), 2)
+
+
+@pytest.mark.parametrize(
+    ("sample", "mode"),
+    [("rgba_png", "RGBA"), ("grey_alpha_png", "LA"), ("palette_transparent_png", "RGBA"), ("cmyk_jpeg", "RGB")],
+)
+def test_upscale_keeps_the_kind_of_image(tiny_model, tmp_path, sample, mode):
+    out = upscale(tiny_model, Image.open(write(tmp_path, sample)), 3)
+    assert out.mode == mode and out.size == (192, 144)
+
+
+def test_alpha_is_upscaled_smoothly_not_by_the_network(tiny_model, tmp_path):
+    source = Image.open(write(tmp_path, "rgba_png"))
+    out = upscale(tiny_model, source, 2)
+    alpha_in = np.asarray(source)[:, :, 3].astype(float)
+    alpha_out = np.asarray(out)[:, :, 3].astype(float)
+    assert abs(alpha_out.mean() - alpha_in.mean()) < 1.0
+
+
+def test_16_bit_grey_stays_16_bit(tiny_model, tmp_path):
+    pic = read_image(write(tmp_path, "grey16_png"))
+    result, _ = upscale_picture(tiny_model, pic, 2)
+    assert result.bit_depth == 16 and result.grey and result.rgb.shape == (96, 128, 3)
+
+
+def test_run_info_reports_what_ran(tiny_model, coffee):
+    pic = read_image(crop(coffee, (300, 280)))
+    _, info = upscale_picture(tiny_model, pic, 2, tile=128, precision="fp32")
+    assert (info.scale, info.precision, info.device, info.tiles) == (2, "fp32", "cpu", 9)

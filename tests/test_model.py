@@ -1,0 +1,93 @@
+"""The network: super-image's layout and outputs, one model for several scales."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from mdsr.model import MDSR, MdsrConfig
+from mdsr.weights import load_state_strict
+
+FIXTURES = Path(__file__).parent / "fixtures"
+sys.path.insert(0, str(FIXTURES))
+from formula_weights import formula_state  # noqa: E402
+
+
+def read_fixture() -> tuple[dict, dict]:
+    with safe_open(str(FIXTURES / "super_image_mdsr_bam.safetensors"), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        keys = json.loads(f.metadata()["keys"])
+    return tensors, keys
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_state_dict_keys_and_shapes_equal_super_image_for_one_scale(scale):
+    _, keys = read_fixture()
+    expected = {k: tuple(v) for k, v in keys[str(scale)].items() if not k.startswith(("sub_mean", "add_mean"))}
+    ours = {k: tuple(v.shape) for k, v in MDSR(MdsrConfig(scales=(scale,))).state_dict().items()}
+    assert ours == expected
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_outputs_equal_super_image_on_the_same_weights(scale):
+    tensors, keys = read_fixture()
+    shapes = {k: tuple(v) for k, v in keys[str(scale)].items()}
+    model = load_state_strict(MDSR(MdsrConfig(scales=(scale,))), formula_state(shapes), "fixture")
+    with torch.no_grad():
+        out = model(tensors["input"], scale)
+    reference = tensors[f"output_x{scale}"]
+    assert out.shape == reference.shape
+    assert (out - reference).abs().max().item() <= 1e-5
+
+
+def test_contract_key_names_are_present_in_the_multiscale_model():
+    keys = set(MDSR().state_dict())
+    for key in ("head.0.0.weight", "pre_process.2.0.body.0.0.weight", "pre_process.4.1.attention.ca.fc1.weight",
+                "body.31.attention.sa.conv1.weight", "body.32.0.weight", "upsample.3.0.0.weight",
+                "upsample.4.2.0.weight", "tail.0.0.weight"):
+        assert key in keys
+
+
+def test_multiscale_model_shares_head_body_and_tail():
+    model = MDSR(MdsrConfig(scales=(2, 3, 4)))
+    single = MDSR(MdsrConfig(scales=(2,)))
+    shared = {k for k in single.state_dict() if not k.startswith(("pre_process", "upsample"))}
+    assert shared <= set(model.state_dict())
+    assert {k.split(".")[1] for k in model.state_dict() if k.startswith("upsample")} == {"2", "3", "4"}
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_forward_multiplies_height_and_width_by_the_scale(tiny_model, scale):
+    out = tiny_model(torch.rand(1, 3, 10, 7), scale)
+    assert out.shape == (1, 3, 10 * scale, 7 * scale)
+
+
+def test_a_scale_the_model_does_not_hold_is_a_clear_error():
+    model = MDSR(MdsrConfig(n_resblocks=1, n_feats=16, reduction=4, scales=(2,)))
+    with pytest.raises(ValueError, match="upscales by 2; got scale 4"):
+        model(torch.rand(1, 3, 8, 8), 4)
+
+
+def test_config_is_frozen_and_rejects_unsupported_scales():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        MdsrConfig().n_feats = 32  # type: ignore[misc]
+    with pytest.raises(ValueError, match="subset"):
+        MdsrConfig(scales=(8,))
+
+
+def test_config_round_trips_through_a_dict():
+    config = MdsrConfig(n_resblocks=3, n_feats=32, scales=(4, 2))
+    assert MdsrConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_constructor_arguments_are_keyword_only():
+    from mdsr.model import ResBlock
+
+    with pytest.raises(TypeError):
+        ResBlock(64, 0.1, True, 16)  # type: ignore[misc]
