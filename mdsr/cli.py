@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-data", default=None, help="benchmark folder (HR/ ...); default ../shared/data/benchmark/Set5 if present")
+    p.add_argument("--val-data", default=None, help="benchmark folder (HR/ ...), or 'none'; default ../shared/data/benchmark/Set5 if present")
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--log-every", type=int, default=10)
@@ -55,8 +56,8 @@ def run_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if not args.data and not args.hf_dataset:
         raise ValueError("give at least one folder of training images (or --hf-dataset)")
-    val = args.val_data
-    if val is None:
+    val = None if args.val_data == "none" else args.val_data
+    if args.val_data is None:
         default = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmark" / "Set5"
         val = str(default) if default.is_dir() else None
     cfg = TrainConfig(
@@ -68,7 +69,8 @@ def run_train(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes, fp16_weights=args.fp16_weights, hf_dataset=args.hf_dataset, hf_config=args.hf_config,
     )
     final = train(cfg, resume=args.resume)
-    print(f"weights: {final}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"weights: {final}")
     return 0
 
 

@@ -9,6 +9,7 @@ Started by ``torchrun``, it trains with DistributedDataParallel; only rank 0 wri
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -191,7 +192,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
 
     net = model
     if ctx.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        # Each step uses one scale's pre-process and upsampler; the other scales' stay unused.
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+            find_unused_parameters=len(config.scales) > 1,
+        )
 
     data, n_files = build_dataset(cfg, config.scales)
     val_sets = {s: load_benchmark(cfg.val_data, s) for s in config.scales} if (cfg.val_data and ctx.main) else {}
@@ -219,8 +224,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     try:
         net.train()
         while step < cfg.steps and stop["signal"] is None:
+            # Every rank trains the same scale in a step (rank-independent draw), on its own patches.
+            pick = step_generator(seed=cfg.seed, rank=0, step=step)
+            scale = config.scales[int(torch.randint(len(config.scales), (1,), generator=pick))]
             gen = step_generator(seed=cfg.seed, rank=ctx.rank, step=step)
-            scale = config.scales[int(torch.randint(len(config.scales), (1,), generator=gen))]
             lr_batch, hr_batch = data.sample(batch_size=cfg.batch_size, scale=scale, generator=gen)
             fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
             lr_batch = lr_batch.to(ctx.device, memory_format=fmt)
@@ -299,11 +306,26 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             "best": best, "precision": precision,
         })
     if ctx.world > 1:
+        # Every rank reports a hash of its own weights; rank 0 logs them, so a drift would show.
+        digest = weights_digest(model)
+        digests = [None] * ctx.world
+        dist.all_gather_object(digests, digest)
+        if ctx.main:
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, "ranks": ctx.world, "weights_sha256": digests}) + "\n")
         dist.barrier()
         dist.destroy_process_group()
     if stop["signal"] is not None:
         log.info("stopped by signal %d at step %d; resume with --resume", stop["signal"], step)
     return final
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def plot_history(history: list[dict], path: Path) -> None:

@@ -1,0 +1,91 @@
+"""The `mdsr` command: files and folders, one-line errors, non-zero exits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import BENCHMARK, crop, needs_data
+from PIL import Image
+from sample_files import write
+from test_weights import tiny
+
+from mdsr.cli import main
+from mdsr.weights import save_weights
+
+
+@pytest.fixture
+def tiny_weights(tmp_path):
+    return str(save_weights(tiny(), tmp_path / "tiny.safetensors"))
+
+
+def test_upscale_writes_each_image_at_the_scale(tmp_path, tiny_weights, coffee, chelsea):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    crop(coffee, (50, 40)).save(inputs / "coffee.png")
+    crop(chelsea, (30, 20)).save(inputs / "cat.jpg")
+    assert main(["upscale", str(inputs), "-s", "3", "-o", str(tmp_path / "out"), "--weights", tiny_weights]) == 0
+    assert Image.open(tmp_path / "out" / "coffee_x3.png").size == (150, 120)
+    assert Image.open(tmp_path / "out" / "cat_x3.png").size == (90, 60)
+
+
+def test_compare_writes_bicubic_beside_the_output(tmp_path, tiny_weights, coffee):
+    crop(coffee, (50, 40)).save(tmp_path / "coffee.png")
+    main(["upscale", str(tmp_path / "coffee.png"), "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights, "--compare"])
+    assert Image.open(tmp_path / "out" / "coffee_x2_compare.png").size == (200, 80)
+
+
+def test_a_bad_file_in_a_folder_is_reported_and_the_rest_are_processed(tmp_path, tiny_weights, coffee, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    crop(coffee, (50, 40)).save(inputs / "good.png")
+    write(inputs, "truncated_png")
+    assert main(["upscale", str(inputs), "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights]) == 1
+    assert (tmp_path / "out" / "good_x2.png").exists()
+    err = capsys.readouterr().err
+    assert "truncated.png: the image data could not be decoded" in err and "1 of 2 images failed" in err
+
+
+def test_16_bit_and_alpha_files_keep_their_kind(tmp_path, tiny_weights):
+    import cv2
+
+    write(tmp_path, "rgb16_png")
+    write(tmp_path, "rgba_png")
+    main(["upscale", str(tmp_path / "rgb16.png"), str(tmp_path / "rgba.png"), "-s", "2", "-o", str(tmp_path / "out"),
+          "--weights", tiny_weights])
+    assert cv2.imread(str(tmp_path / "out" / "rgb16_x2.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    assert Image.open(tmp_path / "out" / "rgba_x2.png").mode == "RGBA"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["upscale", "missing.png", "-s", "2", "-o", "out"], "error: no such file or folder: missing.png"),
+        (["upscale", "{img}", "-s", "2", "-o", "out", "--weights", "nowhere.safetensors"], "error: weights file not found"),
+        (["upscale", "{img}", "-s", "2", "-o", "out", "--tile", "big"], "error: --tile must be a number"),
+        (["evaluate", "--data", "{tmp}"], "has no HR/ folder"),
+    ],
+)
+def test_user_errors_are_one_line_and_a_non_zero_exit(tmp_path, coffee, args, message):
+    crop(coffee, (20, 20)).save(tmp_path / "img.png")
+    argv = [a.format(img=tmp_path / "img.png", tmp=tmp_path) for a in args]
+    done = subprocess.run([sys.executable, "-m", "mdsr", *argv], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_downscale_names_files_like_the_benchmarks(tmp_path, chelsea):
+    chelsea.save(tmp_path / "cat.png")
+    assert main(["downscale", str(tmp_path / "cat.png"), "-s", "4", "-o", str(tmp_path / "lr")]) == 0
+    assert Image.open(tmp_path / "lr" / "catx4.png").size == (112, 75)
+
+
+@needs_data
+def test_downscale_reproduces_the_set5_lr_files(tmp_path):
+    main(["downscale", str(BENCHMARK / "Set5" / "HR"), "-s", "3", "-o", str(tmp_path)])
+    for made in sorted(tmp_path.glob("*.png")):
+        expected = BENCHMARK / "Set5" / "LR_bicubic_symmetric" / "X3" / made.name
+        assert np.array_equal(np.asarray(Image.open(made)), np.asarray(Image.open(expected)))

@@ -1,0 +1,189 @@
+"""Training: the data pipeline, learning, atomic resumable checkpoints, signals and torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import crop
+
+from mdsr.data import PatchDataset, dihedral, step_generator
+from mdsr.imaging import downscale_array
+from mdsr.train import NonFiniteLossError, TrainConfig, train
+from mdsr.weights import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def image_folder(tmp_path, astronaut, coffee, chelsea) -> Path:
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    for name, image in (("astronaut", astronaut), ("coffee", coffee), ("chelsea", chelsea)):
+        crop(image, (160, 120), (100, 80)).save(folder / f"{name}.png")
+    return folder
+
+
+def test_lr_and_hr_patches_are_aligned_at_every_scale(astronaut):
+    data = PatchDataset.from_arrays([("astronaut", np.asarray(astronaut))], scales=(2, 3, 4), patch_size=24)
+    for scale in (2, 3, 4):
+        for step in range(4):
+            lr, hr = data.sample(batch_size=2, scale=scale, generator=step_generator(seed=0, rank=0, step=step))
+            for i in range(2):
+                hr_patch = (hr[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                remade = downscale_array(hr_patch, scale).astype(int)
+                lr_patch = (lr[i].permute(1, 2, 0).numpy() * 255).round().astype(int)
+                # The kernel reaches 2 LR pixels, so compare the interior; flips that transpose change the
+                # order of MATLAB's two rounded passes (off by a level or two), a misalignment by tens.
+                diff = np.abs(remade[2:-2, 2:-2] - lr_patch[2:-2, 2:-2])
+                assert diff.max() <= 3 and diff.mean() < 0.5
+
+
+def test_the_eight_dihedral_augmentations_are_distinct(coffee):
+    patch = np.asarray(crop(coffee, (16, 16), (300, 150)))
+    variants = {dihedral(patch, k).tobytes() for k in range(8)}
+    assert len(variants) == 8
+
+
+def test_ranks_and_steps_draw_different_patches(astronaut):
+    data = PatchDataset.from_arrays([("a", np.asarray(astronaut))], scales=(2,), patch_size=16)
+    draw = lambda rank, step: data.sample(batch_size=4, scale=2, generator=step_generator(seed=0, rank=rank, step=step))[0]  # noqa: E731
+    assert torch.equal(draw(0, 5), draw(0, 5))
+    assert not torch.equal(draw(0, 5), draw(1, 5))
+    assert not torch.equal(draw(0, 5), draw(0, 6))
+
+
+def test_unreadable_and_too_small_images_are_skipped_with_a_warning(image_folder):
+    (image_folder / "broken.png").write_bytes(b"not a png")
+    from PIL import Image
+
+    Image.new("RGB", (20, 20)).save(image_folder / "tiny.png")
+    with pytest.warns(UserWarning) as warned:
+        data = PatchDataset.from_folders([image_folder], scales=(2, 4), patch_size=24)
+    messages = " ".join(str(w.message) for w in warned)
+    assert "broken.png" in messages and "tiny.png" in messages
+    assert len(data) == 3
+
+
+def test_lr_images_are_cached_by_content(tmp_path, astronaut):
+    cache = tmp_path / "cache"
+    PatchDataset.from_arrays([("a", np.asarray(astronaut))], scales=(2, 3), patch_size=16, cache_dir=cache)
+    assert len(list(cache.glob("*.npy"))) == 2
+
+
+def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
+    settings = dict(data=(str(data),), out=str(out), preset="tiny", scales=(2, 3), patch_size=16, batch_size=4,
+                    steps=60, lr=1e-3, checkpoint_every=10, log_every=5, precision="fp32")
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def losses(run: Path) -> list[float]:
+    return [r["loss"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "loss" in r]
+
+
+def test_a_tiny_run_lowers_the_loss_and_writes_loadable_weights(image_folder, tmp_path):
+    final = train(tiny_config(image_folder, tmp_path / "run", steps=120), show_progress=False)
+    values = losses(tmp_path / "run")
+    assert np.mean(values[-4:]) < 0.7 * np.mean(values[:2])
+    model = load_model(final)
+    assert model.scales == (2, 3)
+    meta = model.metadata
+    assert json.loads(meta["steps"]) == 120 and json.loads(meta["images"]) == 3
+    assert (tmp_path / "run" / "curve.png").stat().st_size > 0
+
+
+def test_validation_keeps_a_best_checkpoint(image_folder, tmp_path):
+    bench = tmp_path / "bench" / "HR"
+    bench.mkdir(parents=True)
+    for name in ("astronaut", "coffee"):
+        (image_folder / f"{name}.png").rename(bench / f"{name}.png")
+    train(tiny_config(image_folder, tmp_path / "run", steps=20, val_data=str(bench.parent), val_every=10), show_progress=False)
+    records = [json.loads(r) for r in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val" in r] == [10, 20]
+    assert (tmp_path / "run" / "best.pt").exists()
+
+
+def test_a_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(image_folder, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(tiny_config(image_folder, run, steps=10), show_progress=False)
+    before = (run / "last.pt").read_bytes()
+    monkeypatch.setattr("mdsr.train.functional.l1_loss", lambda a, b: (a - b).abs().mean() * float("nan"))
+    with pytest.raises(NonFiniteLossError, match="loss became nan at step 10"):
+        train(tiny_config(image_folder, run, steps=20), resume=True, show_progress=False)
+    assert (run / "last.pt").read_bytes() == before
+
+
+def cli_train(data: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "mdsr", "train", str(data), "--out", str(out), "--preset", "tiny", "--scales", "2", "3",
+            "--patch-size", "16", "--batch-size", "4", "--lr", "1e-3", "--precision", "fp32", "--val-data", "none",
+            "--threads", "1", "--log-every", "5", *extra]
+
+
+def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (run / "last.pt").exists():
+            try:
+                if torch.load(run / "last.pt", weights_only=True)["step"] >= step:
+                    return
+            except (EOFError, RuntimeError):
+                pass
+        assert proc.poll() is None, "training ended before it could be interrupted"
+        time.sleep(0.05)
+    raise TimeoutError
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_and_resumed_ends_bitwise_equal_to_an_uninterrupted_one(image_folder, tmp_path):
+    steps = ["--steps", "150", "--checkpoint-every", "10"]
+    subprocess.run(cli_train(image_folder, tmp_path / "straight", *steps), check=True, capture_output=True, timeout=300)
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(cli_train(image_folder, run, *steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_step(run, 30, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert torch.load(run / "last.pt", weights_only=True)["step"] < 150
+    subprocess.run(cli_train(image_folder, run, *steps, "--resume"), check=True, capture_output=True, timeout=300)
+
+    a, b = load_model(tmp_path / "straight" / "weights.safetensors"), load_model(run / "weights.safetensors")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(image_folder, tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(cli_train(image_folder, run, "--steps", "100000", "--checkpoint-every", "1000"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "log.jsonl").exists() or not losses(run):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    saved = torch.load(run / "last.pt", weights_only=True)["step"]
+    assert 0 < saved < 100000 and (run / "weights.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_processes_keeps_both_ranks_identical(image_folder, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "mdsr", *cli_train(image_folder, run, "--steps", "8")[3:]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = [json.loads(r) for r in (run / "log.jsonl").read_text().splitlines()][-1]
+    assert record["ranks"] == 2
+    assert len(set(record["weights_sha256"])) == 1
+    meta = load_model(run / "weights.safetensors").metadata
+    assert json.loads(meta["batch_size"]) == 8  # 4 per rank
