@@ -216,6 +216,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="turn a training checkpoint (last.pt/best.pt) into a .safetensors weights file")
+    p.add_argument("checkpoint")
+    p.add_argument("out", help="the .safetensors file to write")
+    p.add_argument("--fp16", action="store_true", help="store float16 (half the size)")
+    p.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from mdsr.train import export_checkpoint
+
+    print(f"weights: {export_checkpoint(args.checkpoint, args.out, fp16=args.fp16)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mdsr", description="MDSR-BAM super-resolution")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -223,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_downscale(sub)
     add_evaluate(sub)
     add_train(sub)
+    add_export(sub)
     return parser
 
 

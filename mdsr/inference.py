@@ -10,11 +10,14 @@ is bounded by the tile size.
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -33,24 +36,46 @@ HALO = 2
 
 
 def bf16_supported(device: torch.device | str = "cpu") -> bool:
-    """True where bf16 convolutions are native: CUDA with bf16, or a CPU with AVX-512 BF16 / AMX."""
+    """True where bf16 convolutions are native: CUDA with bf16, or a CPU with AVX-512 BF16 or AMX.
+
+    oneDNN also "supports" bf16 on plain AVX-512 by emulation, which is ~2x slower than fp32
+    (measured on an AVX-512 Xeon without avx512_bf16), so the CPU's own flags decide.
+    """
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return _cpu_has_native_bf16()
+    return False
+
+
+@functools.cache
+def _cpu_has_native_bf16() -> bool:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no cheap way to tell, so stay with fp32
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
+
+
+def bf16_available(device: torch.device | str = "cpu") -> bool:
+    """True where bf16 runs at all, natively or emulated (an explicit request may still want it)."""
+    device = torch.device(device)
     if device.type == "cpu":
         try:
             return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
         except (AttributeError, RuntimeError):
             return False
-    return False
+    return bf16_supported(device)
 
 
 def resolve_precision(precision: Precision, device: torch.device | str = "cpu") -> Literal["fp32", "bf16"]:
+    """"auto" is bf16 where it is native (and faster), else fp32; an explicit choice is checked."""
     if precision == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
-    if precision == "bf16" and not bf16_supported(device):
+    if precision == "bf16" and not bf16_available(device):
         raise ValueError(f"bf16 is not supported on this {torch.device(device).type} device; use fp32")
     return precision
 

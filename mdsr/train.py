@@ -320,6 +320,21 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     return final
 
 
+def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, fp16: bool = False) -> Path:
+    """Turn a training checkpoint (``last.pt``/``best.pt``) into a weights file, with its provenance."""
+    ckpt = load_checkpoint(Path(checkpoint))
+    model = MDSR(MdsrConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    cfg = json.loads(ckpt["train_config"])
+    last_val = next((h["val"] for h in reversed(ckpt["history"]) if "val" in h), None)
+    return save_weights(model, out, dtype=torch.float16 if fp16 else torch.float32, metadata={
+        "data": cfg["data"], "steps": ckpt["step"], "scales": list(model.scales), "patch_size": cfg["patch_size"],
+        "batch_size": cfg["batch_size"], "lr": cfg["lr"], "schedule": cfg["schedule"], "seed": cfg["seed"],
+        "git_commit": git_commit(), "validation": cfg["val_data"] or "none", "final_val_psnr": last_val,
+        "best": ckpt["best"], "checkpoint": Path(checkpoint).name,
+    })
+
+
 def weights_digest(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for key, value in sorted(model.state_dict().items()):

@@ -45,9 +45,13 @@ def test_auto_precision_is_a_supported_one():
 
 
 def test_bf16_where_unsupported_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr("mdsr.inference.bf16_supported", lambda device="cpu": False)
+    monkeypatch.setattr("mdsr.inference.bf16_available", lambda device="cpu": False)
     with pytest.raises(ValueError, match="bf16 is not supported"):
         resolve_precision("bf16")
+
+
+def test_auto_precision_is_fp32_where_bf16_would_be_emulated(monkeypatch):
+    monkeypatch.setattr("mdsr.inference._cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto") == "fp32"
 
 

@@ -1,0 +1,214 @@
+"""MDSR-BAM super-resolution demo (Gradio Blocks). UI only: all image logic lives in the `mdsr` package.
+
+Run locally with `python app.py`; on Hugging Face Spaces this file is the Space's app_file.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import uuid
+from pathlib import Path
+
+import gradio as gr
+
+import mdsr
+from mdsr.compare import Comparison, compare, error_map, zoom_panel
+from mdsr.imaging import ImageError, preview_rgb, read_image, save_picture
+from mdsr.weights import BUNDLED_PATH, WeightsError, load_model
+
+HERE = Path(__file__).parent
+EXAMPLES = HERE / "examples"
+OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="mdsr-outputs-"))
+
+MAX_FILE_SIZE = "20mb"
+MAX_INPUT_PIXELS = 4_000_000  # 2000x2000
+MAX_OUTPUT_PIXELS = 4096 * 4096
+BUNDLED = "bundled (offline)"
+HUB_ID = "eugenesiow/mdsr-bam"
+HUB = f"{HUB_ID} (Hugging Face Hub)"
+GT_NONE = "none"
+GT_UPLOAD = "upload the original (HR) image"
+GT_SELF = "use my image as ground truth"
+
+# Loaded once at start-up; Hub weights are loaded on first use and kept.
+MODELS: dict[tuple[str, int | None], mdsr.MDSR] = {(BUNDLED, None): load_model()}
+
+
+class UploadedImage(gr.Image):
+    """An image upload handed over as the uploaded file itself: `mdsr.read_image` then decodes it (16-bit
+    colour, EXIF orientation, first frame) and words every error, where Gradio would fail generically."""
+
+    is_template = True  # rendered by the frontend's standard Image component
+
+    def preprocess(self, payload):
+        if payload is not None and payload.path:
+            return str(payload.path)
+        return super().preprocess(payload)
+
+
+def get_model(weights: str, scale: int) -> mdsr.MDSR:
+    if weights == BUNDLED:
+        return MODELS[(BUNDLED, None)]
+    if (weights, scale) not in MODELS:
+        MODELS[(weights, scale)] = load_model(HUB_ID, scale=scale)
+    return MODELS[(weights, scale)]
+
+
+def save_output(comparison: Comparison) -> str:
+    path = OUTPUT_DIR / f"mdsr_x{comparison.info.scale}_{uuid.uuid4().hex[:8]}.png"
+    save_picture(comparison.output, path)
+    return str(path)
+
+
+def metrics_markdown(comparison: Comparison) -> str:
+    m = comparison.metrics
+    if m is None:
+        return "*No ground truth: choose one under **Ground truth** to see PSNR and SSIM.*"
+    s = comparison.info.scale
+    return (
+        f"| x{s}, Y channel, {s} px border shaved | PSNR (dB) | SSIM |\n| --- | --- | --- |\n"
+        f"| Bicubic | {m['bicubic']['psnr']:.2f} | {m['bicubic']['ssim']:.4f} |\n"
+        f"| MDSR-BAM | {m['mdsr']['psnr']:.2f} | {m['mdsr']['ssim']:.4f} |\n"
+        f"| **Gain** | **{m['gain_db']:+.2f}** | |"
+    )
+
+
+def info_markdown(comparison: Comparison, weights: str) -> str:
+    i, lr, out = comparison.info, comparison.lr, comparison.output
+    notes = "".join(f" · {n}" for n in out.notes)
+    kind = ("grey" if out.grey else "colour") + (" + alpha" if out.alpha is not None else "") + f", {out.bit_depth}-bit"
+    return (
+        f"**Ran:** {weights} weights · {i.device} · {i.precision} · {i.tiles} tile(s) · "
+        f"{'self-ensemble · ' if i.self_ensemble else ''}{i.seconds:.2f} s · "
+        f"{lr.size[0]}x{lr.size[1]} → {out.size[0]}x{out.size[1]} ({kind}){notes}"
+    )
+
+
+def run_comparison(image, scale, gt_mode, gt_image, weights, self_ensemble, precision, progress) -> Comparison:
+    if image is None:
+        raise gr.Error("Upload an image first.")
+    scale = int(scale)
+    try:
+        pic = read_image(image, max_pixels=MAX_INPUT_PIXELS)
+        truth = None
+        if gt_mode == GT_UPLOAD:
+            if gt_image is None:
+                raise gr.Error("Upload the original (HR) image, or choose another ground-truth option.")
+            truth = read_image(gt_image, max_pixels=MAX_OUTPUT_PIXELS)
+        model = get_model(weights, scale)
+        progress(0, desc="Running the network on the whole image")
+        return compare(
+            model, pic, scale, truth=truth, self_truth=gt_mode == GT_SELF,
+            progress=lambda n, total: progress((n, total), desc="Upscaling", unit="tiles"),
+            precision=precision, self_ensemble=self_ensemble, max_output_pixels=MAX_OUTPUT_PIXELS,
+        )
+    except (ImageError, WeightsError, ValueError) as err:
+        raise gr.Error(str(err)) from None
+
+
+def upscale_ui(image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y,
+               progress=gr.Progress()):
+    comparison = run_comparison(image, scale, gt_mode, gt_image, weights, self_ensemble, precision, progress)
+    bicubic, output = preview_rgb(comparison.bicubic), preview_rgb(comparison.output)
+    maps = None
+    if comparison.truth is not None:
+        maps = [(error_map(comparison.bicubic, comparison.truth), "|bicubic − truth| ×4"),
+                (error_map(comparison.output, comparison.truth), "|MDSR-BAM − truth| ×4")]
+    zoom = zoom_panel(comparison, center=None if auto_zoom else (zoom_x / 100, zoom_y / 100))
+    return (
+        (bicubic, output), output, gr.DownloadButton(value=save_output(comparison), visible=True), zoom,
+        metrics_markdown(comparison), gr.Gallery(value=maps, visible=maps is not None),
+        info_markdown(comparison, weights), comparison,
+    )
+
+
+def rezoom(comparison, auto_zoom, zoom_x, zoom_y):
+    if comparison is None:
+        return gr.skip()
+    return zoom_panel(comparison, center=None if auto_zoom else (zoom_x / 100, zoom_y / 100))
+
+
+def upscale_api(image, scale, ground_truth):
+    """Upscale `image` by `scale` (2, 3 or 4) with the bundled weights; with `ground_truth` (the HR
+    original), also PSNR/SSIM of MDSR-BAM and bicubic. Returns the PNG and a metrics/info dict."""
+    gt_mode = GT_UPLOAD if ground_truth is not None else GT_NONE
+    comparison = run_comparison(image, scale, gt_mode, ground_truth, BUNDLED, False, "auto", lambda *a, **k: None)
+    i = comparison.info
+    report = {
+        "scale": i.scale, "width": comparison.output.size[0], "height": comparison.output.size[1],
+        "precision": i.precision, "device": i.device, "tiles": i.tiles, "seconds": round(i.seconds, 3),
+        "weights": BUNDLED_PATH.name, "metrics": comparison.metrics,
+    }
+    return save_output(comparison), report
+
+
+ABOUT = """
+# MDSR-BAM super-resolution
+Upload a photo, pick 2x, 3x or 4x, and compare **MDSR-BAM** (EDSR's multi-scale network with balanced
+attention) with bicubic upscaling. Give a ground truth to see PSNR/SSIM: either the original your input
+was made from, or let the demo downscale your image (MATLAB bicubic) and measure against it.
+"""
+
+with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
+    gr.Markdown(ABOUT)
+    state = gr.State(None)
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = UploadedImage(type="filepath", image_mode=None, label="Low-resolution image", sources=["upload", "clipboard"],
+                             elem_id="input-image")
+            scale = gr.Radio([2, 3, 4], value=4, label="Scale", elem_id="scale")
+            with gr.Accordion("Ground truth (for PSNR / SSIM)", open=False):
+                gt_mode = gr.Radio([GT_NONE, GT_UPLOAD, GT_SELF], value=GT_NONE, label="Ground truth", elem_id="gt-mode")
+                gt_image = UploadedImage(type="filepath", image_mode=None, label="Original (HR) image", sources=["upload"],
+                                    elem_id="gt-image")
+            with gr.Accordion("Options", open=False):
+                weights = gr.Radio([BUNDLED, HUB], value=BUNDLED, label="Weights")
+                self_ensemble = gr.Checkbox(False, label="Self-ensemble (8 flips/rotations averaged: ~8x slower, sharper)")
+                precision = gr.Radio(["auto", "fp32", "bf16"], value="auto", label="Precision")
+            button = gr.Button("Upscale", variant="primary", elem_id="upscale-button")
+        with gr.Column(scale=2):
+            slider = gr.ImageSlider(label="Bicubic ◀ ▶ MDSR-BAM", format="png", type="numpy", elem_id="slider")
+            info = gr.Markdown(elem_id="run-info")
+            metrics = gr.Markdown(elem_id="metrics")
+            zoom = gr.Image(label="Zoomed region: bicubic | MDSR-BAM | ground truth", format="png", interactive=False,
+                            elem_id="zoom")
+            with gr.Row():
+                auto_zoom = gr.Checkbox(True, label="Most detailed region")
+                zoom_x = gr.Slider(0, 100, value=50, step=1, label="Region x (%)")
+                zoom_y = gr.Slider(0, 100, value=50, step=1, label="Region y (%)")
+            errors = gr.Gallery(label="Error maps", visible=False, columns=2, format="png", elem_id="errors")
+            output = gr.Image(label="MDSR-BAM output (full resolution)", format="png", interactive=False, elem_id="output")
+            download = gr.DownloadButton("Download PNG", visible=False, elem_id="download")
+
+    inputs = [image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y]
+    button.click(upscale_ui, inputs, [slider, output, download, zoom, metrics, errors, info, state],
+                 api_visibility="private", concurrency_limit=1, concurrency_id="model")
+    for control in (auto_zoom, zoom_x, zoom_y):
+        control.change(rezoom, [state, auto_zoom, zoom_x, zoom_y], zoom, api_visibility="private", show_progress="hidden")
+
+    gr.Examples(
+        examples=[
+            [str(EXAMPLES / "astronaut_lr_x4.png"), 4, GT_UPLOAD, str(EXAMPLES / "astronaut.png")],
+            [str(EXAMPLES / "coffee_lr_x3.png"), 3, GT_UPLOAD, str(EXAMPLES / "coffee.png")],
+            [str(EXAMPLES / "chelsea_lr_x2.png"), 2, GT_UPLOAD, str(EXAMPLES / "chelsea.png")],
+            [str(EXAMPLES / "chelsea.png"), 2, GT_SELF, None],
+        ],
+        inputs=[image, scale, gt_mode, gt_image],
+        label="Examples (public domain / CC0 photos from scikit-image; LR made with MATLAB bicubic)",
+    )
+
+    with gr.Row(visible=False):  # the programmatic endpoint: (image, scale[, ground truth]) -> (PNG, metrics)
+        api_image = UploadedImage(type="filepath", image_mode=None)
+        api_scale = gr.Number(4, precision=0)
+        api_truth = UploadedImage(type="filepath", image_mode=None)
+        api_output = gr.Image(type="filepath", format="png")
+        api_report = gr.JSON()
+    api_button = gr.Button(visible=False)
+    api_button.click(upscale_api, [api_image, api_scale, api_truth], [api_output, api_report], api_name="upscale",
+                     concurrency_limit=1, concurrency_id="model")
+
+demo.queue(max_size=16, default_concurrency_limit=1)
+
+if __name__ == "__main__":
+    demo.launch(max_file_size=MAX_FILE_SIZE)

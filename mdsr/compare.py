@@ -1,0 +1,169 @@
+"""MDSR-BAM against bicubic and, when there is one, the ground truth: what the demo shows.
+
+Ground truth comes two ways. An uploaded original must be the input's size times the scale, or up to
+``scale - 1`` pixels larger on each side (the benchmarks crop HR to a multiple of the scale before
+downscaling), and is cropped to the multiple. Or the input itself is the truth: it is cropped to a
+multiple of the scale and downscaled with MATLAB's bicubic, and that LR image is what gets upscaled.
+Metrics follow the literature's protocol (``mdsr.metrics``) on 8-bit colour: alpha is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from mdsr.imaging import ImageError, Picture, imresize, preview_rgb
+from mdsr.inference import ProgressCallback, RunInfo, upscale_picture
+from mdsr.metrics import psnr, ssim
+from mdsr.model import MDSR
+
+
+@dataclass(frozen=True)
+class Comparison:
+    lr: Picture  # what the network saw
+    bicubic: Picture
+    output: Picture
+    truth: Picture | None
+    metrics: dict | None
+    info: RunInfo
+
+
+def _eight_bit(pic: Picture) -> np.ndarray:
+    """uint8 RGB (H, W, 3) of the colour planes, alpha ignored (for metrics and bicubic)."""
+    rgb = np.repeat(pic.rgb.mean(axis=2, keepdims=True), 3, axis=2) if pic.grey else pic.rgb
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def _resize_picture(pic: Picture, scale: float, size: tuple[int, int]) -> Picture:
+    """MATLAB bicubic of a picture: 8-bit colour through uint8 (rounded after each pass, as the
+    literature's bicubic baseline), 16-bit colour and alpha in float."""
+    if pic.bit_depth == 8:
+        rgb = imresize(_eight_bit(pic), scale, size=size).astype(np.float32) / 255.0
+    else:
+        rgb = np.clip(imresize(pic.rgb.astype(np.float64), scale, size=size), 0, 1).astype(np.float32)
+    alpha = None
+    if pic.alpha is not None:
+        alpha = np.clip(imresize(pic.alpha.astype(np.float64), scale, size=size), 0, 1).astype(np.float32)
+    return replace(pic, rgb=rgb, alpha=alpha)
+
+
+def bicubic_upscale(pic: Picture, scale: int) -> Picture:
+    h, w = pic.rgb.shape[:2]
+    return _resize_picture(pic, scale, (h * scale, w * scale))
+
+
+def downscale_picture(pic: Picture, scale: int) -> Picture:
+    """Crop to a multiple of ``scale``, then MATLAB ``imresize(img, 1/scale)``."""
+    h, w = pic.rgb.shape[:2]
+    if min(h, w) < 2 * scale:
+        raise ImageError(f"the image is {w}x{h}; to use it as its own ground truth at {scale}x it must be at least {2 * scale} pixels on each side")
+    cropped = crop_picture(pic, (h - h % scale, w - w % scale))
+    return _resize_picture(cropped, 1 / scale, (cropped.rgb.shape[0] // scale, cropped.rgb.shape[1] // scale))
+
+
+def crop_picture(pic: Picture, size_hw: tuple[int, int]) -> Picture:
+    h, w = size_hw
+    return replace(pic, rgb=pic.rgb[:h, :w], alpha=None if pic.alpha is None else pic.alpha[:h, :w])
+
+
+def fit_ground_truth(lr: Picture, truth: Picture, scale: int) -> Picture:
+    """The uploaded original cropped to the input's size times the scale, or a clear error."""
+    w, h = lr.size
+    tw, th = truth.size
+    if not (w * scale <= tw < (w + 1) * scale and h * scale <= th < (h + 1) * scale):
+        raise ImageError(
+            f"the ground truth is {tw}x{th}; for a {w}x{h} input at {scale}x it must be {w * scale}x{h * scale} "
+            f"(or up to {scale - 1} pixels larger on each side)"
+        )
+    return crop_picture(truth, (h * scale, w * scale))
+
+
+def measure(output: Picture, truth: Picture, bicubic: Picture, scale: int) -> dict:
+    """PSNR/SSIM (Y channel, shave = scale) of MDSR-BAM and bicubic against the truth, and the gain."""
+    truth8 = _eight_bit(truth)
+    scores = {}
+    for name, pic in (("bicubic", bicubic), ("mdsr", output)):
+        out8 = _eight_bit(pic)
+        scores[name] = {"psnr": round(psnr(out8, truth8, shave=scale), 4), "ssim": round(ssim(out8, truth8, shave=scale), 4)}
+    scores["gain_db"] = round(scores["mdsr"]["psnr"] - scores["bicubic"]["psnr"], 4)
+    return scores
+
+
+def compare(
+    model: MDSR, pic: Picture, scale: int, *, truth: Picture | None = None, self_truth: bool = False,
+    progress: ProgressCallback | None = None, **upscale_options,
+) -> Comparison:
+    """Upscale ``pic`` (or, with ``self_truth``, its MATLAB-bicubic downscale) and compare.
+
+    ``upscale_options`` go to ``upscale_picture`` (tile, precision, self_ensemble, max_output_pixels).
+    """
+    if self_truth:
+        truth, pic = pic, downscale_picture(pic, scale)
+        truth = crop_picture(truth, (pic.rgb.shape[0] * scale, pic.rgb.shape[1] * scale))
+    elif truth is not None:
+        truth = fit_ground_truth(pic, truth, scale)
+    output, info = upscale_picture(model, pic, scale, progress=progress, **upscale_options)
+    bicubic = bicubic_upscale(pic, scale)
+    metrics = measure(output, truth, bicubic, scale) if truth is not None else None
+    return Comparison(lr=pic, bicubic=bicubic, output=output, truth=truth, metrics=metrics, info=info)
+
+
+def error_map(output: Picture, truth: Picture, gain: float = 4.0) -> np.ndarray:
+    """|output - truth| on the Y channel, amplified ``gain`` times, as a uint8 heat map (H, W, 3)."""
+    from mdsr.metrics import rgb_to_y
+
+    diff = np.abs(rgb_to_y(_eight_bit(output)) - rgb_to_y(_eight_bit(truth)))
+    level = np.clip(diff * gain / 255.0, 0, 1)
+    # black -> red -> yellow -> white, so small errors stay dark and large ones stand out
+    r = np.clip(level * 3, 0, 1)
+    g = np.clip(level * 3 - 1, 0, 1)
+    b = np.clip(level * 3 - 2, 0, 1)
+    return (np.stack([r, g, b], axis=2) * 255).round().astype(np.uint8)
+
+
+def most_detailed_region(pic: Picture, size: int) -> tuple[int, int]:
+    """Top-left (x, y), in the picture's pixels, of the ``size``-square window with the most gradient energy."""
+    grey = _eight_bit(pic).astype(np.float64).mean(axis=2)
+    h, w = grey.shape
+    size = min(size, h, w)
+    energy = np.zeros_like(grey)
+    energy[:, 1:] += np.abs(np.diff(grey, axis=1))
+    energy[1:, :] += np.abs(np.diff(grey, axis=0))
+    integral = np.pad(energy, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    sums = integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size]
+    y, x = np.unravel_index(np.argmax(sums), sums.shape)
+    return int(x), int(y)
+
+
+def zoom_panel(comparison: Comparison, *, center: tuple[float, float] | None = None, crop: int = 48, zoom: int = 256) -> np.ndarray:
+    """Bicubic | MDSR-BAM | ground truth (when given) crops of one region, each enlarged to ``zoom``
+    pixels with nearest-neighbour so single pixels stay visible. ``center`` is (x, y) as fractions of the
+    LR image; None picks the most detailed region. ``crop`` is in LR pixels. Returns uint8 (H, W, 3)."""
+    s = comparison.info.scale
+    lw, lh = comparison.lr.size
+    crop = max(4, min(crop, lw, lh))
+    if center is None:
+        x0, y0 = most_detailed_region(comparison.lr, crop)
+    else:
+        x0 = int(round(center[0] * lw - crop / 2))
+        y0 = int(round(center[1] * lh - crop / 2))
+        x0, y0 = min(max(x0, 0), lw - crop), min(max(y0, 0), lh - crop)
+    panels = [("bicubic", comparison.bicubic), ("MDSR-BAM", comparison.output)]
+    if comparison.truth is not None:
+        panels.append(("ground truth", comparison.truth))
+    tiles = []
+    for label, pic in panels:
+        region = preview_rgb(pic)[y0 * s : (y0 + crop) * s, x0 * s : (x0 + crop) * s]
+        tile = Image.fromarray(region).resize((zoom, zoom), Image.NEAREST)
+        draw = ImageDraw.Draw(tile)
+        left, top, right, bottom = draw.textbbox((4, 3), label)
+        draw.rectangle((0, 0, right + 4, bottom + 3), fill=(0, 0, 0))
+        draw.text((4, 3), label, fill=(255, 255, 255))
+        tiles.append(np.asarray(tile))
+    gap = np.full((zoom, 6, 3), 255, np.uint8)
+    row = [tiles[0]]
+    for tile in tiles[1:]:
+        row += [gap, tile]
+    return np.hstack(row)

@@ -1,0 +1,144 @@
+"""The Gradio app through its API (gradio_client), in-process on a free port: sizes, metrics, bad inputs."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from PIL import Image
+from sample_files import photo, write
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+EXAMPLES = ROOT / "examples"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_module():
+    import app
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def client(app_module):
+    _, url, _ = app_module.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
+                                       quiet=True, max_file_size=app_module.MAX_FILE_SIZE)
+    yield Client(url, verbose=False)
+    app_module.demo.close()
+
+
+def call(client, image, scale, truth=None):
+    return client.predict(handle_file(str(image)), scale, handle_file(str(truth)) if truth else None, api_name="/upscale")
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_each_scale_gives_the_right_output_size(client, tmp_path, scale):
+    photo((40, 30)).save(tmp_path / "small.png")
+    path, report = call(client, tmp_path / "small.png", scale)
+    assert Image.open(path).size == (40 * scale, 30 * scale)
+    assert (report["width"], report["height"], report["metrics"]) == (40 * scale, 30 * scale, None)
+
+
+def test_ground_truth_mode_reports_mdsr_above_bicubic(client, tmp_path):
+    truth = Image.open(EXAMPLES / "coffee.png").crop((150, 90, 390, 282))  # 240x192, divisible by 3
+    from mdsr.imaging import downscale_array
+
+    truth.save(tmp_path / "truth.png")
+    Image.fromarray(downscale_array(np.asarray(truth), 3)).save(tmp_path / "lr.png")
+    started = time.perf_counter()
+    _, report = call(client, tmp_path / "lr.png", 3, tmp_path / "truth.png")
+    assert time.perf_counter() - started < 120
+    m = report["metrics"]
+    assert m["mdsr"]["psnr"] > m["bicubic"]["psnr"] and m["gain_db"] > 0
+
+
+def test_a_ground_truth_of_the_wrong_size_states_the_expected_size(client, tmp_path):
+    photo((40, 30)).save(tmp_path / "lr.png")
+    photo((100, 100)).save(tmp_path / "truth.png")
+    with pytest.raises(AppError, match=r"ground truth is 100x100; for a 40x30 input at 2x it must be 80x60"):
+        call(client, tmp_path / "lr.png", 2, tmp_path / "truth.png")
+
+
+@pytest.mark.parametrize(
+    ("sample", "message"),
+    [
+        ("not_an_image", "not an image that can be read"),
+        ("empty_file", "not an image that can be read"),
+        ("truncated_png", "could not be decoded"),
+        ("one_pixel", "at least 2 pixels"),
+        ("decompression_bomb", "too many pixels .* decompression bomb"),
+    ],
+)
+def test_bad_files_give_a_clear_error_and_the_server_keeps_serving(client, tmp_path, sample, message):
+    with pytest.raises(AppError, match=message):
+        call(client, write(tmp_path, sample), 2)
+    photo((20, 16)).save(tmp_path / "ok.png")
+    path, _ = call(client, tmp_path / "ok.png", 2)
+    assert Image.open(path).size == (40, 32)
+
+
+@pytest.mark.parametrize(
+    ("sample", "mode", "size"),
+    [
+        ("cmyk_jpeg", "RGB", (128, 96)),
+        ("palette_transparent_png", "RGBA", (128, 96)),
+        ("grey_alpha_png", "LA", (128, 96)),
+        ("grey16_png", "I;16", (128, 96)),
+        ("exif_rotated_jpeg", "RGB", (96, 128)),
+        ("animated_gif", "RGB", (128, 96)),
+    ],
+)
+def test_awkward_images_come_back_upscaled_in_their_own_kind(client, tmp_path, sample, mode, size):
+    path, _ = call(client, write(tmp_path, sample), 2)
+    out = Image.open(path)
+    assert out.size == size
+    assert out.mode == mode or (mode == "I;16" and out.mode in ("I;16", "I"))
+
+
+def test_16_bit_colour_comes_back_16_bit(client, tmp_path):
+    import cv2
+
+    path, _ = call(client, write(tmp_path, "rgb16_png"), 2)
+    assert cv2.imread(path, cv2.IMREAD_UNCHANGED).dtype == np.uint16
+
+
+def test_the_input_pixel_cap_names_the_limit(client, app_module, tmp_path, monkeypatch):
+    monkeypatch.setattr(app_module, "MAX_INPUT_PIXELS", 1000)
+    photo((40, 30)).save(tmp_path / "big.png")
+    with pytest.raises(AppError, match=r"40x30 .* the limit is 0.0 megapixels"):
+        call(client, tmp_path / "big.png", 2)
+
+
+def test_an_unreachable_hub_is_a_clear_message(app_module, monkeypatch, tmp_path):
+    import gradio as gr
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline(*_a, **_k):
+        raise LocalEntryNotFoundError("offline")
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", offline)
+    photo((20, 16)).save(tmp_path / "ok.png")
+    with pytest.raises(gr.Error, match="could not download eugenesiow/mdsr-bam .* work offline"):
+        app_module.run_comparison(str(tmp_path / "ok.png"), 2, app_module.GT_NONE, None, app_module.HUB, False, "auto",
+                                  lambda *a, **k: None)
+
+
+def test_the_ui_handler_fills_every_output(app_module):
+    outputs = app_module.upscale_ui(str(EXAMPLES / "chelsea_lr_x2.png"), 2, app_module.GT_UPLOAD, str(EXAMPLES / "chelsea.png"),
+                                    app_module.BUNDLED, False, "auto", True, 50, 50, progress=lambda *a, **k: None)
+    (bicubic, output), full, _download, zoom, metrics, errors, info, state = outputs
+    assert bicubic.shape == output.shape == full.shape == (300, 450, 3)
+    assert zoom.shape == (256, 3 * 256 + 2 * 6, 3)
+    assert "Gain" in metrics and "tile(s)" in info and state.metrics is not None

@@ -1,0 +1,69 @@
+"""The demo in a real Chromium, driven by Playwright: upload, pick 3x, upscale, read the results."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from PIL import Image
+from test_app import free_port
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
+]
+ARTIFACTS = ROOT / "artifacts"
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="module")
+def url():
+    import app
+
+    _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
+                                max_file_size=app.MAX_FILE_SIZE)
+    yield url
+    app.demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(url):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
+        page.goto(url)
+        yield page
+        browser.close()
+
+
+def test_upload_upscale_3x_and_download(page, tmp_path):
+    lr = EXAMPLES / "coffee_lr_x3.png"
+    width, height = Image.open(lr).size
+    page.locator("#input-image input[type=file]").set_input_files(str(lr))
+    page.locator("#scale label", has_text="3").click()
+    page.get_by_text("Ground truth (for PSNR / SSIM)").click()
+    page.locator("#gt-mode label", has_text="upload the original").click()
+    page.locator("#gt-image input[type=file]").set_input_files(str(EXAMPLES / "coffee.png"))
+    page.locator("#upscale-button").click()
+
+    page.locator("#metrics", has_text="Gain").wait_for(timeout=180_000)
+    natural = page.locator("#output img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert natural == [width * 3, height * 3]
+    assert page.locator("#slider img").count() == 2
+
+    with page.expect_download() as download_info:
+        page.locator("#download").click()
+    saved = tmp_path / "download.png"
+    download_info.value.save_as(saved)
+    assert Image.open(saved).size == (width * 3, height * 3)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-3x.png"), full_page=True)
+    assert Path(ARTIFACTS / "browser-3x.png").stat().st_size > 10_000

@@ -1,0 +1,27 @@
+"""The Hugging Face Space configuration: Space.yaml and the README's front matter agree."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+from conftest import ROOT
+
+
+def front_matter() -> dict:
+    text = (ROOT / "README.md").read_text()
+    match = re.match(r"---\n(.*?)\n---\n", text, re.DOTALL)
+    assert match, "README.md must start with a YAML front matter block"
+    return yaml.safe_load(match.group(1))
+
+
+def test_readme_front_matter_equals_space_yaml():
+    assert front_matter() == yaml.safe_load((ROOT / "Space.yaml").read_text())
+
+
+def test_the_app_file_exists_and_the_sdk_version_is_the_pinned_gradio():
+    space = yaml.safe_load((ROOT / "Space.yaml").read_text())
+    assert (ROOT / space["app_file"]).is_file()
+    pinned = re.search(r"^gradio==(\S+)$", (ROOT / "requirements.txt").read_text(), re.MULTILINE).group(1)
+    assert space["sdk"] == "gradio" and str(space["sdk_version"]) == pinned
+    assert space["python_version"] == "3.11" and len(space["short_description"]) <= 60
