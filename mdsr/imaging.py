@@ -301,7 +301,9 @@ def picture_to_array(pic: Picture) -> np.ndarray:
     maximum, dtype = (65535.0, np.uint16) if pic.bit_depth == 16 else (255.0, np.uint8)
     colour = pic.rgb.mean(axis=2, keepdims=True) if pic.grey else pic.rgb
     planes = colour if pic.alpha is None else np.concatenate([colour, pic.alpha[:, :, None]], axis=2)
-    array = np.clip(np.rint(planes * maximum), 0, maximum).astype(dtype)
+    scaled = planes * np.float32(maximum)  # in place from here on: outputs can be hundreds of MB
+    np.rint(scaled, out=scaled)
+    array = np.clip(scaled, 0, maximum, out=scaled).astype(dtype)
     return array[:, :, 0] if array.shape[2] == 1 else array
 
 

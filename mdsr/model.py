@@ -56,6 +56,29 @@ def conv3x3(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1))
 
 
+def in_stripes(fn: nn.Module, x: torch.Tensor, stripe: int | None, halo: int) -> torch.Tensor:
+    """``fn(x)`` for a purely local ``fn`` (3x3 convs, ReLU), computed in horizontal stripes of
+    ``stripe`` rows, each with ``halo`` rows of context: the same result, with intermediates that
+    are the size of a stripe instead of the image."""
+    height = x.shape[2]
+    if stripe is None or stripe >= height:
+        return fn(x)
+    out = None
+    for y0 in range(0, height, stripe):
+        y1 = min(y0 + stripe, height)
+        top, bottom = max(y0 - halo, 0), min(y1 + halo, height)
+        piece = fn(x[:, :, top:bottom])
+        if out is None:
+            shape = (x.shape[0], piece.shape[1], height, x.shape[3])
+            out = torch.empty(shape, dtype=piece.dtype, device=piece.device, memory_format=_layout(piece))
+        out[:, :, y0:y1] = piece[:, :, y0 - top : y1 - top]
+    return out
+
+
+def _layout(t: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() else torch.contiguous_format
+
+
 class ResBlock(nn.Module):
     """x + res_scale * attention(conv(relu(conv(x))))."""
 
@@ -65,11 +88,21 @@ class ResBlock(nn.Module):
         self.res_scale = res_scale
         self.attention = BalancedAttention(n_feats=n_feats, reduction=reduction) if bam else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        res = self.body(x)
-        if self.attention is not None:
-            res = self.attention(res)
-        return res.mul(self.res_scale) + x
+    def forward(self, x: torch.Tensor, stripe: int | None = None) -> torch.Tensor:
+        if torch.is_grad_enabled():  # training: super-image's own order of operations
+            res = self.body(x)
+            res = res if self.attention is None else self.attention(res)
+            return res.mul(self.res_scale) + x
+        # Inference: the same value with fewer passes over the features and no image-sized temporaries
+        # beyond ``res``: res_scale is folded into the (B, C, 1, 1) channel gate, the gates are applied
+        # in place, and the local convolutions may run in stripes (the attention's pooling is global,
+        # so it always sees the whole image).
+        res = in_stripes(self.body, x, stripe, halo=2)
+        if self.attention is None:
+            return res.mul_(self.res_scale).add_(x)
+        channel = self.attention.ca(res).mul_(self.res_scale)  # (B, C, 1, 1)
+        res.mul_(self.attention.sa(res))  # (B, C, H, W) * (B, 1, H, W)
+        return torch.addcmul(x, res, channel, out=res)
 
 
 class Upsampler(nn.Sequential):
@@ -106,11 +139,20 @@ class MDSR(nn.Module):
         if scale not in self.config.scales:
             raise ValueError(f"this model upscales by {', '.join(map(str, self.scales))}; got scale {scale}")
 
-    def features(self, x: torch.Tensor, scale: int) -> torch.Tensor:
-        """LR-resolution features before upsampling: (B, 3, H, W) -> (B, C, H, W)."""
+    def features(self, x: torch.Tensor, scale: int, *, stripe: int | None = None) -> torch.Tensor:
+        """LR-resolution features before upsampling: (B, 3, H, W) -> (B, C, H, W).
+
+        ``stripe`` (rows, inference only) bounds the memory of the convolutions' intermediates.
+        """
         self.check_scale(scale)
-        x = self.pre_process[str(scale)](self.head(x))
-        return self.body(x) + x
+        x = self.head(x)
+        for block in self.pre_process[str(scale)]:
+            x = block(x, stripe)
+        res = x
+        for block in self.body[:-1]:
+            res = block(res, stripe)
+        res = in_stripes(self.body[-1], res, stripe, halo=1)
+        return res + x if torch.is_grad_enabled() else res.add_(x)
 
     def reconstruct(self, features: torch.Tensor, scale: int) -> torch.Tensor:
         """Upsampler and tail, purely local (3x3 convs): (B, C, H, W) -> (B, 3, H*s, W*s)."""

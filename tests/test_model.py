@@ -35,12 +35,17 @@ def test_state_dict_keys_and_shapes_equal_super_image_for_one_scale(scale):
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_outputs_equal_super_image_on_the_same_weights(scale):
+@pytest.mark.parametrize("path", ["inference", "training"])
+def test_outputs_equal_super_image_on_the_same_weights(scale, path):
     tensors, keys = read_fixture()
     shapes = {k: tuple(v) for k, v in keys[str(scale)].items()}
     model = load_state_strict(MDSR(MdsrConfig(scales=(scale,))), formula_state(shapes), "fixture")
-    with torch.no_grad():
-        out = model(tensors["input"], scale)
+    if path == "inference":  # the fused attention arithmetic used without autograd
+        with torch.inference_mode():
+            out = model(tensors["input"], scale)
+    else:  # super-image's own order of operations, used when training
+        model.requires_grad_(True)
+        out = model(tensors["input"], scale).detach()
     reference = tensors[f"output_x{scale}"]
     assert out.shape == reference.shape
     assert (out - reference).abs().max().item() <= 1e-5
