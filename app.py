@@ -117,10 +117,15 @@ def upscale_ui(image, scale, gt_mode, gt_image, weights, self_ensemble, precisio
                 (error_map(comparison.output, comparison.truth), "|MDSR-BAM − truth| ×4")]
     zoom = zoom_panel(comparison, center=None if auto_zoom else (zoom_x / 100, zoom_y / 100))
     return (
-        (bicubic, output), output, gr.DownloadButton(value=save_output(comparison), visible=True), zoom,
-        metrics_markdown(comparison), gr.Gallery(value=maps, visible=maps is not None),
+        (bicubic, output), output, save_output(comparison), zoom, metrics_markdown(comparison), maps,
         info_markdown(comparison, weights), comparison,
     )
+
+
+def run_example(image, scale, gt_mode, gt_image):
+    """An example row with the default options (cached the first time someone clicks it)."""
+    no_progress = lambda *args, **kwargs: None  # noqa: E731
+    return upscale_ui(image, scale, gt_mode, gt_image, BUNDLED, False, "auto", True, 50, 50, progress=no_progress)[:-1]
 
 
 def rezoom(comparison, auto_zoom, zoom_x, zoom_y):
@@ -177,15 +182,17 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
                 auto_zoom = gr.Checkbox(True, label="Most detailed region")
                 zoom_x = gr.Slider(0, 100, value=50, step=1, label="Region x (%)")
                 zoom_y = gr.Slider(0, 100, value=50, step=1, label="Region y (%)")
-            errors = gr.Gallery(label="Error maps", visible=False, columns=2, format="png", elem_id="errors")
+            errors = gr.Gallery(label="Error maps (with a ground truth)", columns=2, format="png", elem_id="errors")
             output = gr.Image(label="MDSR-BAM output (full resolution)", format="png", interactive=False, elem_id="output")
-            download = gr.DownloadButton("Download PNG", visible=False, elem_id="download")
+            download = gr.DownloadButton("Download PNG (full resolution; keeps alpha and 16 bits)", elem_id="download")
 
     inputs = [image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y]
     button.click(upscale_ui, inputs, [slider, output, download, zoom, metrics, errors, info, state],
                  api_visibility="private", concurrency_limit=1, concurrency_id="model")
     for control in (auto_zoom, zoom_x, zoom_y):
         control.change(rezoom, [state, auto_zoom, zoom_x, zoom_y], zoom, api_visibility="private", show_progress="hidden")
+    # A new input makes the kept comparison stale: the zoom controls wait for the next run.
+    image.change(lambda: None, None, state, api_visibility="private", show_progress="hidden")
 
     gr.Examples(
         examples=[
@@ -195,6 +202,10 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
             [str(EXAMPLES / "chelsea.png"), 2, GT_SELF, None],
         ],
         inputs=[image, scale, gt_mode, gt_image],
+        outputs=[slider, output, download, zoom, metrics, errors, info],
+        fn=run_example,
+        cache_examples=True,
+        cache_mode="lazy",
         label="Examples (public domain / CC0 photos from scikit-image; LR made with MATLAB bicubic)",
     )
 

@@ -42,6 +42,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fp16-weights", action="store_true", help="store the final weights in float16")
     p.add_argument("--hf-dataset", default=None, help="a Hub dataset id in super-image's layout (needs `datasets`)")
     p.add_argument("--hf-config", default=None)
+    p.add_argument("--five-crop", action="store_true", help="super-image's pre-augmentation: 4 corners + centre, half size")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.set_defaults(run=run_train)
@@ -67,6 +68,7 @@ def run_train(args: argparse.Namespace) -> int:
         channels_last=not args.no_channels_last, seed=args.seed, val_data=val, val_every=args.val_every,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, cache_dir=args.cache_dir, init=args.init,
         max_minutes=args.max_minutes, fp16_weights=args.fp16_weights, hf_dataset=args.hf_dataset, hf_config=args.hf_config,
+        five_crop=args.five_crop,
     )
     final = train(cfg, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -133,8 +135,14 @@ def run_upscale(args: argparse.Namespace) -> int:
     for path in tqdm(files, unit="img", disable=len(files) < 2):
         try:
             pic = read_image(path)
-            result, info = upscale_picture(model, pic, args.scale, tile=tile, precision=args.precision,
-                                           self_ensemble=args.self_ensemble)
+            with tqdm(desc=path.name, unit="tile", leave=False, disable=None) as bar:
+
+                def on_tile(done: int, total: int, bar=bar) -> None:
+                    bar.total = total
+                    bar.update(done - bar.n)
+
+                result, info = upscale_picture(model, pic, args.scale, tile=tile, precision=args.precision,
+                                               self_ensemble=args.self_ensemble, progress=on_tile)
             target = out_dir / f"{path.stem}_x{args.scale}.png"
             save_picture(result, target)
             if args.compare:

@@ -57,11 +57,13 @@ class PatchDataset:
     @classmethod
     def from_arrays(
         cls, images: Iterable[tuple[str, np.ndarray]], *, scales: Sequence[int], patch_size: int,
-        cache_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike | None = None, five_crop: bool = False,
     ) -> PatchDataset:
         data = cls(scales=tuple(scales), patch_size=patch_size)
         data.lr = {s: [] for s in data.scales}
         lcm = int(np.lcm.reduce(list(data.scales)))
+        if five_crop:
+            images = ((f"{name}#{i}", crop) for name, array in images for i, crop in enumerate(five_crops(array)))
         for name, array in images:
             hr = modcrop(array, lcm)
             if min(hr.shape[:2]) < patch_size * max(data.scales):
@@ -79,7 +81,7 @@ class PatchDataset:
     @classmethod
     def from_folders(
         cls, folders: Sequence[str | os.PathLike], *, scales: Sequence[int], patch_size: int,
-        cache_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike | None = None, five_crop: bool = False,
     ) -> PatchDataset:
         def readable() -> Iterable[tuple[str, np.ndarray]]:
             for path in list_images(folders):
@@ -88,10 +90,12 @@ class PatchDataset:
                 except (OSError, ValueError) as err:
                     warnings.warn(f"skipping {path}: {err}", stacklevel=2)
 
-        return cls.from_arrays(readable(), scales=scales, patch_size=patch_size, cache_dir=cache_dir)
+        return cls.from_arrays(readable(), scales=scales, patch_size=patch_size, cache_dir=cache_dir, five_crop=five_crop)
 
     @classmethod
-    def from_hf_dataset(cls, dataset, *, scales: Sequence[int], patch_size: int, column: str = "hr") -> PatchDataset:
+    def from_hf_dataset(
+        cls, dataset, *, scales: Sequence[int], patch_size: int, column: str = "hr", five_crop: bool = False
+    ) -> PatchDataset:
         """A Hugging Face ``datasets.Dataset`` in super-image's layout (an ``hr`` column of images
         or file paths); LR is remade with the MATLAB bicubic so every scale comes from one HR."""
         from mdsr.imaging import pil_to_array
@@ -104,7 +108,7 @@ class PatchDataset:
                 except (OSError, ValueError) as err:
                     warnings.warn(f"skipping row {i}: {err}", stacklevel=2)
 
-        return cls.from_arrays(rows(), scales=scales, patch_size=patch_size)
+        return cls.from_arrays(rows(), scales=scales, patch_size=patch_size, five_crop=five_crop)
 
     def __len__(self) -> int:
         return len(self.hr)
@@ -123,6 +127,16 @@ class PatchDataset:
             lrs.append(dihedral(lr[y : y + p, x : x + p], aug))
             hrs.append(dihedral(self.hr[i][y * s : (y + p) * s, x * s : (x + p) * s], aug))
         return _to_batch(lrs), _to_batch(hrs)
+
+
+def five_crops(image: np.ndarray) -> list[np.ndarray]:
+    """super-image's "five crop" pre-augmentation: the four corners and the centre, each half the
+    image's height and width (torchvision's FiveCrop), in place of the whole image."""
+    h, w = image.shape[:2]
+    ch, cw = h // 2, w // 2
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return [image[:ch, :cw], image[:ch, w - cw :], image[h - ch :, :cw], image[h - ch :, w - cw :],
+            image[top : top + ch, left : left + cw]]
 
 
 def dihedral(patch: np.ndarray, k: int) -> np.ndarray:

