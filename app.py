@@ -5,7 +5,6 @@ Run locally with `python app.py`; on Hugging Face Spaces this file is the Space'
 
 from __future__ import annotations
 
-import json
 import tempfile
 import uuid
 from pathlib import Path
@@ -99,26 +98,51 @@ def run_comparison(image, scale, gt_mode, gt_image, weights, self_ensemble, prec
         model = get_model(weights, scale)
         progress(0, desc="Running the network on the whole image")
         return compare(
-            model, pic, scale, truth=truth, self_truth=gt_mode == GT_SELF,
+            model,
+            pic,
+            scale,
+            truth=truth,
+            self_truth=gt_mode == GT_SELF,
             progress=lambda n, total: progress((n, total), desc="Upscaling", unit="tiles"),
-            precision=precision, self_ensemble=self_ensemble, max_output_pixels=MAX_OUTPUT_PIXELS,
+            precision=precision,
+            self_ensemble=self_ensemble,
+            max_output_pixels=MAX_OUTPUT_PIXELS,
         )
     except (ImageError, WeightsError, ValueError) as err:
         raise gr.Error(str(err)) from None
 
 
-def upscale_ui(image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y,
-               progress=gr.Progress()):
+def upscale_ui(
+    image,
+    scale,
+    gt_mode,
+    gt_image,
+    weights,
+    self_ensemble,
+    precision,
+    auto_zoom,
+    zoom_x,
+    zoom_y,
+    progress=gr.Progress(),  # noqa: B008 (Gradio injects its progress tracker through this default)
+):
     comparison = run_comparison(image, scale, gt_mode, gt_image, weights, self_ensemble, precision, progress)
     bicubic, output = preview_rgb(comparison.bicubic), preview_rgb(comparison.output)
     maps = None
     if comparison.truth is not None:
-        maps = [(error_map(comparison.bicubic, comparison.truth), "|bicubic − truth| ×4"),
-                (error_map(comparison.output, comparison.truth), "|MDSR-BAM − truth| ×4")]
+        maps = [
+            (error_map(comparison.bicubic, comparison.truth), "|bicubic − truth| ×4"),
+            (error_map(comparison.output, comparison.truth), "|MDSR-BAM − truth| ×4"),
+        ]
     zoom = zoom_panel(comparison, center=None if auto_zoom else (zoom_x / 100, zoom_y / 100))
     return (
-        (bicubic, output), output, save_output(comparison), zoom, metrics_markdown(comparison), maps,
-        info_markdown(comparison, weights), comparison,
+        (bicubic, output),
+        output,
+        save_output(comparison),
+        zoom,
+        metrics_markdown(comparison),
+        maps,
+        info_markdown(comparison, weights),
+        comparison,
     )
 
 
@@ -141,9 +165,15 @@ def upscale_api(image, scale, ground_truth):
     comparison = run_comparison(image, scale, gt_mode, ground_truth, BUNDLED, False, "auto", lambda *a, **k: None)
     i = comparison.info
     report = {
-        "scale": i.scale, "width": comparison.output.size[0], "height": comparison.output.size[1],
-        "precision": i.precision, "device": i.device, "tiles": i.tiles, "seconds": round(i.seconds, 3),
-        "weights": BUNDLED_PATH.name, "metrics": comparison.metrics,
+        "scale": i.scale,
+        "width": comparison.output.size[0],
+        "height": comparison.output.size[1],
+        "precision": i.precision,
+        "device": i.device,
+        "tiles": i.tiles,
+        "seconds": round(i.seconds, 3),
+        "weights": BUNDLED_PATH.name,
+        "metrics": comparison.metrics,
     }
     return save_output(comparison), report
 
@@ -160,37 +190,65 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
     state = gr.State(None)
     with gr.Row():
         with gr.Column(scale=1):
-            image = UploadedImage(type="filepath", image_mode=None, label="Low-resolution image", sources=["upload", "clipboard"],
-                             elem_id="input-image")
+            image = UploadedImage(
+                type="filepath",
+                image_mode=None,
+                label="Low-resolution image",
+                sources=["upload", "clipboard"],
+                elem_id="input-image",
+            )
             scale = gr.Radio([2, 3, 4], value=4, label="Scale", elem_id="scale")
             with gr.Accordion("Ground truth (for PSNR / SSIM)", open=False):
-                gt_mode = gr.Radio([GT_NONE, GT_UPLOAD, GT_SELF], value=GT_NONE, label="Ground truth", elem_id="gt-mode")
-                gt_image = UploadedImage(type="filepath", image_mode=None, label="Original (HR) image", sources=["upload"],
-                                    elem_id="gt-image")
+                gt_mode = gr.Radio(
+                    [GT_NONE, GT_UPLOAD, GT_SELF], value=GT_NONE, label="Ground truth", elem_id="gt-mode"
+                )
+                gt_image = UploadedImage(
+                    type="filepath",
+                    image_mode=None,
+                    label="Original (HR) image",
+                    sources=["upload"],
+                    elem_id="gt-image",
+                )
             with gr.Accordion("Options", open=False):
                 weights = gr.Radio([BUNDLED, HUB], value=BUNDLED, label="Weights")
-                self_ensemble = gr.Checkbox(False, label="Self-ensemble (8 flips/rotations averaged: ~8x slower, sharper)")
+                self_ensemble = gr.Checkbox(
+                    False, label="Self-ensemble (8 flips/rotations averaged: ~8x slower, sharper)"
+                )
                 precision = gr.Radio(["auto", "fp32", "bf16"], value="auto", label="Precision")
             button = gr.Button("Upscale", variant="primary", elem_id="upscale-button")
         with gr.Column(scale=2):
             slider = gr.ImageSlider(label="Bicubic ◀ ▶ MDSR-BAM", format="png", type="numpy", elem_id="slider")
             info = gr.Markdown(elem_id="run-info")
             metrics = gr.Markdown(elem_id="metrics")
-            zoom = gr.Image(label="Zoomed region: bicubic | MDSR-BAM | ground truth", format="png", interactive=False,
-                            elem_id="zoom")
+            zoom = gr.Image(
+                label="Zoomed region: bicubic | MDSR-BAM | ground truth",
+                format="png",
+                interactive=False,
+                elem_id="zoom",
+            )
             with gr.Row():
                 auto_zoom = gr.Checkbox(True, label="Most detailed region")
                 zoom_x = gr.Slider(0, 100, value=50, step=1, label="Region x (%)")
                 zoom_y = gr.Slider(0, 100, value=50, step=1, label="Region y (%)")
             errors = gr.Gallery(label="Error maps (with a ground truth)", columns=2, format="png", elem_id="errors")
-            output = gr.Image(label="MDSR-BAM output (full resolution)", format="png", interactive=False, elem_id="output")
+            output = gr.Image(
+                label="MDSR-BAM output (full resolution)", format="png", interactive=False, elem_id="output"
+            )
             download = gr.DownloadButton("Download PNG (full resolution; keeps alpha and 16 bits)", elem_id="download")
 
     inputs = [image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y]
-    button.click(upscale_ui, inputs, [slider, output, download, zoom, metrics, errors, info, state],
-                 api_visibility="private", concurrency_limit=1, concurrency_id="model")
+    button.click(
+        upscale_ui,
+        inputs,
+        [slider, output, download, zoom, metrics, errors, info, state],
+        api_visibility="private",
+        concurrency_limit=1,
+        concurrency_id="model",
+    )
     for control in (auto_zoom, zoom_x, zoom_y):
-        control.change(rezoom, [state, auto_zoom, zoom_x, zoom_y], zoom, api_visibility="private", show_progress="hidden")
+        control.change(
+            rezoom, [state, auto_zoom, zoom_x, zoom_y], zoom, api_visibility="private", show_progress="hidden"
+        )
     # A new input makes the kept comparison stale: the zoom controls wait for the next run.
     image.change(lambda: None, None, state, api_visibility="private", show_progress="hidden")
 
@@ -216,8 +274,14 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
         api_output = gr.Image(type="filepath", format="png")
         api_report = gr.JSON()
     api_button = gr.Button(visible=False)
-    api_button.click(upscale_api, [api_image, api_scale, api_truth], [api_output, api_report], api_name="upscale",
-                     concurrency_limit=1, concurrency_id="model")
+    api_button.click(
+        upscale_api,
+        [api_image, api_scale, api_truth],
+        [api_output, api_report],
+        api_name="upscale",
+        concurrency_limit=1,
+        concurrency_id="model",
+    )
 
 demo.queue(max_size=16, default_concurrency_limit=1)
 

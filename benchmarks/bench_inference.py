@@ -19,14 +19,12 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,9 +39,14 @@ def super_image_model(ours: MDSR, scale: int):
     from super_image import MdsrConfig, MdsrModel
 
     theirs = MdsrModel(MdsrConfig(scale=scale, bam=True)).eval()
-    keep = {k: v for k, v in ours.state_dict().items()
-            if not (k.startswith(("pre_process.", "upsample.")) and k.split(".")[1] != str(scale))}
-    missing = set(theirs.state_dict()) - set(keep) - {"sub_mean.weight", "sub_mean.bias", "add_mean.weight", "add_mean.bias"}
+    keep = {
+        k: v
+        for k, v in ours.state_dict().items()
+        if not (k.startswith(("pre_process.", "upsample.")) and k.split(".")[1] != str(scale))
+    }
+    missing = (
+        set(theirs.state_dict()) - set(keep) - {"sub_mean.weight", "sub_mean.bias", "add_mean.weight", "add_mean.bias"}
+    )
     assert not missing, missing
     theirs.load_state_dict(keep, strict=False)
     return theirs
@@ -70,7 +73,9 @@ def conv_ceiling(dtype: torch.dtype) -> float:
     """GFLOP/s of a 3x3 conv 64->64 on 128x128, channels_last: what the convolutions can reach here."""
     conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
     x = torch.rand(1, 64, 128, 128).contiguous(memory_format=torch.channels_last)
-    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == torch.bfloat16 else torch.autocast("cpu", enabled=False)
+    ctx = (
+        torch.autocast("cpu", dtype=torch.bfloat16) if dtype == torch.bfloat16 else torch.autocast("cpu", enabled=False)
+    )
     with torch.inference_mode(), ctx:
         for _ in range(3):
             conv(x)
@@ -155,8 +160,12 @@ def quality(model: MDSR, scales: list[int]) -> list[dict]:
                 with torch.enable_grad():  # the reference path: super-image's own order of operations
                     reference = model(lr, scale).detach().clamp(0, 1)
                 fast = fast_path(model, lr, scale)
-                diffs.append(psnr(tensor_to_array(fast), p.hr, shave=scale) - psnr(tensor_to_array(reference), p.hr, shave=scale))
-            rows.append({"set": name, "scale": scale, "images": len(pairs), "max_abs_psnr_diff_db": max(abs(d) for d in diffs)})
+                diffs.append(
+                    psnr(tensor_to_array(fast), p.hr, shave=scale) - psnr(tensor_to_array(reference), p.hr, shave=scale)
+                )
+            rows.append(
+                {"set": name, "scale": scale, "images": len(pairs), "max_abs_psnr_diff_db": max(abs(d) for d in diffs)}
+            )
     return rows
 
 
@@ -166,7 +175,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
-    parser.add_argument("--peer-large", action="store_true", help="also time super-image on the large sizes (slow, GBs)")
+    parser.add_argument(
+        "--peer-large", action="store_true", help="also time super-image on the large sizes (slow, GBs)"
+    )
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -175,8 +186,10 @@ def main() -> None:
     ours = load_model(args.weights)
     precision = resolve_precision("auto")
     fp32_ceiling, bf16_ceiling = conv_ceiling(torch.float32), conv_ceiling(torch.bfloat16)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
-          f"auto precision: {precision}; 3x3-conv ceiling: {fp32_ceiling:.0f} GFLOP/s fp32, {bf16_ceiling:.0f} GFLOP/s bf16")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
+        f"auto precision: {precision}; 3x3-conv ceiling: {fp32_ceiling:.0f} GFLOP/s fp32, {bf16_ceiling:.0f} GFLOP/s bf16"
+    )
 
     results = []
     for scale in args.scales:
@@ -191,40 +204,63 @@ def main() -> None:
             a, b = time_pair(ours, theirs if with_peer else None, lr, scale, runs)
             gflop = conv_gflop(ours, scale, size, size)
             row = {
-                "scale": scale, "size": size, "precision": precision, "fp32_outputs_max_abs_diff": agree,
-                "ours_s": statistics.median(a), "super_image_s": statistics.median(b) if b else None,
-                "gflop": gflop, "ours_gflops": gflop / statistics.median(a),
+                "scale": scale,
+                "size": size,
+                "precision": precision,
+                "fp32_outputs_max_abs_diff": agree,
+                "ours_s": statistics.median(a),
+                "super_image_s": statistics.median(b) if b else None,
+                "gflop": gflop,
+                "ours_gflops": gflop / statistics.median(a),
             }
             row["speedup"] = row["super_image_s"] / row["ours_s"] if b else None
             row["fraction_of_best_ceiling"] = row["ours_gflops"] / max(fp32_ceiling, bf16_ceiling)
             if not args.no_memory:
                 row["ours_peak_rss_mb"] = peak_rss_child("ours", scale, size, args.weights)
-                row["super_image_peak_rss_mb"] = peak_rss_child("theirs", scale, size, args.weights) if with_peer else None
+                row["super_image_peak_rss_mb"] = (
+                    peak_rss_child("theirs", scale, size, args.weights) if with_peer else None
+                )
             results.append(row)
             print(json.dumps(row), file=sys.stderr)
 
     quality_rows = quality(ours, [2, 3, 4])
     print()
-    print("| scale | input | ours (s) | super-image fp32 (s) | speed-up | GFLOP | ours GFLOP/s | of ceiling | ours peak RSS (MB) | super-image peak RSS (MB) |")
+    print(
+        "| scale | input | ours (s) | super-image fp32 (s) | speed-up | GFLOP | ours GFLOP/s | of ceiling | ours peak RSS (MB) | super-image peak RSS (MB) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         peer = f"{r['super_image_s']:.2f}" if r["super_image_s"] else "not run"
         speed = f"{r['speedup']:.2f}x" if r["speedup"] else "-"
         rss = lambda v: f"{v:.0f}" if v else "-"  # noqa: E731
-        print(f"| x{r['scale']} | {r['size']}x{r['size']} | {r['ours_s']:.2f} | {peer} | {speed} | {r['gflop']:.0f} | "
-              f"{r['ours_gflops']:.0f} | {r['fraction_of_best_ceiling']:.0%} | {rss(r.get('ours_peak_rss_mb'))} | "
-              f"{rss(r.get('super_image_peak_rss_mb'))} |")
+        print(
+            f"| x{r['scale']} | {r['size']}x{r['size']} | {r['ours_s']:.2f} | {peer} | {speed} | {r['gflop']:.0f} | "
+            f"{r['ours_gflops']:.0f} | {r['fraction_of_best_ceiling']:.0%} | {rss(r.get('ours_peak_rss_mb'))} | "
+            f"{rss(r.get('super_image_peak_rss_mb'))} |"
+        )
     print()
     print("| set | scale | images | max abs PSNR difference, fast path vs fp32 whole image (dB) |")
     print("| --- | --- | --- | --- |")
     for q in quality_rows:
         print(f"| {q['set']} | x{q['scale']} | {q['images']} | {q['max_abs_psnr_diff_db']:.4f} |")
-    print(f"\nfp32 outputs of the two implementations agree to {max(r['fp32_outputs_max_abs_diff'] for r in results):.2e}")
+    print(
+        f"\nfp32 outputs of the two implementations agree to {max(r['fp32_outputs_max_abs_diff'] for r in results):.2e}"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": platform.processor(), "cores": os.cpu_count(),
-                                               "torch": torch.__version__, "auto_precision": precision,
-                                               "ceiling_gflops": {"fp32": fp32_ceiling, "bf16": bf16_ceiling},
-                                               "timings": results, "quality": quality_rows}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "machine": platform.processor(),
+                    "cores": os.cpu_count(),
+                    "torch": torch.__version__,
+                    "auto_precision": precision,
+                    "ceiling_gflops": {"fp32": fp32_ceiling, "bf16": bf16_ceiling},
+                    "timings": results,
+                    "quality": quality_rows,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

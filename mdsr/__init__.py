@@ -9,7 +9,17 @@ from mdsr.model import MDSR, MdsrConfig
 from mdsr.weights import WeightsError, load_model, save_weights
 
 __all__ = [
-    "MDSR", "ImageError", "ImageLoader", "MdsrConfig", "MdsrModel", "Picture", "WeightsError", "load_model",
-    "read_image", "save_weights", "upscale", "upscale_picture",
+    "MDSR",
+    "ImageError",
+    "ImageLoader",
+    "MdsrConfig",
+    "MdsrModel",
+    "Picture",
+    "WeightsError",
+    "load_model",
+    "read_image",
+    "save_weights",
+    "upscale",
+    "upscale_picture",
 ]
 __version__ = "0.1.0"

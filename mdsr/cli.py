@@ -32,7 +32,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-data", default=None, help="benchmark folder (HR/ ...), or 'none'; default ../shared/data/benchmark/Set5 if present")
+    p.add_argument(
+        "--val-data",
+        default=None,
+        help="benchmark folder (HR/ ...), or 'none'; default ../shared/data/benchmark/Set5 if present",
+    )
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--log-every", type=int, default=10)
@@ -42,7 +46,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fp16-weights", action="store_true", help="store the final weights in float16")
     p.add_argument("--hf-dataset", default=None, help="a Hub dataset id in super-image's layout (needs `datasets`)")
     p.add_argument("--hf-config", default=None)
-    p.add_argument("--five-crop", action="store_true", help="super-image's pre-augmentation: 4 corners + centre, half size")
+    p.add_argument(
+        "--five-crop", action="store_true", help="super-image's pre-augmentation: 4 corners + centre, half size"
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.set_defaults(run=run_train)
@@ -62,12 +68,32 @@ def run_train(args: argparse.Namespace) -> int:
         default = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmark" / "Set5"
         val = str(default) if default.is_dir() else None
     cfg = TrainConfig(
-        data=tuple(args.data), out=args.out, preset=args.preset, scales=tuple(args.scales), patch_size=args.patch_size,
-        batch_size=args.batch_size, steps=args.steps, lr=args.lr, warmup=args.warmup, schedule=args.schedule,
-        min_lr=args.min_lr, decay_every=args.decay_every, clip_grad=args.clip_grad, precision=args.precision,
-        channels_last=not args.no_channels_last, seed=args.seed, val_data=val, val_every=args.val_every,
-        checkpoint_every=args.checkpoint_every, log_every=args.log_every, cache_dir=args.cache_dir, init=args.init,
-        max_minutes=args.max_minutes, fp16_weights=args.fp16_weights, hf_dataset=args.hf_dataset, hf_config=args.hf_config,
+        data=tuple(args.data),
+        out=args.out,
+        preset=args.preset,
+        scales=tuple(args.scales),
+        patch_size=args.patch_size,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        lr=args.lr,
+        warmup=args.warmup,
+        schedule=args.schedule,
+        min_lr=args.min_lr,
+        decay_every=args.decay_every,
+        clip_grad=args.clip_grad,
+        precision=args.precision,
+        channels_last=not args.no_channels_last,
+        seed=args.seed,
+        val_data=val,
+        val_every=args.val_every,
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+        cache_dir=args.cache_dir,
+        init=args.init,
+        max_minutes=args.max_minutes,
+        fp16_weights=args.fp16_weights,
+        hf_dataset=args.hf_dataset,
+        hf_config=args.hf_config,
         five_crop=args.five_crop,
     )
     final = train(cfg, resume=args.resume)
@@ -141,13 +167,23 @@ def run_upscale(args: argparse.Namespace) -> int:
                     bar.total = total
                     bar.update(done - bar.n)
 
-                result, info = upscale_picture(model, pic, args.scale, tile=tile, precision=args.precision,
-                                               self_ensemble=args.self_ensemble, progress=on_tile)
+                result, info = upscale_picture(
+                    model,
+                    pic,
+                    args.scale,
+                    tile=tile,
+                    precision=args.precision,
+                    self_ensemble=args.self_ensemble,
+                    progress=on_tile,
+                )
             target = out_dir / f"{path.stem}_x{args.scale}.png"
             save_picture(result, target)
             if args.compare:
-                bicubic = Picture(np.clip(upscale_array(pic.rgb.astype(np.float64), args.scale), 0, 1).astype(np.float32),
-                                  None, grey=pic.grey)
+                bicubic = Picture(
+                    np.clip(upscale_array(pic.rgb.astype(np.float64), args.scale), 0, 1).astype(np.float32),
+                    None,
+                    grey=pic.grey,
+                )
                 side = np.hstack([preview_rgb(bicubic), preview_rgb(Picture(result.rgb, None, grey=result.grey))])
                 Image.fromarray(side).save(out_dir / f"{path.stem}_x{args.scale}_compare.png")
             notes = "".join(f" ({n})" for n in result.notes)
@@ -215,8 +251,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     name = args.weights or BUNDLED_PATH.name
     results = []
     for scale, model in models.items():
-        results += evaluate(model, args.data, [scale], protocol=args.protocol, self_ensemble=args.self_ensemble,
-                            precision=args.precision, weights=name)
+        results += evaluate(
+            model,
+            args.data,
+            [scale],
+            protocol=args.protocol,
+            self_ensemble=args.self_ensemble,
+            precision=args.precision,
+            weights=name,
+        )
     results.sort(key=lambda r: (args.data.index(next(d for d in args.data if Path(d).name == r.dataset)), r.scale))
     print(markdown_table(results))
     if args.json:

@@ -58,7 +58,9 @@ def downscale_picture(pic: Picture, scale: int) -> Picture:
     """Crop to a multiple of ``scale``, then MATLAB ``imresize(img, 1/scale)``."""
     h, w = pic.rgb.shape[:2]
     if min(h, w) < 2 * scale:
-        raise ImageError(f"the image is {w}x{h}; to use it as its own ground truth at {scale}x it must be at least {2 * scale} pixels on each side")
+        raise ImageError(
+            f"the image is {w}x{h}; to use it as its own ground truth at {scale}x it must be at least {2 * scale} pixels on each side"
+        )
     cropped = crop_picture(pic, (h - h % scale, w - w % scale))
     return _resize_picture(cropped, 1 / scale, (cropped.rgb.shape[0] // scale, cropped.rgb.shape[1] // scale))
 
@@ -86,14 +88,23 @@ def measure(output: Picture, truth: Picture, bicubic: Picture, scale: int) -> di
     scores = {}
     for name, pic in (("bicubic", bicubic), ("mdsr", output)):
         out8 = _eight_bit(pic)
-        scores[name] = {"psnr": round(psnr(out8, truth8, shave=scale), 4), "ssim": round(ssim(out8, truth8, shave=scale), 4)}
+        scores[name] = {
+            "psnr": round(psnr(out8, truth8, shave=scale), 4),
+            "ssim": round(ssim(out8, truth8, shave=scale), 4),
+        }
     scores["gain_db"] = round(scores["mdsr"]["psnr"] - scores["bicubic"]["psnr"], 4)
     return scores
 
 
 def compare(
-    model: MDSR, pic: Picture, scale: int, *, truth: Picture | None = None, self_truth: bool = False,
-    progress: ProgressCallback | None = None, **upscale_options,
+    model: MDSR,
+    pic: Picture,
+    scale: int,
+    *,
+    truth: Picture | None = None,
+    self_truth: bool = False,
+    progress: ProgressCallback | None = None,
+    **upscale_options,
 ) -> Comparison:
     """Upscale ``pic`` (or, with ``self_truth``, its MATLAB-bicubic downscale) and compare.
 
@@ -137,7 +148,9 @@ def most_detailed_region(pic: Picture, size: int) -> tuple[int, int]:
     return int(x), int(y)
 
 
-def zoom_panel(comparison: Comparison, *, center: tuple[float, float] | None = None, crop: int = 48, zoom: int = 256) -> np.ndarray:
+def zoom_panel(
+    comparison: Comparison, *, center: tuple[float, float] | None = None, crop: int = 48, zoom: int = 256
+) -> np.ndarray:
     """Bicubic | MDSR-BAM | ground truth (when given) crops of one region, each enlarged to ``zoom``
     pixels with nearest-neighbour so single pixels stay visible. ``center`` is (x, y) as fractions of the
     LR image; None picks the most detailed region. ``crop`` is in LR pixels. Returns uint8 (H, W, 3)."""

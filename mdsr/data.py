@@ -56,8 +56,13 @@ class PatchDataset:
 
     @classmethod
     def from_arrays(
-        cls, images: Iterable[tuple[str, np.ndarray]], *, scales: Sequence[int], patch_size: int,
-        cache_dir: str | os.PathLike | None = None, five_crop: bool = False,
+        cls,
+        images: Iterable[tuple[str, np.ndarray]],
+        *,
+        scales: Sequence[int],
+        patch_size: int,
+        cache_dir: str | os.PathLike | None = None,
+        five_crop: bool = False,
     ) -> PatchDataset:
         data = cls(scales=tuple(scales), patch_size=patch_size)
         data.lr = {s: [] for s in data.scales}
@@ -67,8 +72,11 @@ class PatchDataset:
         for name, array in images:
             hr = modcrop(array, lcm)
             if min(hr.shape[:2]) < patch_size * max(data.scales):
-                warnings.warn(f"skipping {name}: {array.shape[1]}x{array.shape[0]} is smaller than one "
-                              f"{patch_size * max(data.scales)} px HR patch", stacklevel=2)
+                warnings.warn(
+                    f"skipping {name}: {array.shape[1]}x{array.shape[0]} is smaller than one "
+                    f"{patch_size * max(data.scales)} px HR patch",
+                    stacklevel=2,
+                )
                 continue
             data.hr.append(hr)
             data.names.append(name)
@@ -80,8 +88,13 @@ class PatchDataset:
 
     @classmethod
     def from_folders(
-        cls, folders: Sequence[str | os.PathLike], *, scales: Sequence[int], patch_size: int,
-        cache_dir: str | os.PathLike | None = None, five_crop: bool = False,
+        cls,
+        folders: Sequence[str | os.PathLike],
+        *,
+        scales: Sequence[int],
+        patch_size: int,
+        cache_dir: str | os.PathLike | None = None,
+        five_crop: bool = False,
     ) -> PatchDataset:
         def readable() -> Iterable[tuple[str, np.ndarray]]:
             for path in list_images(folders):
@@ -90,7 +103,9 @@ class PatchDataset:
                 except (OSError, ValueError) as err:
                     warnings.warn(f"skipping {path}: {err}", stacklevel=2)
 
-        return cls.from_arrays(readable(), scales=scales, patch_size=patch_size, cache_dir=cache_dir, five_crop=five_crop)
+        return cls.from_arrays(
+            readable(), scales=scales, patch_size=patch_size, cache_dir=cache_dir, five_crop=five_crop
+        )
 
     @classmethod
     def from_hf_dataset(
@@ -135,8 +150,13 @@ def five_crops(image: np.ndarray) -> list[np.ndarray]:
     h, w = image.shape[:2]
     ch, cw = h // 2, w // 2
     top, left = (h - ch) // 2, (w - cw) // 2
-    return [image[:ch, :cw], image[:ch, w - cw :], image[h - ch :, :cw], image[h - ch :, w - cw :],
-            image[top : top + ch, left : left + cw]]
+    return [
+        image[:ch, :cw],
+        image[:ch, w - cw :],
+        image[h - ch :, :cw],
+        image[h - ch :, w - cw :],
+        image[top : top + ch, left : left + cw],
+    ]
 
 
 def dihedral(patch: np.ndarray, k: int) -> np.ndarray:

@@ -49,7 +49,9 @@ def load_benchmark(folder: str | os.PathLike, scale: int) -> list[Pair]:
     pairs = []
     for path in sorted(p for p in hr_dir.iterdir() if p.is_file()):
         hr = modcrop(load_image_array(path), scale)
-        lr_file = next((d / f"{path.stem}x{scale}.png" for d in lr_dirs if (d / f"{path.stem}x{scale}.png").exists()), None)
+        lr_file = next(
+            (d / f"{path.stem}x{scale}.png" for d in lr_dirs if (d / f"{path.stem}x{scale}.png").exists()), None
+        )
         lr = load_image_array(lr_file) if lr_file else downscale_array(hr, scale)
         if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
             raise ValueError(f"{lr_file}: LR size does not match HR {path.name} at x{scale}")
@@ -74,7 +76,12 @@ def load_benchmark_super_image(folder: str | os.PathLike, scale: int) -> list[Pa
 
 def validate(model: MDSR, pairs: list[Pair], scale: int, *, precision: Precision = "fp32") -> float:
     """Mean standard-protocol PSNR of ``model`` over ``pairs``."""
-    scores = [psnr(tensor_to_array(super_resolve(model, array_to_tensor(p.lr), scale, precision=precision)), p.hr, shave=scale) for p in pairs]
+    scores = [
+        psnr(
+            tensor_to_array(super_resolve(model, array_to_tensor(p.lr), scale, precision=precision)), p.hr, shave=scale
+        )
+        for p in pairs
+    ]
     return float(np.mean(scores))
 
 
@@ -107,8 +114,15 @@ class Result:
 
 
 def evaluate(
-    model: MDSR, folders: list[str | os.PathLike], scales: list[int], *, protocol: Protocol = "standard",
-    self_ensemble: bool = False, precision: Precision = "fp32", weights: str = "", show_progress: bool = True,
+    model: MDSR,
+    folders: list[str | os.PathLike],
+    scales: list[int],
+    *,
+    protocol: Protocol = "standard",
+    self_ensemble: bool = False,
+    precision: Precision = "fp32",
+    weights: str = "",
+    show_progress: bool = True,
 ) -> list[Result]:
     """One ``Result`` per dataset and scale (see the module docstring for the protocols)."""
     if protocol not in ("standard", "super-image"):
@@ -118,7 +132,9 @@ def evaluate(
     for folder in folders:
         for scale in scales:
             model.check_scale(scale)
-            pairs = load_benchmark(folder, scale) if protocol == "standard" else load_benchmark_super_image(folder, scale)
+            pairs = (
+                load_benchmark(folder, scale) if protocol == "standard" else load_benchmark_super_image(folder, scale)
+            )
             rows = []
             iterator = pairs
             if show_progress:
@@ -129,17 +145,34 @@ def evaluate(
                 sr = run(model, array_to_tensor(pair.lr), scale, precision=precision)
                 if protocol == "standard":
                     out, bic = tensor_to_array(sr), upscale_array(pair.lr, scale)
-                    scores = (psnr(out, pair.hr, shave=scale), ssim(out, pair.hr, shave=scale),
-                              psnr(bic, pair.hr, shave=scale), ssim(bic, pair.hr, shave=scale))
+                    scores = (
+                        psnr(out, pair.hr, shave=scale),
+                        ssim(out, pair.hr, shave=scale),
+                        psnr(bic, pair.hr, shave=scale),
+                        ssim(bic, pair.hr, shave=scale),
+                    )
                 else:
                     out = sr[0].permute(1, 2, 0).numpy() * 255.0
                     lr_img = Image.fromarray(pair.lr)
                     bic = np.asarray(lr_img.resize((lr_img.width * scale, lr_img.height * scale), Image.BICUBIC))
                     scores = super_image_metrics(out, pair.hr, scale) + super_image_metrics(bic, pair.hr, scale)
-                rows.append(dict(zip(("name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"), (pair.name, *scores), strict=True)))
+                rows.append(
+                    dict(
+                        zip(("name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"), (pair.name, *scores), strict=True)
+                    )
+                )
             mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")}
-            results.append(Result(dataset=Path(folder).name, scale=scale, images=len(rows), weights=weights,
-                                  protocol=protocol, per_image=rows, **mean))
+            results.append(
+                Result(
+                    dataset=Path(folder).name,
+                    scale=scale,
+                    images=len(rows),
+                    weights=weights,
+                    protocol=protocol,
+                    per_image=rows,
+                    **mean,
+                )
+            )
     return results
 
 
@@ -147,7 +180,9 @@ def markdown_table(results: list[Result]) -> str:
     """The model card's table shape: dataset, scale, bicubic PSNR/SSIM, model PSNR/SSIM."""
     lines = ["| Dataset | Scale | Bicubic PSNR / SSIM | MDSR-BAM PSNR / SSIM |", "| --- | --- | --- | --- |"]
     for r in results:
-        lines.append(f"| {r.dataset} | x{r.scale} | {r.bicubic_psnr:.2f} / {r.bicubic_ssim:.4f} | {r.psnr:.2f} / {r.ssim:.4f} |")
+        lines.append(
+            f"| {r.dataset} | x{r.scale} | {r.bicubic_psnr:.2f} / {r.bicubic_ssim:.4f} | {r.psnr:.2f} / {r.ssim:.4f} |"
+        )
     return "\n".join(lines)
 
 

@@ -85,7 +85,9 @@ def _cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return values.astype(dtype)
 
 
-def imresize(img: np.ndarray, scale: float, *, border: Border = "symmetric", size: tuple[int, int] | None = None) -> np.ndarray:
+def imresize(
+    img: np.ndarray, scale: float, *, border: Border = "symmetric", size: tuple[int, int] | None = None
+) -> np.ndarray:
     """MATLAB ``imresize(img, scale, 'bicubic')`` of an (H, W) or (H, W, C) array.
 
     ``size`` (H, W) overrides the output size, which otherwise is ``ceil(H * scale), ceil(W * scale)``,
@@ -219,8 +221,10 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
         scale = 1.0 if mode == "F" else 65535.0
         grey = np.clip(np.asarray(image, dtype=np.float32) / scale, 0, 1)
         return Picture(np.repeat(grey[:, :, None], 3, axis=2), None, grey=True, bit_depth=16, notes=tuple(notes))
-    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info) or (
-        mode in ("L", "RGB") and "transparency" in image.info
+    has_alpha = (
+        mode in ("RGBA", "LA", "PA", "La", "RGBa")
+        or (mode == "P" and "transparency" in image.info)
+        or (mode in ("L", "RGB") and "transparency" in image.info)
     )
     grey = mode in ("1", "L", "LA", "La")
     if has_alpha:
@@ -228,7 +232,9 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
         rgb, alpha = rgba[:, :, :3], rgba[:, :, 3]
     else:
         rgb, alpha = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0, None
-    return Picture(np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), grey=grey, notes=tuple(notes))
+    return Picture(
+        np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), grey=grey, notes=tuple(notes)
+    )
 
 
 def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> Picture:
@@ -321,7 +327,11 @@ def picture_to_pil(pic: Picture) -> Image.Image:
 def save_picture(pic: Picture, path) -> None:
     """Write a PNG (or any format PIL knows), keeping 16-bit colour via OpenCV."""
     path = os.fspath(path)
-    if pic.bit_depth == 16 and not (pic.grey and pic.alpha is None) and path.lower().endswith((".png", ".tif", ".tiff")):
+    if (
+        pic.bit_depth == 16
+        and not (pic.grey and pic.alpha is None)
+        and path.lower().endswith((".png", ".tif", ".tiff"))
+    ):
         import cv2
 
         array = picture_to_array(pic)

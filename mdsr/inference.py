@@ -73,7 +73,7 @@ def bf16_available(device: torch.device | str = "cpu") -> bool:
 
 
 def resolve_precision(precision: Precision, device: torch.device | str = "cpu") -> Literal["fp32", "bf16"]:
-    """"auto" is bf16 where it is native (and faster), else fp32; an explicit choice is checked."""
+    """ "auto" is bf16 where it is native (and faster), else fp32; an explicit choice is checked."""
     if precision == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
     if precision not in ("fp32", "bf16"):
@@ -92,7 +92,12 @@ def autocast(precision: Literal["fp32", "bf16"], device: torch.device | str = "c
 
 @torch.inference_mode()
 def super_resolve(
-    model: MDSR, lr: torch.Tensor, scale: int, *, precision: Precision = "fp32", tile: int | None = None,
+    model: MDSR,
+    lr: torch.Tensor,
+    scale: int,
+    *,
+    precision: Precision = "fp32",
+    tile: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> torch.Tensor:
     """(1, 3, H, W) float in [0, 1] -> (1, 3, H*s, W*s) float, clamped to [0, 1].
@@ -150,7 +155,12 @@ def _undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def super_resolve_ensemble(
-    model: MDSR, lr: torch.Tensor, scale: int, *, precision: Precision = "fp32", tile: int | None = None,
+    model: MDSR,
+    lr: torch.Tensor,
+    scale: int,
+    *,
+    precision: Precision = "fp32",
+    tile: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> torch.Tensor:
     """Geometric self-ensemble (EDSR's "+"): the mean over the 8 flips/rotations, each undone."""
@@ -163,7 +173,9 @@ def super_resolve_ensemble(
 
     acc = None
     for k in range(8):
-        out = _undo_dihedral(super_resolve(model, _dihedral(lr, k), scale, precision=precision, tile=tile, progress=step), k)
+        out = _undo_dihedral(
+            super_resolve(model, _dihedral(lr, k), scale, precision=precision, tile=tile, progress=step), k
+        )
         acc = out if acc is None else acc.add_(out)
         done += total // 8
     return acc.div_(8)
@@ -200,8 +212,14 @@ def choose_tile(height: int, width: int, scale: int, tile: int | Literal["auto"]
 
 
 def upscale_picture(
-    model: MDSR, pic: Picture, scale: int, *, tile: int | Literal["auto"] | None = "auto", precision: Precision = "auto",
-    self_ensemble: bool = False, progress: ProgressCallback | None = None,
+    model: MDSR,
+    pic: Picture,
+    scale: int,
+    *,
+    tile: int | Literal["auto"] | None = "auto",
+    precision: Precision = "auto",
+    self_ensemble: bool = False,
+    progress: ProgressCallback | None = None,
     max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
 ) -> tuple[Picture, RunInfo]:
     """Super-resolve a decoded picture; alpha is upscaled with bicubic and re-attached."""
@@ -225,19 +243,39 @@ def upscale_picture(
     alpha = None
     if pic.alpha is not None:
         alpha = np.clip(upscale_array(pic.alpha.astype(np.float64), scale), 0, 1).astype(np.float32)
-    info = RunInfo(scale=scale, precision=mode, device=str(device), tiles=len(_tile_boxes(h, w, tile_size)),
-                   self_ensemble=self_ensemble, seconds=time.perf_counter() - started)
+    info = RunInfo(
+        scale=scale,
+        precision=mode,
+        device=str(device),
+        tiles=len(_tile_boxes(h, w, tile_size)),
+        self_ensemble=self_ensemble,
+        seconds=time.perf_counter() - started,
+    )
     return Picture(rgb, alpha, grey=pic.grey, bit_depth=pic.bit_depth, notes=pic.notes), info
 
 
 def upscale(
-    model: MDSR, image: Image.Image, scale: int, *, tile: int | Literal["auto"] | None = "auto",
-    precision: Precision = "auto", self_ensemble: bool = False, progress: ProgressCallback | None = None,
+    model: MDSR,
+    image: Image.Image,
+    scale: int,
+    *,
+    tile: int | Literal["auto"] | None = "auto",
+    precision: Precision = "auto",
+    self_ensemble: bool = False,
+    progress: ProgressCallback | None = None,
     max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
 ) -> Image.Image:
     """Super-resolve a PIL image of any mode by ``scale``; returns a PIL image of the same kind
     (grey stays grey, alpha is kept, 16-bit grey stays 16-bit; see ``imaging.picture_to_pil``)."""
     pic = picture_from_pil(image, max_pixels=None)
-    out, _ = upscale_picture(model, pic, scale, tile=tile, precision=precision, self_ensemble=self_ensemble,
-                             progress=progress, max_output_pixels=max_output_pixels)
+    out, _ = upscale_picture(
+        model,
+        pic,
+        scale,
+        tile=tile,
+        precision=precision,
+        self_ensemble=self_ensemble,
+        progress=progress,
+        max_output_pixels=max_output_pixels,
+    )
     return picture_to_pil(out)

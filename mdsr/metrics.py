@@ -34,7 +34,9 @@ def _as_rgb(img: np.ndarray) -> np.ndarray:
 
 def _prepare(output: np.ndarray, truth: np.ndarray, shave: int, y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
     if output.shape[:2] != truth.shape[:2]:
-        raise ValueError(f"output is {output.shape[1]}x{output.shape[0]} but ground truth is {truth.shape[1]}x{truth.shape[0]}")
+        raise ValueError(
+            f"output is {output.shape[1]}x{output.shape[0]} but ground truth is {truth.shape[1]}x{truth.shape[0]}"
+        )
     h, w = truth.shape[:2]
     if min(h, w) <= 2 * shave:
         raise ValueError(f"a {w}x{h} image is too small to measure with {shave} pixels shaved off each border")
@@ -60,7 +62,12 @@ def ssim(output: np.ndarray, truth: np.ndarray, *, shave: int = 0, y_channel: bo
     a, b = _prepare(output, truth, shave, y_channel)
     return float(
         structural_similarity(
-            b, a, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+            b,
+            a,
+            data_range=255,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
             channel_axis=None if y_channel else 2,
         )
     )

@@ -76,7 +76,11 @@ def in_stripes(fn: nn.Module, x: torch.Tensor, stripe: int | None, halo: int) ->
 
 
 def _layout(t: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() else torch.contiguous_format
+    return (
+        torch.channels_last
+        if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+        else torch.contiguous_format
+    )
 
 
 class ResBlock(nn.Module):

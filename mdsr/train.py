@@ -137,9 +137,12 @@ def setup_distributed() -> Distributed:
 
 def git_commit() -> str:
     try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
-        ).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -149,10 +152,13 @@ def build_dataset(cfg: TrainConfig, model_scales: tuple[int, ...]) -> tuple[Patc
         import datasets  # optional dependency, only for Hub datasets
 
         ds = datasets.load_dataset(cfg.hf_dataset, cfg.hf_config, split="train")
-        return PatchDataset.from_hf_dataset(ds, scales=model_scales, patch_size=cfg.patch_size, five_crop=cfg.five_crop), len(ds)
+        return PatchDataset.from_hf_dataset(
+            ds, scales=model_scales, patch_size=cfg.patch_size, five_crop=cfg.five_crop
+        ), len(ds)
     files = list_images(cfg.data)
-    data = PatchDataset.from_folders(cfg.data, scales=model_scales, patch_size=cfg.patch_size, cache_dir=cfg.cache_dir,
-                                     five_crop=cfg.five_crop)
+    data = PatchDataset.from_folders(
+        cfg.data, scales=model_scales, patch_size=cfg.patch_size, cache_dir=cfg.cache_dir, five_crop=cfg.five_crop
+    )
     return data, len(files)
 
 
@@ -173,7 +179,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
         start = load_model(cfg.init)
         own = model.state_dict()
         # Shared parts and matching scales come from the start weights; new scales keep their init.
-        model.load_state_dict({k: v for k, v in start.state_dict().items() if k in own and v.shape == own[k].shape}, strict=False)
+        model.load_state_dict(
+            {k: v for k, v in start.state_dict().items() if k in own and v.shape == own[k].shape}, strict=False
+        )
     model.to(ctx.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -196,7 +204,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     if ctx.world > 1:
         # Each step uses one scale's pre-process and upsampler; the other scales' stay unused.
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+            model,
+            device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
             find_unused_parameters=len(config.scales) > 1,
         )
 
@@ -205,8 +214,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
 
     def state() -> dict:
         return {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "best": best,
-            "history": history, "torch_rng": torch.get_rng_state(), "config": config.to_dict(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "best": best,
+            "history": history,
+            "torch_rng": torch.get_rng_state(),
+            "config": config.to_dict(),
             "train_config": json.dumps(asdict(cfg)),
         }
 
@@ -258,8 +272,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
                 now = time.monotonic()
                 rate = window_patches / max(now - window_start, 1e-9)
                 window_patches, window_start = 0, now
-                record = {"step": step, "scale": scale, "loss": round(loss.item(), 6), "lr": learning_rate(cfg, step - 1),
-                          "patches_per_s": round(rate, 2), "elapsed_s": round(now - started, 1)}
+                record = {
+                    "step": step,
+                    "scale": scale,
+                    "loss": round(loss.item(), 6),
+                    "lr": learning_rate(cfg, step - 1),
+                    "patches_per_s": round(rate, 2),
+                    "elapsed_s": round(now - started, 1),
+                }
                 history.append(record)
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
@@ -269,8 +289,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
                 bar.update(1)
             if val_sets and (step % cfg.val_every == 0 or step == cfg.steps):
                 model.eval()
-                record = {"step": step, "val": {str(s): round(validate(model, pairs, s, precision=precision), 4)
-                                                for s, pairs in val_sets.items()}}
+                record = {
+                    "step": step,
+                    "val": {
+                        str(s): round(validate(model, pairs, s, precision=precision), 4)
+                        for s, pairs in val_sets.items()
+                    },
+                }
                 model.train()
                 history.append(record)
                 log_file.write(json.dumps(record) + "\n")
@@ -300,13 +325,28 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     final = out / "weights.safetensors"
     if ctx.main:
         last_val = next((h["val"] for h in reversed(history) if "val" in h), None)
-        save_weights(model, final, dtype=torch.float16 if cfg.fp16_weights else torch.float32, metadata={
-            "data": list(cfg.data) if not cfg.hf_dataset else [cfg.hf_dataset], "images": len(data),
-            "files": n_files, "steps": step, "scales": list(config.scales), "patch_size": cfg.patch_size,
-            "batch_size": cfg.batch_size * ctx.world, "lr": cfg.lr, "schedule": cfg.schedule, "seed": cfg.seed,
-            "git_commit": git_commit(), "validation": cfg.val_data or "none", "final_val_psnr": last_val,
-            "best": best, "precision": precision,
-        })
+        save_weights(
+            model,
+            final,
+            dtype=torch.float16 if cfg.fp16_weights else torch.float32,
+            metadata={
+                "data": list(cfg.data) if not cfg.hf_dataset else [cfg.hf_dataset],
+                "images": len(data),
+                "files": n_files,
+                "steps": step,
+                "scales": list(config.scales),
+                "patch_size": cfg.patch_size,
+                "batch_size": cfg.batch_size * ctx.world,
+                "lr": cfg.lr,
+                "schedule": cfg.schedule,
+                "seed": cfg.seed,
+                "git_commit": git_commit(),
+                "validation": cfg.val_data or "none",
+                "final_val_psnr": last_val,
+                "best": best,
+                "precision": precision,
+            },
+        )
     if ctx.world > 1:
         # Every rank reports a hash of its own weights; rank 0 logs them, so a drift would show.
         digest = weights_digest(model)
@@ -329,12 +369,26 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     model.load_state_dict(ckpt["model"])
     cfg = json.loads(ckpt["train_config"])
     last_val = next((h["val"] for h in reversed(ckpt["history"]) if "val" in h), None)
-    return save_weights(model, out, dtype=torch.float16 if fp16 else torch.float32, metadata={
-        "data": cfg["data"], "steps": ckpt["step"], "scales": list(model.scales), "patch_size": cfg["patch_size"],
-        "batch_size": cfg["batch_size"], "lr": cfg["lr"], "schedule": cfg["schedule"], "seed": cfg["seed"],
-        "git_commit": git_commit(), "validation": cfg["val_data"] or "none", "final_val_psnr": last_val,
-        "best": ckpt["best"], "checkpoint": Path(checkpoint).name,
-    })
+    return save_weights(
+        model,
+        out,
+        dtype=torch.float16 if fp16 else torch.float32,
+        metadata={
+            "data": cfg["data"],
+            "steps": ckpt["step"],
+            "scales": list(model.scales),
+            "patch_size": cfg["patch_size"],
+            "batch_size": cfg["batch_size"],
+            "lr": cfg["lr"],
+            "schedule": cfg["schedule"],
+            "seed": cfg["seed"],
+            "git_commit": git_commit(),
+            "validation": cfg["val_data"] or "none",
+            "final_val_psnr": last_val,
+            "best": ckpt["best"],
+            "checkpoint": Path(checkpoint).name,
+        },
+    )
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -358,7 +412,9 @@ def plot_history(history: list[dict], path: Path) -> None:
     if losses:
         steps, values = zip(*losses, strict=True)
         k = max(1, len(values) // 50)
-        smooth = [sum(values[max(0, i - k + 1) : i + 1]) / len(values[max(0, i - k + 1) : i + 1]) for i in range(len(values))]
+        smooth = [
+            sum(values[max(0, i - k + 1) : i + 1]) / len(values[max(0, i - k + 1) : i + 1]) for i in range(len(values))
+        ]
         ax1.plot(steps, values, alpha=0.3, color="tab:blue")
         ax1.plot(steps, smooth, color="tab:blue")
         ax1.set_yscale("log")

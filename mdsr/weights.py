@@ -64,7 +64,9 @@ def load_state_strict(model: MDSR, state: Mapping[str, torch.Tensor], source: st
         raise WeightsError(f"{source} does not fit an MDSR {model.config.scales} model: {'; '.join(parts)}")
     for key, value in state.items():
         if value.shape != own[key].shape:
-            raise WeightsError(f"{source}: {key} has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}")
+            raise WeightsError(
+                f"{source}: {key} has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}"
+            )
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model.eval()
 
@@ -80,7 +82,11 @@ def _short(keys: list[str], limit: int = 6) -> str:
 
 
 def save_weights(
-    model: MDSR, path: str | os.PathLike, *, metadata: Mapping[str, object] | None = None, dtype: torch.dtype = torch.float32
+    model: MDSR,
+    path: str | os.PathLike,
+    *,
+    metadata: Mapping[str, object] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> Path:
     """Write ``model`` as safetensors with its config and ``metadata`` (provenance) as JSON strings.
 
@@ -167,7 +173,9 @@ def load_super_image_file(path: Path, *, scale: int | None) -> MDSR:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors come in many types; all mean "not safe or not weights"
-        raise WeightsError(f"{path} is not a plain weights file that loads safely ({type(err).__name__}: {err})") from err
+        raise WeightsError(
+            f"{path} is not a plain weights file that loads safely ({type(err).__name__}: {err})"
+        ) from err
     if not isinstance(state, Mapping):
         raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict")
     state = state.get("model", state) if isinstance(state.get("model"), Mapping) else state
@@ -182,12 +190,19 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> MdsrConfig:
     state = clean_state_dict(state)
     scales = sorted({int(k.split(".")[1]) for k in state if k.startswith("upsample.")})
     if "head.0.0.weight" not in state or not scales or any(s not in SUPPORTED_SCALES for s in scales):
-        raise WeightsError(f"these are not MDSR weights (no head.0.0.weight or no upsampler for 2, 3 or 4; found scales {scales})")
+        raise WeightsError(
+            f"these are not MDSR weights (no head.0.0.weight or no upsampler for 2, 3 or 4; found scales {scales})"
+        )
     n_feats = state["head.0.0.weight"].shape[0]
     fc1 = next((v for k, v in state.items() if k.endswith("attention.ca.fc1.weight")), None)
     last_body = max(int(k.split(".")[1]) for k in state if k.startswith("body."))  # the body's final conv
-    return MdsrConfig(n_resblocks=last_body, n_feats=n_feats, bam=fc1 is not None,
-                      reduction=n_feats // fc1.shape[0] if fc1 is not None else 16, scales=tuple(scales))
+    return MdsrConfig(
+        n_resblocks=last_body,
+        n_feats=n_feats,
+        bam=fc1 is not None,
+        reduction=n_feats // fc1.shape[0] if fc1 is not None else 16,
+        scales=tuple(scales),
+    )
 
 
 def load_super_image_folder(folder: Path, *, scale: int | None) -> MDSR:

@@ -33,14 +33,21 @@ def app_module():
 
 @pytest.fixture(scope="module")
 def client(app_module):
-    _, url, _ = app_module.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
-                                       quiet=True, max_file_size=app_module.MAX_FILE_SIZE)
+    _, url, _ = app_module.demo.launch(
+        prevent_thread_lock=True,
+        server_name="127.0.0.1",
+        server_port=free_port(),
+        quiet=True,
+        max_file_size=app_module.MAX_FILE_SIZE,
+    )
     yield Client(url, verbose=False)
     app_module.demo.close()
 
 
 def call(client, image, scale, truth=None):
-    return client.predict(handle_file(str(image)), scale, handle_file(str(truth)) if truth else None, api_name="/upscale")
+    return client.predict(
+        handle_file(str(image)), scale, handle_file(str(truth)) if truth else None, api_name="/upscale"
+    )
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -131,13 +138,25 @@ def test_an_unreachable_hub_is_a_clear_message(app_module, monkeypatch, tmp_path
     monkeypatch.setattr("huggingface_hub.hf_hub_download", offline)
     photo((20, 16)).save(tmp_path / "ok.png")
     with pytest.raises(gr.Error, match="could not download eugenesiow/mdsr-bam .* work offline"):
-        app_module.run_comparison(str(tmp_path / "ok.png"), 2, app_module.GT_NONE, None, app_module.HUB, False, "auto",
-                                  lambda *a, **k: None)
+        app_module.run_comparison(
+            str(tmp_path / "ok.png"), 2, app_module.GT_NONE, None, app_module.HUB, False, "auto", lambda *a, **k: None
+        )
 
 
 def test_the_ui_handler_fills_every_output(app_module):
-    outputs = app_module.upscale_ui(str(EXAMPLES / "chelsea_lr_x2.png"), 2, app_module.GT_UPLOAD, str(EXAMPLES / "chelsea.png"),
-                                    app_module.BUNDLED, False, "auto", True, 50, 50, progress=lambda *a, **k: None)
+    outputs = app_module.upscale_ui(
+        str(EXAMPLES / "chelsea_lr_x2.png"),
+        2,
+        app_module.GT_UPLOAD,
+        str(EXAMPLES / "chelsea.png"),
+        app_module.BUNDLED,
+        False,
+        "auto",
+        True,
+        50,
+        50,
+        progress=lambda *a, **k: None,
+    )
     (bicubic, output), full, _download, zoom, metrics, errors, info, state = outputs
     assert bicubic.shape == output.shape == full.shape == (300, 450, 3)
     assert zoom.shape == (256, 3 * 256 + 2 * 6, 3)

@@ -23,8 +23,13 @@ EXAMPLES = ROOT / "examples"
 def url():
     import app
 
-    _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-                                max_file_size=app.MAX_FILE_SIZE)
+    _, url, _ = app.demo.launch(
+        prevent_thread_lock=True,
+        server_name="127.0.0.1",
+        server_port=free_port(),
+        quiet=True,
+        max_file_size=app.MAX_FILE_SIZE,
+    )
     yield url
     app.demo.close()
 
@@ -35,7 +40,13 @@ def page(url):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+            ],
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
         page.goto(url)

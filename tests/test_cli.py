@@ -33,7 +33,19 @@ def test_upscale_writes_each_image_at_the_scale(tmp_path, tiny_weights, coffee, 
 
 def test_compare_writes_bicubic_beside_the_output(tmp_path, tiny_weights, coffee):
     crop(coffee, (50, 40)).save(tmp_path / "coffee.png")
-    main(["upscale", str(tmp_path / "coffee.png"), "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights, "--compare"])
+    main(
+        [
+            "upscale",
+            str(tmp_path / "coffee.png"),
+            "-s",
+            "2",
+            "-o",
+            str(tmp_path / "out"),
+            "--weights",
+            tiny_weights,
+            "--compare",
+        ]
+    )
     assert Image.open(tmp_path / "out" / "coffee_x2_compare.png").size == (200, 80)
 
 
@@ -53,8 +65,19 @@ def test_16_bit_and_alpha_files_keep_their_kind(tmp_path, tiny_weights):
 
     write(tmp_path, "rgb16_png")
     write(tmp_path, "rgba_png")
-    main(["upscale", str(tmp_path / "rgb16.png"), str(tmp_path / "rgba.png"), "-s", "2", "-o", str(tmp_path / "out"),
-          "--weights", tiny_weights])
+    main(
+        [
+            "upscale",
+            str(tmp_path / "rgb16.png"),
+            str(tmp_path / "rgba.png"),
+            "-s",
+            "2",
+            "-o",
+            str(tmp_path / "out"),
+            "--weights",
+            tiny_weights,
+        ]
+    )
     assert cv2.imread(str(tmp_path / "out" / "rgb16_x2.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
     assert Image.open(tmp_path / "out" / "rgba_x2.png").mode == "RGBA"
 
@@ -63,7 +86,10 @@ def test_16_bit_and_alpha_files_keep_their_kind(tmp_path, tiny_weights):
     ("args", "message"),
     [
         (["upscale", "missing.png", "-s", "2", "-o", "out"], "error: no such file or folder: missing.png"),
-        (["upscale", "{img}", "-s", "2", "-o", "out", "--weights", "nowhere.safetensors"], "error: weights file not found"),
+        (
+            ["upscale", "{img}", "-s", "2", "-o", "out", "--weights", "nowhere.safetensors"],
+            "error: weights file not found",
+        ),
         (["upscale", "{img}", "-s", "2", "-o", "out", "--tile", "big"], "error: --tile must be a number"),
         (["evaluate", "--data", "{tmp}"], "has no HR/ folder"),
     ],
@@ -71,7 +97,9 @@ def test_16_bit_and_alpha_files_keep_their_kind(tmp_path, tiny_weights):
 def test_user_errors_are_one_line_and_a_non_zero_exit(tmp_path, coffee, args, message):
     crop(coffee, (20, 20)).save(tmp_path / "img.png")
     argv = [a.format(img=tmp_path / "img.png", tmp=tmp_path) for a in args]
-    done = subprocess.run([sys.executable, "-m", "mdsr", *argv], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "mdsr", *argv], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert done.returncode != 0
     assert message in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1

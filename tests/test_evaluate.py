@@ -46,11 +46,24 @@ def test_the_table_has_the_model_cards_columns(bench):
 
 def test_the_cli_prints_the_table_and_writes_json_records(bench, tmp_path, tiny_weights, capsys):  # noqa: F811
     out = tmp_path / "results.json"
-    assert main(["evaluate", "--data", str(bench), "--scales", "2", "3", "--weights", tiny_weights, "--json", str(out)]) == 0
+    assert (
+        main(["evaluate", "--data", str(bench), "--scales", "2", "3", "--weights", tiny_weights, "--json", str(out)])
+        == 0
+    )
     assert "| Mini | x3 |" in capsys.readouterr().out
     records = json.loads(out.read_text())
-    assert {k for k in records[0]} >= {"dataset", "scale", "images", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim",
-                                       "weights", "protocol", "per_image"}
+    assert {k for k in records[0]} >= {
+        "dataset",
+        "scale",
+        "images",
+        "psnr",
+        "ssim",
+        "bicubic_psnr",
+        "bicubic_ssim",
+        "weights",
+        "protocol",
+        "per_image",
+    }
 
 
 @needs_data

@@ -124,7 +124,9 @@ def test_16_bit_colour_keeps_all_16_bits_through_a_save(tmp_path):
     pic = read_image(path)
     assert pic.bit_depth == 16 and not pic.grey
     save_picture(pic, tmp_path / "copy.png")
-    assert np.array_equal(cv2.imread(str(tmp_path / "copy.png"), cv2.IMREAD_UNCHANGED), cv2.imread(str(path), cv2.IMREAD_UNCHANGED))
+    assert np.array_equal(
+        cv2.imread(str(tmp_path / "copy.png"), cv2.IMREAD_UNCHANGED), cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    )
 
 
 def test_exif_orientation_is_applied(tmp_path):

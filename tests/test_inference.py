@@ -35,7 +35,9 @@ def test_self_ensemble_differs_from_a_single_pass(tiny_model, chelsea):
 
 def test_progress_reports_every_tile(tiny_model, coffee):
     calls = []
-    super_resolve(tiny_model, pil_to_tensor(crop(coffee, (100, 70))), 2, tile=32, progress=lambda n, t: calls.append((n, t)))
+    super_resolve(
+        tiny_model, pil_to_tensor(crop(coffee, (100, 70))), 2, tile=32, progress=lambda n, t: calls.append((n, t))
+    )
     assert calls == [(n, 12) for n in range(1, 13)]
 
 

@@ -53,9 +53,16 @@ def test_outputs_equal_super_image_on_the_same_weights(scale, path):
 
 def test_contract_key_names_are_present_in_the_multiscale_model():
     keys = set(MDSR().state_dict())
-    for key in ("head.0.0.weight", "pre_process.2.0.body.0.0.weight", "pre_process.4.1.attention.ca.fc1.weight",
-                "body.31.attention.sa.conv1.weight", "body.32.0.weight", "upsample.3.0.0.weight",
-                "upsample.4.2.0.weight", "tail.0.0.weight"):
+    for key in (
+        "head.0.0.weight",
+        "pre_process.2.0.body.0.0.weight",
+        "pre_process.4.1.attention.ca.fc1.weight",
+        "body.31.attention.sa.conv1.weight",
+        "body.32.0.weight",
+        "upsample.3.0.0.weight",
+        "upsample.4.2.0.weight",
+        "tail.0.0.weight",
+    ):
         assert key in keys
 
 

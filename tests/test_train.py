@@ -55,7 +55,10 @@ def test_the_eight_dihedral_augmentations_are_distinct(coffee):
 
 def test_ranks_and_steps_draw_different_patches(astronaut):
     data = PatchDataset.from_arrays([("a", np.asarray(astronaut))], scales=(2,), patch_size=16)
-    draw = lambda rank, step: data.sample(batch_size=4, scale=2, generator=step_generator(seed=0, rank=rank, step=step))[0]  # noqa: E731
+
+    def draw(rank: int, step: int) -> torch.Tensor:
+        return data.sample(batch_size=4, scale=2, generator=step_generator(seed=0, rank=rank, step=step))[0]
+
     assert torch.equal(draw(0, 5), draw(0, 5))
     assert not torch.equal(draw(0, 5), draw(1, 5))
     assert not torch.equal(draw(0, 5), draw(0, 6))
@@ -80,8 +83,19 @@ def test_lr_images_are_cached_by_content(tmp_path, astronaut):
 
 
 def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
-    settings = dict(data=(str(data),), out=str(out), preset="tiny", scales=(2, 3), patch_size=16, batch_size=4,
-                    steps=60, lr=1e-3, checkpoint_every=10, log_every=5, precision="fp32")
+    settings = dict(
+        data=(str(data),),
+        out=str(out),
+        preset="tiny",
+        scales=(2, 3),
+        patch_size=16,
+        batch_size=4,
+        steps=60,
+        lr=1e-3,
+        checkpoint_every=10,
+        log_every=5,
+        precision="fp32",
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -106,7 +120,10 @@ def test_validation_keeps_a_best_checkpoint(image_folder, tmp_path):
     bench.mkdir(parents=True)
     for name in ("astronaut", "coffee"):
         (image_folder / f"{name}.png").rename(bench / f"{name}.png")
-    train(tiny_config(image_folder, tmp_path / "run", steps=20, val_data=str(bench.parent), val_every=10), show_progress=False)
+    train(
+        tiny_config(image_folder, tmp_path / "run", steps=20, val_data=str(bench.parent), val_every=10),
+        show_progress=False,
+    )
     records = [json.loads(r) for r in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "val" in r] == [10, 20]
     assert (tmp_path / "run" / "best.pt").exists()
@@ -123,9 +140,35 @@ def test_a_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoin
 
 
 def cli_train(data: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "mdsr", "train", str(data), "--out", str(out), "--preset", "tiny", "--scales", "2", "3",
-            "--patch-size", "16", "--batch-size", "4", "--lr", "1e-3", "--precision", "fp32", "--val-data", "none",
-            "--threads", "1", "--log-every", "5", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "mdsr",
+        "train",
+        str(data),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--scales",
+        "2",
+        "3",
+        "--patch-size",
+        "16",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+        "--precision",
+        "fp32",
+        "--val-data",
+        "none",
+        "--threads",
+        "1",
+        "--log-every",
+        "5",
+        *extra,
+    ]
 
 
 def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -162,8 +205,12 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_bitwise_equal_to_an_uninterr
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(image_folder, tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen(cli_train(image_folder, run, "--steps", "100000", "--checkpoint-every", "1000"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cli_train(image_folder, run, "--steps", "100000", "--checkpoint-every", "1000"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (run / "log.jsonl").exists() or not losses(run):
         assert time.monotonic() < deadline and proc.poll() is None
@@ -177,8 +224,17 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(image_folder, tmp_path):
 @pytest.mark.slow
 def test_torchrun_with_two_processes_keeps_both_ranks_identical(image_folder, tmp_path):
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "mdsr", *cli_train(image_folder, run, "--steps", "8")[3:]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mdsr",
+        *cli_train(image_folder, run, "--steps", "8")[3:],
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -200,7 +256,9 @@ def test_a_hugging_face_dataset_in_super_image_layout_is_read_from_its_hr_column
     try:
         import datasets
 
-        rows = datasets.Dataset.from_list([{"hr": r["hr"]} for r in rows], features=datasets.Features({"hr": datasets.Image()}))
+        rows = datasets.Dataset.from_list(
+            [{"hr": r["hr"]} for r in rows], features=datasets.Features({"hr": datasets.Image()})
+        )
     except ImportError:
         pass  # any sequence of rows with an "hr" image column is accepted
     data = PatchDataset.from_hf_dataset(rows, scales=(2, 4), patch_size=16)

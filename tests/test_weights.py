@@ -24,8 +24,14 @@ def super_image_folder(folder: Path, model: MDSR, scale: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({"model_type": "MDSR", "scale": scale, "bam": True}))
     state = dict(model.state_dict())
-    state.update({"sub_mean.weight": torch.eye(3).view(3, 3, 1, 1), "sub_mean.bias": torch.zeros(3),
-                  "add_mean.weight": torch.eye(3).view(3, 3, 1, 1), "add_mean.bias": torch.zeros(3)})
+    state.update(
+        {
+            "sub_mean.weight": torch.eye(3).view(3, 3, 1, 1),
+            "sub_mean.bias": torch.zeros(3),
+            "add_mean.weight": torch.eye(3).view(3, 3, 1, 1),
+            "add_mean.bias": torch.zeros(3),
+        }
+    )
     torch.save(state, folder / f"pytorch_model_{scale}x.pt")
     return folder
 
@@ -116,7 +122,9 @@ def test_an_unreachable_hub_says_what_failed_and_what_works_offline(monkeypatch)
         raise LocalEntryNotFoundError("offline")
 
     monkeypatch.setattr("huggingface_hub.hf_hub_download", offline)
-    with pytest.raises(WeightsError, match="could not download eugenesiow/mdsr-bam .* bundled weights or a local folder work offline"):
+    with pytest.raises(
+        WeightsError, match="could not download eugenesiow/mdsr-bam .* bundled weights or a local folder work offline"
+    ):
         load_model("eugenesiow/mdsr-bam", scale=2)
 
 
