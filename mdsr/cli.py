@@ -143,12 +143,36 @@ def parse_tile(value: str) -> int | str | None:
         raise ValueError(f"--tile must be a number of pixels, 'auto' or 'none', not {value!r}") from None
 
 
+def process_files(files: list[Path], work, *, bar: bool = False) -> int:
+    """Run ``work(path)`` on each file; a file that fails is reported in one line and the rest go on.
+    ``work`` may return a line to print. Returns the exit status."""
+    from tqdm import tqdm
+
+    from mdsr.imaging import ImageError
+
+    failures = 0
+    for path in tqdm(files, unit="img", disable=not bar or len(files) < 2):
+        try:
+            message = work(path)
+        except (ImageError, OSError, ValueError) as err:
+            failures += 1
+            tqdm.write(f"error: {path}: {err}", file=sys.stderr)
+        else:
+            if message:
+                tqdm.write(message)
+    if failures:
+        print(f"error: {failures} of {len(files)} images failed", file=sys.stderr)
+        return 1
+    return 0
+
+
 def run_upscale(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
     from tqdm import tqdm
 
-    from mdsr.imaging import ImageError, Picture, preview_rgb, read_image, save_picture, upscale_array
+    from mdsr.compare import bicubic_upscale
+    from mdsr.imaging import preview_rgb, read_image, save_picture
     from mdsr.inference import upscale_picture
     from mdsr.weights import load_model
 
@@ -157,44 +181,33 @@ def run_upscale(args: argparse.Namespace) -> int:
     model = load_model(args.weights, scale=args.scale)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    failures = []
-    for path in tqdm(files, unit="img", disable=len(files) < 2):
-        try:
-            pic = read_image(path)
-            with tqdm(desc=path.name, unit="tile", leave=False, disable=None) as bar:
 
-                def on_tile(done: int, total: int, bar=bar) -> None:
-                    bar.total = total
-                    bar.update(done - bar.n)
+    def upscale_one(path: Path) -> str:
+        pic = read_image(path)
+        with tqdm(desc=path.name, unit="tile", leave=False, disable=None) as bar:
 
-                result, info = upscale_picture(
-                    model,
-                    pic,
-                    args.scale,
-                    tile=tile,
-                    precision=args.precision,
-                    self_ensemble=args.self_ensemble,
-                    progress=on_tile,
-                )
-            target = out_dir / f"{path.stem}_x{args.scale}.png"
-            save_picture(result, target)
-            if args.compare:
-                bicubic = Picture(
-                    np.clip(upscale_array(pic.rgb.astype(np.float64), args.scale), 0, 1).astype(np.float32),
-                    None,
-                    grey=pic.grey,
-                )
-                side = np.hstack([preview_rgb(bicubic), preview_rgb(Picture(result.rgb, None, grey=result.grey))])
-                Image.fromarray(side).save(out_dir / f"{path.stem}_x{args.scale}_compare.png")
-            notes = "".join(f" ({n})" for n in result.notes)
-            tqdm.write(f"{path} -> {target} [{info.precision}, {info.tiles} tile(s), {info.seconds:.1f} s]{notes}")
-        except (ImageError, OSError) as err:
-            failures.append(f"{path}: {err}")
-            tqdm.write(f"error: {path}: {err}", file=sys.stderr)
-    if failures:
-        print(f"error: {len(failures)} of {len(files)} images failed", file=sys.stderr)
-        return 1
-    return 0
+            def on_tile(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            result, info = upscale_picture(
+                model,
+                pic,
+                args.scale,
+                tile=tile,
+                precision=args.precision,
+                self_ensemble=args.self_ensemble,
+                progress=on_tile,
+            )
+        target = out_dir / f"{path.stem}_x{args.scale}.png"
+        save_picture(result, target)
+        if args.compare:
+            side = np.hstack([preview_rgb(bicubic_upscale(pic, args.scale)), preview_rgb(result)])
+            Image.fromarray(side).save(out_dir / f"{path.stem}_x{args.scale}_compare.png")
+        notes = "".join(f" ({n})" for n in result.notes)
+        return f"{path} -> {target} [{info.precision}, {info.tiles} tile(s), {info.seconds:.1f} s]{notes}"
+
+    return process_files(files, upscale_one, bar=True)
 
 
 def add_downscale(sub: argparse._SubParsersAction) -> None:
@@ -209,23 +222,16 @@ def add_downscale(sub: argparse._SubParsersAction) -> None:
 def run_downscale(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from mdsr.imaging import ImageError, downscale_array, load_image_array
+    from mdsr.imaging import downscale_array, load_image_array
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = expand_inputs(args.inputs)
-    failures = 0
-    for path in files:
-        try:
-            lr = downscale_array(load_image_array(path), args.scale, border=args.border)
-            Image.fromarray(lr).save(out_dir / f"{path.stem}x{args.scale}.png")
-        except (ImageError, OSError, ValueError) as err:
-            failures += 1
-            print(f"error: {path}: {err}", file=sys.stderr)
-    if failures:
-        print(f"error: {failures} of {len(files)} images failed", file=sys.stderr)
-        return 1
-    return 0
+
+    def downscale_one(path: Path) -> None:
+        lr = downscale_array(load_image_array(path), args.scale, border=args.border)
+        Image.fromarray(lr).save(out_dir / f"{path.stem}x{args.scale}.png")
+
+    return process_files(expand_inputs(args.inputs), downscale_one)
 
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:

@@ -23,7 +23,7 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from mdsr.imaging import array_to_tensor, downscale_array, load_image_array, modcrop, tensor_to_array, upscale_array
-from mdsr.inference import Precision, super_resolve, super_resolve_ensemble
+from mdsr.inference import Precision, super_resolve
 from mdsr.metrics import psnr, ssim
 from mdsr.model import MDSR
 
@@ -127,7 +127,6 @@ def evaluate(
     """One ``Result`` per dataset and scale (see the module docstring for the protocols)."""
     if protocol not in ("standard", "super-image"):
         raise ValueError(f"protocol must be 'standard' or 'super-image', got {protocol!r}")
-    run = super_resolve_ensemble if self_ensemble else super_resolve
     results = []
     for folder in folders:
         for scale in scales:
@@ -142,7 +141,9 @@ def evaluate(
 
                 iterator = tqdm(pairs, desc=f"{Path(folder).name} x{scale}", unit="img", leave=False)
             for pair in iterator:
-                sr = run(model, array_to_tensor(pair.lr), scale, precision=precision)
+                sr = super_resolve(
+                    model, array_to_tensor(pair.lr), scale, precision=precision, self_ensemble=self_ensemble
+                )
                 if protocol == "standard":
                     out, bic = tensor_to_array(sr), upscale_array(pair.lr, scale)
                     scores = (

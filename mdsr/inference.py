@@ -98,16 +98,38 @@ def super_resolve(
     *,
     precision: Precision = "fp32",
     tile: int | None = None,
+    self_ensemble: bool = False,
     progress: ProgressCallback | None = None,
 ) -> torch.Tensor:
     """(1, 3, H, W) float in [0, 1] -> (1, 3, H*s, W*s) float, clamped to [0, 1].
 
-    ``tile`` (LR pixels) bounds the HR stage's memory; None runs it whole.
+    ``tile`` (LR pixels) bounds the HR stage's memory; None runs it whole. ``self_ensemble`` is
+    EDSR's "+": the mean over the 8 flips/rotations of the input, each undone. ``progress`` is called
+    with (tiles done, tiles in all).
     """
     model.check_scale(scale)
     device = next(model.parameters()).device
     mode = resolve_precision(precision, device)
     lr = lr.to(device)
+    if not self_ensemble:
+        return _single_pass(model, lr, scale, mode, tile, progress)
+    per_pass = len(_tile_boxes(lr.shape[2], lr.shape[3], tile))
+    acc = None
+    for k in range(8):
+
+        def report(n: int, _total: int, k: int = k) -> None:
+            if progress is not None:
+                progress(k * per_pass + n, 8 * per_pass)
+
+        out = _undo_dihedral(_single_pass(model, _dihedral(lr, k), scale, mode, tile, report), k)
+        acc = out if acc is None else acc.add_(out)
+    return acc.div_(8)
+
+
+def _single_pass(
+    model: MDSR, lr: torch.Tensor, scale: int, mode: str, tile: int | None, progress: ProgressCallback | None
+) -> torch.Tensor:
+    device = lr.device
     with autocast(mode, device):
         feats = model.features(lr, scale, stripe=choose_stripe(lr.shape[2], lr.shape[3]))
         _, _, h, w = feats.shape
@@ -152,33 +174,6 @@ def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 def _undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     x = torch.rot90(x, -(k % 4), dims=(2, 3))
     return x.transpose(2, 3) if k >= 4 else x
-
-
-def super_resolve_ensemble(
-    model: MDSR,
-    lr: torch.Tensor,
-    scale: int,
-    *,
-    precision: Precision = "fp32",
-    tile: int | None = None,
-    progress: ProgressCallback | None = None,
-) -> torch.Tensor:
-    """Geometric self-ensemble (EDSR's "+"): the mean over the 8 flips/rotations, each undone."""
-    total = 8 * len(_tile_boxes(lr.shape[2], lr.shape[3], tile))
-    done = 0
-
-    def step(n: int, _tiles: int) -> None:
-        if progress is not None:
-            progress(done + n, total)
-
-    acc = None
-    for k in range(8):
-        out = _undo_dihedral(
-            super_resolve(model, _dihedral(lr, k), scale, precision=precision, tile=tile, progress=step), k
-        )
-        acc = out if acc is None else acc.add_(out)
-        done += total // 8
-    return acc.div_(8)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -237,8 +232,7 @@ def upscale_picture(
     tile_size = choose_tile(h, w, scale, tile)
     started = time.perf_counter()
     lr = torch.from_numpy(np.ascontiguousarray(pic.rgb)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
-    run = super_resolve_ensemble if self_ensemble else super_resolve
-    sr = run(model, lr, scale, precision=mode, tile=tile_size, progress=progress)
+    sr = super_resolve(model, lr, scale, precision=mode, tile=tile_size, self_ensemble=self_ensemble, progress=progress)
     rgb = sr[0].permute(1, 2, 0).cpu().numpy()
     alpha = None
     if pic.alpha is not None:

@@ -4,6 +4,9 @@ research data beside the checkout when present."""
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +61,27 @@ def crop(image: Image.Image, size: tuple[int, int], offset: tuple[int, int] = (0
 
 def as_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_app() -> Iterator[str]:
+    """The demo served in-process on a free local port; yields its URL."""
+    import app
+
+    _, url, _ = app.demo.launch(
+        prevent_thread_lock=True,
+        server_name="127.0.0.1",
+        server_port=free_port(),
+        quiet=True,
+        max_file_size=app.MAX_FILE_SIZE,
+    )
+    try:
+        yield url
+    finally:
+        app.demo.close()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, running_app
 from PIL import Image
 from sample_files import photo, write
 
@@ -18,12 +17,6 @@ from gradio_client.exceptions import AppError  # noqa: E402
 EXAMPLES = ROOT / "examples"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_module():
     import app
@@ -32,16 +25,9 @@ def app_module():
 
 
 @pytest.fixture(scope="module")
-def client(app_module):
-    _, url, _ = app_module.demo.launch(
-        prevent_thread_lock=True,
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        quiet=True,
-        max_file_size=app_module.MAX_FILE_SIZE,
-    )
-    yield Client(url, verbose=False)
-    app_module.demo.close()
+def client():
+    with running_app() as url:
+        yield Client(url, verbose=False)
 
 
 def call(client, image, scale, truth=None):

@@ -6,9 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, running_app
 from PIL import Image
-from test_app import free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -21,17 +20,8 @@ EXAMPLES = ROOT / "examples"
 
 @pytest.fixture(scope="module")
 def url():
-    import app
-
-    _, url, _ = app.demo.launch(
-        prevent_thread_lock=True,
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        quiet=True,
-        max_file_size=app.MAX_FILE_SIZE,
-    )
-    yield url
-    app.demo.close()
+    with running_app() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from PIL import Image
 from sample_files import write
 
 from mdsr.imaging import ImageError, pil_to_tensor, read_image
-from mdsr.inference import resolve_precision, super_resolve, super_resolve_ensemble, upscale, upscale_picture
+from mdsr.inference import resolve_precision, super_resolve, upscale, upscale_picture
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -23,14 +23,21 @@ def test_tiled_inference_equals_whole_image_inference(tiny_model, astronaut, sca
 
 def test_self_ensemble_commutes_with_flipping_the_input(tiny_model, chelsea):
     lr = pil_to_tensor(crop(chelsea, (40, 32), (200, 100)))
-    flipped_first = super_resolve_ensemble(tiny_model, lr.flip(3), 2)
-    flipped_after = super_resolve_ensemble(tiny_model, lr, 2).flip(3)
+    flipped_first = super_resolve(tiny_model, lr.flip(3), 2, self_ensemble=True)
+    flipped_after = super_resolve(tiny_model, lr, 2, self_ensemble=True).flip(3)
     assert (flipped_first - flipped_after).abs().max().item() < 1e-5
 
 
 def test_self_ensemble_differs_from_a_single_pass(tiny_model, chelsea):
     lr = pil_to_tensor(crop(chelsea, (40, 32), (200, 100)))
-    assert not torch.allclose(super_resolve_ensemble(tiny_model, lr, 2), super_resolve(tiny_model, lr, 2))
+    assert not torch.allclose(super_resolve(tiny_model, lr, 2, self_ensemble=True), super_resolve(tiny_model, lr, 2))
+
+
+def test_self_ensemble_progress_counts_every_tile_of_every_pass(tiny_model, coffee):
+    calls = []
+    lr = pil_to_tensor(crop(coffee, (40, 20)))
+    super_resolve(tiny_model, lr, 2, tile=20, self_ensemble=True, progress=lambda n, t: calls.append((n, t)))
+    assert calls == [(n, 16) for n in range(1, 17)]
 
 
 def test_progress_reports_every_tile(tiny_model, coffee):
