@@ -1,0 +1,53 @@
+"""Round-trip time of the demo's `/upscale` endpoint through gradio_client, served in-process.
+
+.venv/bin/python benchmarks/bench_api.py [--size 256] [--scale 2] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--scale", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+
+    from conftest import running_app
+    from gradio_client import Client, handle_file
+    from PIL import Image
+    from skimage import data
+
+    image = Path(tempfile.mkdtemp()) / "input.png"
+    Image.fromarray(data.astronaut()).resize((args.size, args.size), Image.LANCZOS).save(image)
+    with running_app() as url:
+        client = Client(url, verbose=False)
+        client.predict(handle_file(str(image)), args.scale, None, api_name="/upscale")  # warm-up
+        times, compute = [], []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            _, report = client.predict(handle_file(str(image)), args.scale, None, api_name="/upscale")
+            times.append(time.perf_counter() - start)
+            compute.append(report["seconds"])
+    print(
+        f"/upscale x{args.scale} of {args.size}x{args.size}: round trip median {statistics.median(times):.2f} s "
+        f"(min {min(times):.2f}, max {max(times):.2f}, {args.runs} runs); model time median "
+        f"{statistics.median(compute):.2f} s; precision {report['precision']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
