@@ -278,13 +278,14 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint")
     p.add_argument("out", help="the .safetensors file to write")
     p.add_argument("--fp16", action="store_true", help="store float16 (half the size)")
+    p.add_argument("--note", default=None, help="free text to keep in the file's metadata")
     p.set_defaults(run=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
     from mdsr.train import export_checkpoint
 
-    print(f"weights: {export_checkpoint(args.checkpoint, args.out, fp16=args.fp16)}")
+    print(f"weights: {export_checkpoint(args.checkpoint, args.out, fp16=args.fp16, note=args.note)}")
     return 0
 
 

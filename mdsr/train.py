@@ -362,8 +362,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     return final
 
 
-def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, fp16: bool = False) -> Path:
-    """Turn a training checkpoint (``last.pt``/``best.pt``) into a weights file, with its provenance."""
+def export_checkpoint(
+    checkpoint: str | os.PathLike, out: str | os.PathLike, *, fp16: bool = False, note: str | None = None
+) -> Path:
+    """Turn a training checkpoint (``last.pt``/``best.pt``) into a weights file, with its provenance
+    (and ``note``, free text such as how the run was resumed)."""
     ckpt = load_checkpoint(Path(checkpoint))
     model = MDSR(MdsrConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["model"])
@@ -387,6 +390,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
             "final_val_psnr": last_val,
             "best": ckpt["best"],
             "checkpoint": Path(checkpoint).name,
+            **({"note": note} if note else {}),
         },
     )
 

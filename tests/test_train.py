@@ -263,3 +263,13 @@ def test_a_hugging_face_dataset_in_super_image_layout_is_read_from_its_hr_column
         pass  # any sequence of rows with an "hr" image column is accepted
     data = PatchDataset.from_hf_dataset(rows, scales=(2, 4), patch_size=16)
     assert len(data) == 2 and data.hr[0].shape == (80, 100, 3) and data.lr[4][1].shape == (24, 22, 3)
+
+
+def test_a_checkpoint_exports_to_a_weights_file_with_its_provenance(image_folder, tmp_path):
+    from mdsr.cli import main
+
+    train(tiny_config(image_folder, tmp_path / "run", steps=10), show_progress=False)
+    out = tmp_path / "exported.safetensors"
+    assert main(["export", str(tmp_path / "run" / "last.pt"), str(out), "--fp16", "--note", "resumed once"]) == 0
+    model = load_model(out)
+    assert model.metadata["note"] == "resumed once" and json.loads(model.metadata["steps"]) == 10
