@@ -3,9 +3,10 @@
 Balanced attention pools each feature map over the whole image, so the LR-resolution trunk (head,
 pre-process, body) is always computed on the whole image, exactly; only the upsampler and tail,
 which are purely local 3x3 convolutions at HR resolution, are tiled, with a halo wide enough that
-every tile sees exactly the context it would see in one pass. The result equals whole-image
-inference up to floating-point summation order, while the memory of the HR stage, the largest,
-is bounded by the tile size.
+every tile sees exactly the context it would see in one pass. On large images the trunk's
+convolutions also run in row stripes (the attention still pools over everything), so memory is a
+few LR feature maps plus one tile. The result equals whole-image inference up to floating-point
+summation order.
 """
 
 from __future__ import annotations

@@ -248,7 +248,7 @@ def load_from_hub(repo_id: str, *, scale: int | None) -> MDSR:
         ) from err
     except (RepositoryNotFoundError, EntryNotFoundError) as err:
         raise WeightsError(f"the Hub has no pytorch_model_{scale}x.pt in {repo_id} ({type(err).__name__})") from err
-    except OSError as err:  # connection errors and the like
+    except Exception as err:  # connection errors come as OSError or as the HTTP client's own types
         raise WeightsError(
             f"could not download {repo_id} from the Hugging Face Hub (offline or unreachable: {type(err).__name__}); "
             "the bundled weights or a local folder work offline"
