@@ -94,7 +94,7 @@ def fast_path(model: MDSR, lr: torch.Tensor, scale: int) -> torch.Tensor:
 
 def peak_rss_child(which: str, scale: int, size: int, weights: str | None) -> float:
     code = f"""
-import resource, sys, torch
+import sys, torch
 sys.path.insert(0, {str(ROOT)!r})
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from bench_inference import fast_path, super_image_model
@@ -110,7 +110,8 @@ else:
     del ours
     with torch.inference_mode():
         theirs(x)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM is this process's own peak (ru_maxrss would carry the parent's over fork and exec).
+print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
     if out.returncode:
