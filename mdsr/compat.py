@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mdsr.imaging import pil_to_tensor, tensor_to_array, upscale_array
+from mdsr.imaging import pil_to_tensor, tensor_to_array, tensor_to_pil, upscale_array
 from mdsr.inference import super_resolve
 from mdsr.model import MDSR
 from mdsr.weights import load_model
@@ -50,7 +50,7 @@ class ImageLoader:
 
     @staticmethod
     def save_image(pred: torch.Tensor, output_file: str | os.PathLike) -> None:
-        Image.fromarray(tensor_to_array(pred)).save(output_file)
+        tensor_to_pil(pred).save(output_file)
 
     @staticmethod
     def save_compare(inputs: torch.Tensor, pred: torch.Tensor, output_file: str | os.PathLike) -> None:

@@ -9,7 +9,6 @@ rank draws different ones.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -21,7 +20,6 @@ import torch
 
 from mdsr.imaging import downscale_array, load_image_array, modcrop
 
-log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
