@@ -20,7 +20,6 @@ import torch
 
 from mdsr.imaging import downscale_array, load_image_array, modcrop
 
-
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
