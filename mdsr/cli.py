@@ -255,18 +255,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{folder} has no HR/ folder of ground-truth images")
     models = load_for_scales(args.weights, args.scales)
     name = args.weights or BUNDLED_PATH.name
-    results = []
-    for scale, model in models.items():
-        results += evaluate(
+    results = [
+        result
+        for folder in args.data
+        for scale, model in models.items()
+        for result in evaluate(
             model,
-            args.data,
+            [folder],
             [scale],
             protocol=args.protocol,
             self_ensemble=args.self_ensemble,
             precision=args.precision,
             weights=name,
         )
-    results.sort(key=lambda r: (args.data.index(next(d for d in args.data if Path(d).name == r.dataset)), r.scale))
+    ]
     print(markdown_table(results))
     if args.json:
         write_json(results, args.json)

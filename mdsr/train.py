@@ -222,6 +222,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             "torch_rng": torch.get_rng_state(),
             "config": config.to_dict(),
             "train_config": json.dumps(asdict(cfg)),
+            "world": ctx.world,
         }
 
     stop = {"signal": None}
@@ -324,29 +325,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
         plot_history(history, out / "curve.png")
     final = out / "weights.safetensors"
     if ctx.main:
-        last_val = next((h["val"] for h in reversed(history) if "val" in h), None)
-        save_weights(
-            model,
-            final,
-            dtype=torch.float16 if cfg.fp16_weights else torch.float32,
-            metadata={
-                "data": list(cfg.data) if not cfg.hf_dataset else [cfg.hf_dataset],
-                "images": len(data),
-                "files": n_files,
-                "steps": step,
-                "scales": list(config.scales),
-                "patch_size": cfg.patch_size,
-                "batch_size": cfg.batch_size * ctx.world,
-                "lr": cfg.lr,
-                "schedule": cfg.schedule,
-                "seed": cfg.seed,
-                "git_commit": git_commit(),
-                "validation": cfg.val_data or "none",
-                "final_val_psnr": last_val,
-                "best": best,
-                "precision": precision,
-            },
-        )
+        metadata = provenance(cfg, step=step, history=history, best=best, world=ctx.world)
+        metadata.update({"images": len(data), "files": n_files, "precision": precision})
+        save_weights(model, final, dtype=torch.float16 if cfg.fp16_weights else torch.float32, metadata=metadata)
     if ctx.world > 1:
         # Every rank reports a hash of its own weights; rank 0 logs them, so a drift would show.
         digest = weights_digest(model)
@@ -370,29 +351,32 @@ def export_checkpoint(
     ckpt = load_checkpoint(Path(checkpoint))
     model = MDSR(MdsrConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["model"])
-    cfg = json.loads(ckpt["train_config"])
-    last_val = next((h["val"] for h in reversed(ckpt["history"]) if "val" in h), None)
-    return save_weights(
-        model,
-        out,
-        dtype=torch.float16 if fp16 else torch.float32,
-        metadata={
-            "data": cfg["data"],
-            "steps": ckpt["step"],
-            "scales": list(model.scales),
-            "patch_size": cfg["patch_size"],
-            "batch_size": cfg["batch_size"],
-            "lr": cfg["lr"],
-            "schedule": cfg["schedule"],
-            "seed": cfg["seed"],
-            "git_commit": git_commit(),
-            "validation": cfg["val_data"] or "none",
-            "final_val_psnr": last_val,
-            "best": ckpt["best"],
-            "checkpoint": Path(checkpoint).name,
-            **({"note": note} if note else {}),
-        },
+    cfg = TrainConfig(**json.loads(ckpt["train_config"]))
+    metadata = provenance(
+        cfg, step=ckpt["step"], history=ckpt["history"], best=ckpt["best"], world=ckpt.get("world", 1)
     )
+    metadata["checkpoint"] = Path(checkpoint).name
+    if note:
+        metadata["note"] = note
+    return save_weights(model, out, dtype=torch.float16 if fp16 else torch.float32, metadata=metadata)
+
+
+def provenance(cfg: TrainConfig, *, step: int, history: list[dict], best: dict, world: int) -> dict:
+    """What a weights file records about the run that made it."""
+    return {
+        "data": [cfg.hf_dataset] if cfg.hf_dataset else list(cfg.data),
+        "steps": step,
+        "scales": list(cfg.scales),
+        "patch_size": cfg.patch_size,
+        "batch_size": cfg.batch_size * world,
+        "lr": cfg.lr,
+        "schedule": cfg.schedule,
+        "seed": cfg.seed,
+        "git_commit": git_commit(),
+        "validation": cfg.val_data or "none",
+        "final_val_psnr": next((h["val"] for h in reversed(history) if "val" in h), None),
+        "best": best,
+    }
 
 
 def weights_digest(model: torch.nn.Module) -> str:
