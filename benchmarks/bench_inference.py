@@ -1,10 +1,11 @@
 """Inference speed and memory of this package against super-image's MdsrModel, side by side.
 
-Both run the same weights (the bundled ones, or random with --random-weights) in one process, timed
-interleaved (warm-up, then ours / theirs alternately), medians reported. Peak memory is measured in
-a fresh child process per configuration. Quality of the fast path is the PSNR difference against fp32
-whole-image inference in super-image's order of operations, on Set5 (when ../shared/data is there)
-and the bundled examples.
+Three contenders run the same weights (the bundled ones, or --weights) in one process, timed
+interleaved (warm-up, then each in turn), medians reported: this package's default path
+(precision "auto"), its opt-in int8 path, and super-image's fp32 forward. Peak memory is measured in
+a fresh child process per configuration. Quality of each fast path is its PSNR difference against
+fp32 whole-image inference in super-image's order of operations, on Set5 (when ../shared/data is
+there) and the bundled examples, at x2, x3 and x4.
 
 super-image needs torchvision, which does not import beside this project's torch 2.13.0, so this
 runs in its own environment:
@@ -23,6 +24,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -32,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from mdsr.inference import choose_tile, resolve_precision, super_resolve  # noqa: E402
 from mdsr.model import MDSR  # noqa: E402
+from mdsr.quantize import Int8Conv2d, int8_available, int8_model  # noqa: E402
 from mdsr.weights import load_model  # noqa: E402
 
 
@@ -69,10 +73,13 @@ def conv_gflop(model: MDSR, scale: int, height: int, width: int) -> float:
     return total * (height * width) / (32 * 32) / 1e9
 
 
-def conv_ceiling(dtype: torch.dtype) -> float:
-    """GFLOP/s of a 3x3 conv 64->64 on 128x128, channels_last: what the convolutions can reach here."""
+def conv_ceiling(dtype: torch.dtype | None) -> float:
+    """GFLOP/s of a 3x3 conv 64->64 on 128x128, channels_last: what the convolutions can reach here.
+    ``dtype`` None is the int8 path's convolution, its activation quantisation included."""
     conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
     x = torch.rand(1, 64, 128, 128).contiguous(memory_format=torch.channels_last)
+    if dtype is None:
+        conv = Int8Conv2d(conv)
     ctx = (
         torch.autocast("cpu", dtype=torch.bfloat16) if dtype == torch.bfloat16 else torch.autocast("cpu", enabled=False)
     )
@@ -87,9 +94,10 @@ def conv_ceiling(dtype: torch.dtype) -> float:
     return 2 * 64 * 64 * 9 * 128 * 128 / statistics.median(runs) / 1e9
 
 
-def fast_path(model: MDSR, lr: torch.Tensor, scale: int) -> torch.Tensor:
-    """What mdsr.upscale runs by default: auto precision, auto tiles, striped trunk for large images."""
-    return super_resolve(model, lr, scale, precision="auto", tile=choose_tile(lr.shape[2], lr.shape[3], scale, "auto"))
+def fast_path(model: MDSR, lr: torch.Tensor, scale: int, precision: str = "auto") -> torch.Tensor:
+    """What mdsr.upscale runs: the given precision ("auto" by default), auto tiles, striped trunk."""
+    tile = choose_tile(lr.shape[2], lr.shape[3], scale, "auto")
+    return super_resolve(model, lr, scale, precision=precision, tile=tile)
 
 
 def peak_rss_child(which: str, scale: int, size: int, weights: str | None) -> float:
@@ -100,11 +108,15 @@ sys.path.insert(0, {str(Path(__file__).parent)!r})
 from bench_inference import fast_path, super_image_model
 from mdsr.weights import load_model
 from mdsr.model import MDSR
+from mdsr.quantize import int8_model
 torch.manual_seed(0)
 ours = load_model({weights!r}) if {weights!r} else MDSR().eval()
 x = torch.rand(1, 3, {size}, {size})
 if {which!r} == "ours":
     fast_path(ours, x, {scale})
+elif {which!r} == "ours-int8":
+    ours = int8_model(ours)
+    fast_path(ours, x, {scale}, "int8")
 else:
     theirs = super_image_model(ours, {scale})
     del ours
@@ -119,25 +131,23 @@ print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def time_pair(ours, theirs, lr: torch.Tensor, scale: int, runs: int) -> tuple[list[float], list[float]]:
-    a, b = [], []
+def time_interleaved(contenders: dict[str, Callable[[], object]], runs: int) -> dict[str, list[float]]:
+    """Each contender once to warm up, then ``runs`` rounds of each in turn: a busy moment on the
+    machine slows one round of every contender, not all runs of one."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
     with torch.inference_mode():
-        fast_path(ours, lr, scale)  # warm-up
-        if theirs is not None:
-            theirs(lr)
+        for run in contenders.values():
+            run()
         for _ in range(runs):
-            start = time.perf_counter()
-            fast_path(ours, lr, scale)
-            a.append(time.perf_counter() - start)
-            if theirs is not None:
+            for name, run in contenders.items():
                 start = time.perf_counter()
-                theirs(lr)
-                b.append(time.perf_counter() - start)
-    return a, b
+                run()
+                times[name].append(time.perf_counter() - start)
+    return times
 
 
-def quality(model: MDSR, scales: list[int]) -> list[dict]:
-    """PSNR of the fast path minus PSNR of fp32 whole-image inference (super-image's arithmetic)."""
+def quality(model: MDSR, scales: list[int], precisions: dict[str, MDSR]) -> list[dict]:
+    """PSNR of each fast path minus PSNR of fp32 whole-image inference (super-image's arithmetic)."""
     from mdsr.evaluate import Pair, load_benchmark
     from mdsr.imaging import array_to_tensor, downscale_array, load_image_array, tensor_to_array
     from mdsr.metrics import psnr
@@ -155,19 +165,24 @@ def quality(model: MDSR, scales: list[int]) -> list[dict]:
             examples.append(Pair(name, downscale_array(hr, scale), hr))
         sets["examples"] = examples
         for name, pairs in sets.items():
-            diffs = []
-            for p in pairs:
-                lr = array_to_tensor(p.lr)
+            diffs: dict[str, list[float]] = {p: [] for p in precisions}
+            for pair in pairs:
+                lr = array_to_tensor(pair.lr)
                 with torch.enable_grad():  # the reference path: super-image's own order of operations
-                    reference = model(lr, scale).detach().clamp(0, 1)
-                fast = fast_path(model, lr, scale)
-                diffs.append(
-                    psnr(tensor_to_array(fast), p.hr, shave=scale) - psnr(tensor_to_array(reference), p.hr, shave=scale)
-                )
-            rows.append(
-                {"set": name, "scale": scale, "images": len(pairs), "max_abs_psnr_diff_db": max(abs(d) for d in diffs)}
-            )
+                    reference = psnr(tensor_to_array(model(lr, scale).detach().clamp(0, 1)), pair.hr, shave=scale)
+                for precision, runner in precisions.items():
+                    fast = psnr(tensor_to_array(fast_path(runner, lr, scale, precision)), pair.hr, shave=scale)
+                    diffs[precision].append(fast - reference)
+            row = {"set": name, "scale": scale, "images": len(pairs)}
+            for precision, d in diffs.items():
+                row[f"{precision}_max_abs_psnr_diff_db"] = max(abs(v) for v in d)
+                row[f"{precision}_mean_psnr_diff_db"] = statistics.mean(d)
+            rows.append(row)
     return rows
+
+
+def seconds(values: list[float] | None) -> float | None:
+    return statistics.median(values) if values else None
 
 
 def main() -> None:
@@ -185,11 +200,15 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
 
     ours = load_model(args.weights)
+    ours_int8 = int8_model(ours) if int8_available() else None
     precision = resolve_precision("auto")
-    fp32_ceiling, bf16_ceiling = conv_ceiling(torch.float32), conv_ceiling(torch.bfloat16)
+    ceilings = {"fp32": conv_ceiling(torch.float32), "bf16": conv_ceiling(torch.bfloat16)}
+    if ours_int8 is not None:
+        ceilings["int8"] = conv_ceiling(None)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
-        f"auto precision: {precision}; 3x3-conv ceiling: {fp32_ceiling:.0f} GFLOP/s fp32, {bf16_ceiling:.0f} GFLOP/s bf16"
+        f"auto precision: {precision}; int8 available: {ours_int8 is not None}; 3x3-conv ceiling (GFLOP/s): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in ceilings.items())
     )
 
     results = []
@@ -201,52 +220,36 @@ def main() -> None:
         for size in args.sizes:
             lr = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(size))
             with_peer = size <= 256 or args.peer_large
-            runs = args.runs if size <= 256 else max(1, args.runs // 3)
-            a, b = time_pair(ours, theirs if with_peer else None, lr, scale, runs)
+            contenders = {"ours": partial(fast_path, ours, lr, scale)}
+            if ours_int8 is not None:
+                contenders["ours_int8"] = partial(fast_path, ours_int8, lr, scale, "int8")
+            if with_peer:
+                contenders["super_image"] = partial(theirs, lr)
+            times = time_interleaved(contenders, args.runs if size <= 256 else max(1, args.runs // 3))
             gflop = conv_gflop(ours, scale, size, size)
             row = {
                 "scale": scale,
                 "size": size,
                 "precision": precision,
                 "fp32_outputs_max_abs_diff": agree,
-                "ours_s": statistics.median(a),
-                "super_image_s": statistics.median(b) if b else None,
                 "gflop": gflop,
-                "ours_gflops": gflop / statistics.median(a),
+                **{f"{name}_s": seconds(times.get(name)) for name in ("ours", "ours_int8", "super_image")},
             }
-            row["speedup"] = row["super_image_s"] / row["ours_s"] if b else None
-            row["fraction_of_best_ceiling"] = row["ours_gflops"] / max(fp32_ceiling, bf16_ceiling)
+            for name in ("ours", "ours_int8"):
+                mine, peer = row[f"{name}_s"], row["super_image_s"]
+                row[f"{name}_speedup"] = peer / mine if mine and peer else None
+                row[f"{name}_gflops"] = gflop / mine if mine else None
+            row["ours_fraction_of_ceiling"] = row["ours_gflops"] / ceilings[precision]
             if not args.no_memory:
-                row["ours_peak_rss_mb"] = peak_rss_child("ours", scale, size, args.weights)
-                row["super_image_peak_rss_mb"] = (
-                    peak_rss_child("theirs", scale, size, args.weights) if with_peer else None
-                )
+                for name, which in (("ours", "ours"), ("ours_int8", "ours-int8"), ("super_image", "theirs")):
+                    if row[f"{name}_s"] is not None:
+                        row[f"{name}_peak_rss_mb"] = peak_rss_child(which, scale, size, args.weights)
             results.append(row)
             print(json.dumps(row), file=sys.stderr)
 
-    quality_rows = quality(ours, [2, 3, 4])
-    print()
-    print(
-        "| scale | input | ours (s) | super-image fp32 (s) | speed-up | GFLOP | ours GFLOP/s | of ceiling | ours peak RSS (MB) | super-image peak RSS (MB) |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for r in results:
-        peer = f"{r['super_image_s']:.2f}" if r["super_image_s"] else "not run"
-        speed = f"{r['speedup']:.2f}x" if r["speedup"] else "-"
-        rss = lambda v: f"{v:.0f}" if v else "-"  # noqa: E731
-        print(
-            f"| x{r['scale']} | {r['size']}x{r['size']} | {r['ours_s']:.2f} | {peer} | {speed} | {r['gflop']:.0f} | "
-            f"{r['ours_gflops']:.0f} | {r['fraction_of_best_ceiling']:.0%} | {rss(r.get('ours_peak_rss_mb'))} | "
-            f"{rss(r.get('super_image_peak_rss_mb'))} |"
-        )
-    print()
-    print("| set | scale | images | max abs PSNR difference, fast path vs fp32 whole image (dB) |")
-    print("| --- | --- | --- | --- |")
-    for q in quality_rows:
-        print(f"| {q['set']} | x{q['scale']} | {q['images']} | {q['max_abs_psnr_diff_db']:.4f} |")
-    print(
-        f"\nfp32 outputs of the two implementations agree to {max(r['fp32_outputs_max_abs_diff'] for r in results):.2e}"
-    )
+    runners = {"auto": ours} | ({"int8": ours_int8} if ours_int8 is not None else {})
+    quality_rows = quality(ours, [2, 3, 4], runners)
+    print_tables(results, quality_rows, precision)
     if args.json:
         Path(args.json).write_text(
             json.dumps(
@@ -255,13 +258,48 @@ def main() -> None:
                     "cores": os.cpu_count(),
                     "torch": torch.__version__,
                     "auto_precision": precision,
-                    "ceiling_gflops": {"fp32": fp32_ceiling, "bf16": bf16_ceiling},
+                    "ceiling_gflops": ceilings,
                     "timings": results,
                     "quality": quality_rows,
                 },
                 indent=2,
             )
         )
+
+
+def print_tables(results: list[dict], quality_rows: list[dict], precision: str) -> None:
+    def num(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    print()
+    print(
+        f"| scale | input | ours {precision} (s) | ours int8 (s) | super-image fp32 (s) | speed-up {precision} | "
+        f"speed-up int8 | GFLOP | GFLOP/s {precision} (of ceiling) | GOP/s int8 | peak RSS MB: ours {precision} / "
+        "int8 / super-image |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        rss = " / ".join(num(r.get(f"{n}_peak_rss_mb"), ".0f") for n in ("ours", "ours_int8", "super_image"))
+        print(
+            f"| x{r['scale']} | {r['size']}x{r['size']} | {num(r['ours_s'], '.2f')} | {num(r['ours_int8_s'], '.2f')} | "
+            f"{num(r['super_image_s'], '.2f') if r['super_image_s'] else 'not run'} | "
+            f"{num(r['ours_speedup'], '.2f')}x | {num(r['ours_int8_speedup'], '.2f')}x | {r['gflop']:.0f} | "
+            f"{r['ours_gflops']:.0f} ({r['ours_fraction_of_ceiling']:.0%}) | {num(r['ours_int8_gflops'], '.0f')} | {rss} |"
+        )
+    print()
+    names = [k.removesuffix("_max_abs_psnr_diff_db") for k in quality_rows[0] if k.endswith("_max_abs_psnr_diff_db")]
+    print(
+        "| set | scale | images | "
+        + " | ".join(f"{n}: max abs / mean PSNR difference vs fp32 whole image (dB)" for n in names)
+        + " |"
+    )
+    print("| --- | --- | --- | " + " | ".join("---" for _ in names) + " |")
+    for q in quality_rows:
+        cells = [f"{q[f'{n}_max_abs_psnr_diff_db']:.4f} / {q[f'{n}_mean_psnr_diff_db']:+.4f}" for n in names]
+        print(f"| {q['set']} | x{q['scale']} | {q['images']} | " + " | ".join(cells) + " |")
+    print(
+        f"\nfp32 outputs of the two implementations agree to {max(r['fp32_outputs_max_abs_diff'] for r in results):.2e}"
+    )
 
 
 if __name__ == "__main__":

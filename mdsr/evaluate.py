@@ -23,7 +23,7 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from mdsr.imaging import array_to_tensor, downscale_array, load_image_array, modcrop, tensor_to_array, upscale_array
-from mdsr.inference import Precision, super_resolve
+from mdsr.inference import Precision, prepare, super_resolve
 from mdsr.metrics import psnr, ssim
 from mdsr.model import MDSR
 
@@ -76,6 +76,7 @@ def load_benchmark_super_image(folder: str | os.PathLike, scale: int) -> list[Pa
 
 def validate(model: MDSR, pairs: list[Pair], scale: int, *, precision: Precision = "fp32") -> float:
     """Mean standard-protocol PSNR of ``model`` over ``pairs``."""
+    model, precision = prepare(model, precision)  # an int8 copy is made once, not per image
     scores = [
         psnr(
             tensor_to_array(super_resolve(model, array_to_tensor(p.lr), scale, precision=precision)), p.hr, shave=scale
@@ -127,6 +128,7 @@ def evaluate(
     """One ``Result`` per dataset and scale (see the module docstring for the protocols)."""
     if protocol not in ("standard", "super-image"):
         raise ValueError(f"protocol must be 'standard' or 'super-image', got {protocol!r}")
+    model, precision = prepare(model, precision)  # an int8 copy is made once, not per image
     results = []
     for folder in folders:
         for scale in scales:

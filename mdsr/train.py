@@ -167,6 +167,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     from mdsr.evaluate import load_benchmark, validate  # evaluation imports inference, not train
     from mdsr.weights import load_model
 
+    if cfg.precision == "int8":
+        raise ValueError("int8 is an inference mode; train in fp32 or bf16")
     ctx = setup_distributed()
     out = Path(cfg.out)
     if ctx.main:

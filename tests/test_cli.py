@@ -13,6 +13,7 @@ from sample_files import write
 from test_weights import tiny
 
 from mdsr.cli import main
+from mdsr.quantize import int8_available
 from mdsr.weights import save_weights
 
 
@@ -58,6 +59,15 @@ def test_a_bad_file_in_a_folder_is_reported_and_the_rest_are_processed(tmp_path,
     assert (tmp_path / "out" / "good_x2.png").exists()
     err = capsys.readouterr().err
     assert "truncated.png: the image data could not be decoded" in err and "1 of 2 images failed" in err
+
+
+@pytest.mark.skipif(not int8_available(), reason="this PyTorch has no oneDNN int8 convolution")
+def test_upscale_in_int8_says_so(tmp_path, tiny_weights, coffee, capsys):
+    crop(coffee, (50, 40)).save(tmp_path / "coffee.png")
+    argv = ["upscale", str(tmp_path / "coffee.png"), "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights]
+    assert main([*argv, "--precision", "int8"]) == 0
+    assert Image.open(tmp_path / "out" / "coffee_x2.png").size == (100, 80)
+    assert "[int8, 1 tile(s)" in capsys.readouterr().out
 
 
 def test_16_bit_and_alpha_files_keep_their_kind(tmp_path, tiny_weights):

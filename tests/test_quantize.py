@@ -1,0 +1,129 @@
+"""The opt-in int8 mode: accurate convolutions, the shipped weights' PSNR kept within 0.01 dB on real
+photos, and clear errors where it cannot run. "auto" never chooses it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_quality import example_pair
+
+import mdsr
+from mdsr import quantize
+from mdsr.imaging import array_to_tensor, pil_to_tensor, tensor_to_array
+from mdsr.inference import prepare, resolve_precision, super_resolve, upscale_picture
+from mdsr.metrics import psnr
+from mdsr.quantize import Int8Conv2d, int8_available, int8_model, is_int8
+from mdsr.train import TrainConfig, train
+
+needs_int8 = pytest.mark.skipif(not int8_available(), reason="this PyTorch has no oneDNN int8 convolution")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return mdsr.load_model()
+
+
+@pytest.fixture(scope="module")
+def shipped_int8(shipped):
+    return int8_model(shipped)
+
+
+def photo_features(model, image) -> torch.Tensor:
+    """Real activations: the shipped head's features of a photo, as the trunk's first conv sees them."""
+    with torch.inference_mode():
+        return model.head(pil_to_tensor(image)).contiguous(memory_format=torch.channels_last)
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+@needs_int8
+def test_an_int8_convolution_is_within_two_percent_of_fp32(shipped, chelsea):
+    conv, x = shipped.body[0].body[0][0], photo_features(shipped, chelsea.crop((0, 0, 96, 80)))
+    with torch.inference_mode():
+        assert relative_error(Int8Conv2d(conv)(x), conv(x)) < 0.02
+
+
+@needs_int8
+def test_refining_cuts_the_upsamplers_error_to_under_half(shipped, chelsea):
+    # The upsampler's input mixes channels of very different ranges: one 8-bit scale fits it badly.
+    conv = shipped.upsample["2"][0][0]
+    with torch.inference_mode():
+        x = shipped.features(pil_to_tensor(chelsea.crop((0, 0, 96, 80))), 2).contiguous(
+            memory_format=torch.channels_last
+        )
+        plain, refined = Int8Conv2d(conv)(x), Int8Conv2d(conv, refine=True)(x)
+        assert relative_error(refined, conv(x)) < relative_error(plain, conv(x)) / 2
+
+
+@needs_int8
+def test_the_fused_relu_is_applied(shipped, chelsea):
+    conv, x = shipped.body[0].body[0][0], photo_features(shipped, chelsea.crop((0, 0, 64, 64)))
+    with torch.inference_mode():
+        out = Int8Conv2d(conv, relu=True)(x)
+        assert out.min() >= 0 and relative_error(out, torch.relu(conv(x))) < 0.02
+
+
+@needs_int8
+def test_an_int8_convolution_leaves_its_input_untouched(shipped, chelsea):
+    conv, x = shipped.body[0].body[0][0], photo_features(shipped, chelsea.crop((0, 0, 64, 64)))
+    before = x.clone()
+    with torch.inference_mode():
+        Int8Conv2d(conv, refine=True)(x)
+    assert torch.equal(x, before)
+
+
+@needs_int8
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_int8_keeps_the_shipped_weights_psnr_within_a_hundredth_of_a_db(shipped, shipped_int8, scale):
+    lr, hr = example_pair(scale)
+    fp32 = psnr(tensor_to_array(super_resolve(shipped, array_to_tensor(lr), scale)), hr, shave=scale)
+    int8 = psnr(
+        tensor_to_array(super_resolve(shipped_int8, array_to_tensor(lr), scale, precision="int8")), hr, shave=scale
+    )
+    assert abs(int8 - fp32) < 0.01
+
+
+@needs_int8
+def test_converting_to_int8_leaves_the_fp32_model_as_it_was(shipped):
+    before = {k: v.clone() for k, v in shipped.state_dict().items()}
+    converted = int8_model(shipped)
+    assert is_int8(converted) and not is_int8(shipped)
+    assert all(torch.equal(v, shipped.state_dict()[k]) for k, v in before.items())
+
+
+@needs_int8
+def test_int8_layers_refuse_to_train(shipped_int8):
+    with pytest.raises(RuntimeError, match="inference only"):
+        shipped_int8(torch.rand(1, 3, 16, 16), 2)
+
+
+def test_auto_precision_never_chooses_int8():
+    assert resolve_precision("auto") in ("fp32", "bf16")
+
+
+def test_int8_where_it_cannot_run_is_a_clear_error(tiny_model, monkeypatch):
+    monkeypatch.setattr(quantize, "_int8_probe", lambda: False)
+    with pytest.raises(ValueError, match="int8 runs on the CPU"):
+        super_resolve(tiny_model, torch.rand(1, 3, 16, 16), 2, precision="int8")
+
+
+@needs_int8
+def test_an_int8_model_refuses_an_explicit_fp32_run(shipped_int8):
+    with pytest.raises(ValueError, match="converted to int8"):
+        prepare(shipped_int8, "fp32")
+
+
+@needs_int8
+def test_the_run_info_says_int8(tiny_model, coffee):
+    from mdsr.imaging import picture_from_pil
+
+    out, info = upscale_picture(tiny_model, picture_from_pil(coffee.crop((0, 0, 40, 30))), 2, precision="int8")
+    assert info.precision == "int8" and out.rgb.shape == (60, 80, 3)
+
+
+def test_training_in_int8_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match="int8 is an inference mode"):
+        train(TrainConfig(data=(str(tmp_path),), out=str(tmp_path / "run"), precision="int8"))
+    assert not (tmp_path / "run").exists()
