@@ -3,16 +3,19 @@ photos, and clear errors where it cannot run. "auto" never chooses it."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
-from test_quality import example_pair
+from conftest import BENCHMARK, needs_data
+from skimage import data as skdata
 
 import mdsr
 from mdsr import quantize
-from mdsr.imaging import array_to_tensor, pil_to_tensor, tensor_to_array
+from mdsr.evaluate import load_benchmark, validate
+from mdsr.imaging import array_to_tensor, downscale_array, pil_to_tensor, tensor_to_array
 from mdsr.inference import prepare, resolve_precision, super_resolve, upscale_picture
 from mdsr.metrics import psnr
-from mdsr.quantize import Int8Conv2d, int8_available, int8_model, is_int8
+from mdsr.quantize import Int8Branch, Int8Conv2d, int8_available, int8_model, is_int8
 from mdsr.train import TrainConfig, train
 
 needs_int8 = pytest.mark.skipif(not int8_available(), reason="this PyTorch has no oneDNN int8 convolution")
@@ -74,15 +77,46 @@ def test_an_int8_convolution_leaves_its_input_untouched(shipped, chelsea):
     assert torch.equal(x, before)
 
 
+def rocket_pair(scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """SpaceX's DSCOVR launch photo (public domain), from scikit-image: not among the calibration photos."""
+    hr = skdata.rocket()[: 420 - 420 % scale, : 636 - 636 % scale]
+    return downscale_array(hr, scale), hr
+
+
 @needs_int8
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_int8_keeps_the_shipped_weights_psnr_within_a_hundredth_of_a_db(shipped, shipped_int8, scale):
-    lr, hr = example_pair(scale)
+    lr, hr = rocket_pair(scale)
     fp32 = psnr(tensor_to_array(super_resolve(shipped, array_to_tensor(lr), scale)), hr, shave=scale)
     int8 = psnr(
         tensor_to_array(super_resolve(shipped_int8, array_to_tensor(lr), scale, precision="int8")), hr, shave=scale
     )
     assert abs(int8 - fp32) < 0.01
+
+
+@needs_int8
+@needs_data
+def test_int8_keeps_set5_psnr_within_a_hundredth_of_a_db(shipped, shipped_int8):
+    for scale in (2, 3, 4):
+        pairs = load_benchmark(BENCHMARK / "Set5", scale)
+        assert abs(validate(shipped_int8, pairs, scale, precision="int8") - validate(shipped, pairs, scale)) < 0.01
+
+
+@needs_int8
+def test_calibration_sets_a_relu_scale_for_every_block(shipped_int8):
+    branches = [m for m in shipped_int8.modules() if isinstance(m, Int8Branch)]
+    assert len(branches) == 32 + 2 * 3 and all(b.relu_scale and b.relu_scale > 0 for b in branches)
+
+
+@needs_int8
+def test_an_activation_beyond_the_calibrated_range_is_recomputed_not_clipped(shipped, chelsea):
+    block = shipped.body[0]
+    branch = Int8Branch(block.body[0][0], block.body[2][0])
+    x = photo_features(shipped, chelsea.crop((0, 0, 64, 64)))
+    with torch.inference_mode():
+        dynamic = branch(x)
+        branch.relu_scale = 1e-6  # far too small: the first convolution's output saturates
+        assert torch.equal(branch(x), dynamic)
 
 
 @needs_int8
