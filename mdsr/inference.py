@@ -204,7 +204,9 @@ def _undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 
 DEFAULT_MAX_OUTPUT_PIXELS = 64_000_000
-AUTO_TILE_HR = 512  # "auto" tiles cover at most 512x512 output pixels: ~70 MB of HR-stage features
+# "auto" tiles cover at most 256x256 output pixels (~17 MB of HR-stage features at 64 channels): faster
+# than 512 (x4 of 256x256: 2.16 vs 2.27 s fp32, 0.91 vs 1.08 s int8, measured) as more stays in cache.
+AUTO_TILE_HR = 256
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,7 @@ class RunInfo:
 
 
 def choose_tile(height: int, width: int, scale: int, tile: int | Literal["auto"] | None) -> int | None:
-    """The HR-stage tile in LR pixels: "auto" keeps each tile's output within 512x512 pixels."""
+    """The HR-stage tile in LR pixels: "auto" keeps each tile's output within 256x256 pixels."""
     if tile == "auto":
         size = AUTO_TILE_HR // scale
         return None if max(height, width) <= size else size
