@@ -271,6 +271,9 @@ def print_tables(results: list[dict], quality_rows: list[dict], precision: str) 
     def num(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
+    def times(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}x"
+
     print()
     print(
         f"| scale | input | ours {precision} (s) | ours int8 (s) | super-image fp32 (s) | speed-up {precision} | "
@@ -283,7 +286,7 @@ def print_tables(results: list[dict], quality_rows: list[dict], precision: str) 
         print(
             f"| x{r['scale']} | {r['size']}x{r['size']} | {num(r['ours_s'], '.2f')} | {num(r['ours_int8_s'], '.2f')} | "
             f"{num(r['super_image_s'], '.2f') if r['super_image_s'] else 'not run'} | "
-            f"{num(r['ours_speedup'], '.2f')}x | {num(r['ours_int8_speedup'], '.2f')}x | {r['gflop']:.0f} | "
+            f"{times(r['ours_speedup'])} | {times(r['ours_int8_speedup'])} | {r['gflop']:.0f} | "
             f"{r['ours_gflops']:.0f} ({r['ours_fraction_of_ceiling']:.0%}) | {num(r['ours_int8_gflops'], '.0f')} | {rss} |"
         )
     print()

@@ -10,6 +10,8 @@ from conftest import ROOT, running_app
 from PIL import Image
 from sample_files import photo, write
 
+from mdsr.quantize import int8_available
+
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
@@ -127,6 +129,15 @@ def test_an_unreachable_hub_is_a_clear_message(app_module, monkeypatch, tmp_path
         app_module.run_comparison(
             str(tmp_path / "ok.png"), 2, app_module.GT_NONE, None, app_module.HUB, False, "auto", lambda *a, **k: None
         )
+
+
+@pytest.mark.skipif(not int8_available(), reason="this PyTorch has no oneDNN int8 convolution")
+def test_the_int8_option_runs_int8_and_keeps_the_copy(app_module):
+    args = (str(EXAMPLES / "coffee_lr_x3.png"), 3, app_module.GT_NONE, None, app_module.BUNDLED, False, "int8")
+    first = app_module.run_comparison(*args, progress=lambda *a, **k: None)
+    again = app_module.run_comparison(*args, progress=lambda *a, **k: None)
+    assert first.info.precision == again.info.precision == "int8"
+    assert app_module.get_model(app_module.BUNDLED, 3, "int8") is app_module.get_model(app_module.BUNDLED, 2, "int8")
 
 
 def test_the_ui_handler_fills_every_output(app_module):
