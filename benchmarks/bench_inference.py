@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mdsr.inference import choose_tile, resolve_precision, super_resolve  # noqa: E402
+from mdsr.inference import EDGE_PADDING, choose_tile, resolve_precision, super_resolve  # noqa: E402
 from mdsr.model import MDSR  # noqa: E402
 from mdsr.quantize import Int8Conv2d, int8_available, int8_model  # noqa: E402
 from mdsr.weights import load_model  # noqa: E402
@@ -147,7 +147,8 @@ def time_interleaved(contenders: dict[str, Callable[[], object]], runs: int) -> 
 
 
 def quality(model: MDSR, scales: list[int], precisions: dict[str, MDSR]) -> list[dict]:
-    """PSNR of each fast path minus PSNR of fp32 whole-image inference (super-image's arithmetic)."""
+    """PSNR of each fast path minus PSNR of fp32 whole-image inference (super-image's arithmetic, on
+    the same edge-padded input): what tiling, striping and precision cost."""
     from mdsr.evaluate import Pair, load_benchmark
     from mdsr.imaging import array_to_tensor, downscale_array, load_image_array, tensor_to_array
     from mdsr.metrics import psnr
@@ -169,7 +170,10 @@ def quality(model: MDSR, scales: list[int], precisions: dict[str, MDSR]) -> list
             for pair in pairs:
                 lr = array_to_tensor(pair.lr)
                 with torch.enable_grad():  # the reference path: super-image's own order of operations
-                    reference = psnr(tensor_to_array(model(lr, scale).detach().clamp(0, 1)), pair.hr, shave=scale)
+                    pad, crop = EDGE_PADDING, EDGE_PADDING * scale  # on the same edge-padded input
+                    whole = model(torch.nn.functional.pad(lr, (pad,) * 4, mode="replicate"), scale).detach()
+                    whole = whole[:, :, crop:-crop, crop:-crop].clamp(0, 1)
+                    reference = psnr(tensor_to_array(whole), pair.hr, shave=scale)
                 for precision, runner in precisions.items():
                     fast = psnr(tensor_to_array(fast_path(runner, lr, scale, precision)), pair.hr, shave=scale)
                     diffs[precision].append(fast - reference)

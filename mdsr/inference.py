@@ -39,6 +39,11 @@ STRIPE_PIXELS = 128 * 1024
 # Receptive radius of the HR stage in LR pixels: one 3x3 conv per upsampling step (at LR, then at
 # 2x for x4) and the 3x3 tail at HR; 2 LR pixels cover every scale.
 HALO = 2
+# LR pixels of edge replication around the input. The network, zero-padded at every layer, darkens the
+# image's outermost pixels (a flat 0.5 grey came out 0.25 to 0.39 in its corners with the shipped
+# weights); with 4 replicated pixels the corners stay within 0.003 of the grey, and Set5 PSNR rises by
+# 0.006 dB (border shaved) and 0.06 dB (unshaved), at x2, x3 and x4. Cost: (1 + 8/W)(1 + 8/H) of the trunk.
+EDGE_PADDING = 4
 
 
 def bf16_supported(device: torch.device | str = "cpu") -> bool:
@@ -123,18 +128,21 @@ def super_resolve(
     tile: int | None = None,
     self_ensemble: bool = False,
     progress: ProgressCallback | None = None,
+    edge_padding: int = EDGE_PADDING,
 ) -> torch.Tensor:
     """(1, 3, H, W) float in [0, 1] -> (1, 3, H*s, W*s) float, clamped to [0, 1].
 
     ``tile`` (LR pixels) bounds the HR stage's memory; None runs it whole. ``self_ensemble`` is
     EDSR's "+": the mean over the 8 flips/rotations of the input, each undone. ``progress`` is called
-    with (tiles done, tiles in all).
+    with (tiles done, tiles in all). ``edge_padding`` LR pixels of the input's edge are replicated
+    around it for the network and cropped from the result (see ``EDGE_PADDING``); 0 is the bare
+    network, as super-image runs it.
     """
     model.check_scale(scale)
     model, mode = prepare(model, precision)
     lr = lr.to(next(model.parameters()).device)
     if not self_ensemble:
-        return _single_pass(model, lr, scale, mode, tile, progress)
+        return _single_pass(model, lr, scale, mode, tile, progress, edge_padding)
     per_pass = len(_tile_boxes(lr.shape[2], lr.shape[3], tile))
     acc = None
     for k in range(8):
@@ -143,26 +151,38 @@ def super_resolve(
             if progress is not None:
                 progress(k * per_pass + n, 8 * per_pass)
 
-        out = _undo_dihedral(_single_pass(model, _dihedral(lr, k), scale, mode, tile, report), k)
+        out = _undo_dihedral(_single_pass(model, _dihedral(lr, k), scale, mode, tile, report, edge_padding), k)
         acc = out if acc is None else acc.add_(out)
     return acc.div_(8)
 
 
 def _single_pass(
-    model: MDSR, lr: torch.Tensor, scale: int, mode: Mode, tile: int | None, progress: ProgressCallback | None
+    model: MDSR,
+    lr: torch.Tensor,
+    scale: int,
+    mode: Mode,
+    tile: int | None,
+    progress: ProgressCallback | None,
+    pad: int,
 ) -> torch.Tensor:
     device = lr.device
+    _, _, h, w = lr.shape
+    if pad:
+        lr = torch.nn.functional.pad(lr, (pad, pad, pad, pad), mode="replicate")
     lr = lr.contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout: ~20% faster on CPU
     with autocast(mode, device):
         feats = model.features(lr, scale, stripe=choose_stripe(lr.shape[2], lr.shape[3]))
-        _, _, h, w = feats.shape
+        _, _, fh, fw = feats.shape
         tiles = _tile_boxes(h, w, tile)
         out = torch.empty((1, 3, h * scale, w * scale), dtype=torch.float32, device=device)
         for n, (y0, y1, x0, x1) in enumerate(tiles, start=1):
-            # Pad the tile with its halo, run the local HR stage, keep only the tile's own pixels.
-            py0, py1, px0, px1 = max(y0 - HALO, 0), min(y1 + HALO, h), max(x0 - HALO, 0), min(x1 + HALO, w)
+            # Pad the tile with its halo (from the padded features), run the local HR stage, keep only
+            # the tile's own pixels.
+            ty0, tx0 = y0 + pad, x0 + pad
+            ty1, tx1 = y1 + pad, x1 + pad
+            py0, py1, px0, px1 = max(ty0 - HALO, 0), min(ty1 + HALO, fh), max(tx0 - HALO, 0), min(tx1 + HALO, fw)
             hr = model.reconstruct(feats[:, :, py0:py1, px0:px1], scale).float()
-            oy, ox = (y0 - py0) * scale, (x0 - px0) * scale
+            oy, ox = (ty0 - py0) * scale, (tx0 - px0) * scale
             out[:, :, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = hr[
                 :, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale
             ]

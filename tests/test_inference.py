@@ -101,3 +101,10 @@ def test_run_info_reports_what_ran(tiny_model, coffee):
     pic = read_image(crop(coffee, (300, 280)))
     _, info = upscale_picture(tiny_model, pic, 2, tile=128, precision="fp32")
     assert (info.scale, info.precision, info.device, info.tiles) == (2, "fp32", "cpu", 9)
+
+
+def test_without_edge_padding_it_is_the_bare_network(tiny_model, coffee):
+    lr = pil_to_tensor(crop(coffee, (40, 30)))
+    with torch.inference_mode():
+        bare = tiny_model(lr, 3).clamp(0, 1)
+    assert torch.allclose(super_resolve(tiny_model, lr, 3, edge_padding=0), bare, atol=1e-5)
