@@ -23,7 +23,7 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from mdsr.imaging import array_to_tensor, downscale_array, load_image_array, modcrop, tensor_to_array, upscale_array
-from mdsr.inference import Precision, prepare, super_resolve
+from mdsr.inference import EDGE_PADDING, Precision, prepare, super_resolve
 from mdsr.metrics import psnr, ssim
 from mdsr.model import MDSR
 
@@ -144,7 +144,12 @@ def evaluate(
                 iterator = tqdm(pairs, desc=f"{Path(folder).name} x{scale}", unit="img", leave=False)
             for pair in iterator:
                 sr = super_resolve(
-                    model, array_to_tensor(pair.lr), scale, precision=precision, self_ensemble=self_ensemble
+                    model,
+                    array_to_tensor(pair.lr),
+                    scale,
+                    precision=precision,
+                    self_ensemble=self_ensemble,
+                    edge_padding=EDGE_PADDING if protocol == "standard" else 0,  # super-image ran the bare network
                 )
                 if protocol == "standard":
                     out, bic = tensor_to_array(sr), upscale_array(pair.lr, scale)
