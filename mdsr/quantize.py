@@ -44,8 +44,8 @@ def int8_available(device: torch.device | str = "cpu") -> bool:
 @functools.cache
 def _int8_probe() -> bool:
     try:
-        conv = nn.Conv2d(4, 4, 3, padding=1)
-        with torch.inference_mode():
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():  # leaves the caller's RNG as it was
+            conv = nn.Conv2d(4, 4, 3, padding=1)
             x = torch.rand(1, 4, 8, 8)
             expected = conv(x)
             return bool((Int8Conv2d(conv, refine=True)(x) - expected).norm() < 0.05 * expected.norm())

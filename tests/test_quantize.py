@@ -161,3 +161,12 @@ def test_training_in_int8_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="int8 is an inference mode"):
         train(TrainConfig(data=(str(tmp_path),), out=str(tmp_path / "run"), precision="int8"))
     assert not (tmp_path / "run").exists()
+
+
+def test_checking_for_int8_leaves_the_random_state_alone():
+    quantize._int8_probe.cache_clear()
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    int8_available()
+    assert torch.equal(torch.rand(3), expected)
