@@ -162,11 +162,13 @@ def rezoom(comparison, auto_zoom, zoom_x, zoom_y):
     return zoom_panel(comparison, center=None if auto_zoom else (zoom_x / 100, zoom_y / 100))
 
 
-def upscale_api(image, scale, ground_truth):
+def upscale_api(image, scale, ground_truth, precision="auto"):
     """Upscale `image` by `scale` (2, 3 or 4) with the bundled weights; with `ground_truth` (the HR
-    original), also PSNR/SSIM of MDSR-BAM and bicubic. Returns the PNG and a metrics/info dict."""
+    original), also PSNR/SSIM of MDSR-BAM and bicubic. `precision`: "auto", "fp32", "bf16" or "int8"
+    (CPU, ~2x faster). Returns the PNG and a metrics/info dict."""
     gt_mode = GT_UPLOAD if ground_truth is not None else GT_NONE
-    comparison = run_comparison(image, scale, gt_mode, ground_truth, BUNDLED, False, "auto", lambda *a, **k: None)
+    precision = precision or "auto"
+    comparison = run_comparison(image, scale, gt_mode, ground_truth, BUNDLED, False, precision, lambda *a, **k: None)
     i = comparison.info
     report = {
         "scale": i.scale,
@@ -285,12 +287,13 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
         api_image = UploadedImage(type="filepath", image_mode=None)
         api_scale = gr.Number(4, precision=0)
         api_truth = UploadedImage(type="filepath", image_mode=None)
+        api_precision = gr.Dropdown(["auto", "fp32", "bf16", "int8"], value="auto")
         api_output = gr.Image(type="filepath", format="png")
         api_report = gr.JSON()
     api_button = gr.Button(visible=False)
     api_button.click(
         upscale_api,
-        [api_image, api_scale, api_truth],
+        [api_image, api_scale, api_truth, api_precision],
         [api_output, api_report],
         api_name="upscale",
         concurrency_limit=1,

@@ -1,6 +1,6 @@
 """Round-trip time of the demo's `/upscale` endpoint through gradio_client, served in-process.
 
-.venv/bin/python benchmarks/bench_api.py [--size 256] [--scale 2] [--runs 5]
+.venv/bin/python benchmarks/bench_api.py [--size 256] [--scale 2] [--runs 5] [--precision int8]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--scale", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="auto")
     args = parser.parse_args()
 
     from conftest import running_app
@@ -35,11 +36,11 @@ def main() -> None:
     Image.fromarray(data.astronaut()).resize((args.size, args.size), Image.LANCZOS).save(image)
     with running_app() as url:
         client = Client(url, verbose=False)
-        client.predict(handle_file(str(image)), args.scale, None, api_name="/upscale")  # warm-up
+        client.predict(handle_file(str(image)), args.scale, None, args.precision, api_name="/upscale")  # warm-up
         times, compute = [], []
         for _ in range(args.runs):
             start = time.perf_counter()
-            _, report = client.predict(handle_file(str(image)), args.scale, None, api_name="/upscale")
+            _, report = client.predict(handle_file(str(image)), args.scale, None, args.precision, api_name="/upscale")
             times.append(time.perf_counter() - start)
             compute.append(report["seconds"])
     print(

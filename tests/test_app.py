@@ -38,6 +38,14 @@ def call(client, image, scale, truth=None):
     )
 
 
+def test_the_api_takes_int8_as_an_optional_fourth_argument(client, tmp_path):
+    photo((40, 30)).save(tmp_path / "small.png")
+    _, default = call(client, tmp_path / "small.png", 2)
+    path, report = client.predict(handle_file(str(tmp_path / "small.png")), 2, None, "int8", api_name="/upscale")
+    assert default["precision"] in ("fp32", "bf16") and report["precision"] == "int8"
+    assert Image.open(path).size == (80, 60)
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_each_scale_gives_the_right_output_size(client, tmp_path, scale):
     photo((40, 30)).save(tmp_path / "small.png")
