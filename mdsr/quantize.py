@@ -186,7 +186,7 @@ def calibrate(model: MDSR, images: list[torch.Tensor], *, margin: float = 2.0) -
 
 def int8_model(model: MDSR, *, calibration: list[torch.Tensor] | None = None) -> MDSR:
     """An inference-only copy of ``model`` with int8 convolutions (see the module docstring),
-    calibrated on ``calibration`` images (default: ``calibration_images()``). Takes ~0.3 s: convert
+    calibrated on ``calibration`` images (default: ``calibration_images()``). Takes ~0.4 s: convert
     once and keep the copy. Its state dict is not a checkpoint: keep and save the fp32 model.
     """
     if not int8_available(next(model.parameters()).device):
