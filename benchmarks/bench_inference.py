@@ -73,16 +73,14 @@ def conv_gflop(model: MDSR, scale: int, height: int, width: int) -> float:
     return total * (height * width) / (32 * 32) / 1e9
 
 
-def conv_ceiling(dtype: torch.dtype | None) -> float:
+def conv_ceiling(kind: str) -> float:
     """GFLOP/s of a 3x3 conv 64->64 on 128x128, channels_last: what the convolutions can reach here.
-    ``dtype`` None is the int8 path's convolution, its activation quantisation included."""
+    ``kind``: "fp32", "bf16" (autocast) or "int8" (the int8 path's convolution, its quantisation included)."""
     conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
     x = torch.rand(1, 64, 128, 128).contiguous(memory_format=torch.channels_last)
-    if dtype is None:
+    if kind == "int8":
         conv = Int8Conv2d(conv)
-    ctx = (
-        torch.autocast("cpu", dtype=torch.bfloat16) if dtype == torch.bfloat16 else torch.autocast("cpu", enabled=False)
-    )
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=kind == "bf16")
     with torch.inference_mode(), ctx:
         for _ in range(3):
             conv(x)
@@ -206,9 +204,8 @@ def main() -> None:
     ours = load_model(args.weights)
     ours_int8 = int8_model(ours) if int8_available() else None
     precision = resolve_precision("auto")
-    ceilings = {"fp32": conv_ceiling(torch.float32), "bf16": conv_ceiling(torch.bfloat16)}
-    if ours_int8 is not None:
-        ceilings["int8"] = conv_ceiling(None)
+    kinds = ["fp32", "bf16"] + (["int8"] if ours_int8 is not None else [])
+    ceilings = {kind: conv_ceiling(kind) for kind in kinds}
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
         f"auto precision: {precision}; int8 available: {ours_int8 is not None}; 3x3-conv ceiling (GFLOP/s): "

@@ -130,12 +130,14 @@ class Int8Branch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _inference_only()
-        if self.relu_scale is not None:
-            q = _quantize(x.float().contiguous(memory_format=torch.channels_last))
-            hidden = self.first.run(_bytes(q), q.q_scale(), q.q_zero_point(), out_scale=self.relu_scale)
-            if hidden.permute(0, 2, 3, 1).amax().item() < 255:  # nothing clipped
-                return self.second.run(hidden, self.relu_scale, 0)
-        return self.second(self.first(x))
+        if self.relu_scale is None:
+            return self.second(self.first(x))
+        q = _quantize(x.float().contiguous(memory_format=torch.channels_last))
+        quantized = (_bytes(q), q.q_scale(), q.q_zero_point())
+        hidden = self.first.run(*quantized, out_scale=self.relu_scale)
+        if hidden.permute(0, 2, 3, 1).amax().item() < 255:  # nothing clipped
+            return self.second.run(hidden, self.relu_scale, 0)
+        return self.second(self.first.run(*quantized))  # fp32 out: the second conv takes its own range
 
 
 def _inference_only() -> None:
