@@ -43,6 +43,13 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", default=None, help="where LR images are cached (default: memory only)")
     p.add_argument("--init", default=None, help="weights to start from")
     p.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this many minutes")
+    p.add_argument(
+        "--fit-minutes",
+        type=float,
+        default=None,
+        help="set --steps so training ends in about this many minutes (timed on steps 20-120; needs --warmup >= 120)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="processes that make the LR cache (with --cache-dir)")
     p.add_argument("--fp16-weights", action="store_true", help="store the final weights in float16")
     p.add_argument("--hf-dataset", default=None, help="a Hub dataset id in super-image's layout (needs `datasets`)")
     p.add_argument("--hf-config", default=None)
@@ -91,6 +98,8 @@ def run_train(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         init=args.init,
         max_minutes=args.max_minutes,
+        fit_minutes=args.fit_minutes,
+        workers=args.workers,
         fp16_weights=args.fp16_weights,
         hf_dataset=args.hf_dataset,
         hf_config=args.hf_config,

@@ -172,7 +172,8 @@ def _single_pass(
         lr = torch.nn.functional.pad(lr, (pad, pad, pad, pad), mode="replicate")
     lr = lr.contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout: ~20% faster on CPU
     with autocast(mode, device):
-        feats = model.features(lr, scale, stripe=choose_stripe(lr.shape[2], lr.shape[3]))
+        stripe = None if device.type == "cuda" else choose_stripe(lr.shape[2], lr.shape[3])  # a GPU wants big launches
+        feats = model.features(lr, scale, stripe=stripe)
         _, _, fh, fw = feats.shape
         tiles = _tile_boxes(h, w, tile)
         out = torch.empty((1, 3, h * scale, w * scale), dtype=torch.float32, device=device)

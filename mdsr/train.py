@@ -17,14 +17,14 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch.nn import functional
 
-from mdsr.data import PatchDataset, list_images, step_generator
+from mdsr.data import PatchDataset, list_images, step_generator, warm_lr_cache
 from mdsr.inference import autocast, resolve_precision
 from mdsr.model import MDSR, MdsrConfig
 from mdsr.weights import save_weights
@@ -62,6 +62,8 @@ class TrainConfig:
     cache_dir: str | None = None
     init: str | None = None  # weights to start from (a file or folder load_model accepts)
     max_minutes: float | None = None  # stop cleanly (and save) after this long
+    fit_minutes: float | None = None  # size ``steps`` to end in about this long (see ``fit_steps``)
+    workers: int = 1  # processes that make the LR cache (needs cache_dir)
     fp16_weights: bool = False
     hf_dataset: str | None = None
     hf_config: str | None = None
@@ -70,6 +72,18 @@ class TrainConfig:
 
 class NonFiniteLossError(RuntimeError):
     pass
+
+
+# Steps timed to size the schedule for ``fit_minutes``: after cuDNN's first-call tuning, and inside the
+# warm-up, whose learning rate does not depend on the total number of steps.
+FIT_FROM, FIT_TO = 20, 120
+
+
+def fit_steps(cfg: TrainConfig, *, step: int, elapsed_s: float, probe_s: float) -> int:
+    """The total steps that end the run ``cfg.fit_minutes`` after its start, at the rate of the
+    ``FIT_TO - FIT_FROM`` steps that took ``probe_s`` seconds."""
+    rate = (FIT_TO - FIT_FROM) / max(probe_s, 1e-9)
+    return max(step + 1, step + int((cfg.fit_minutes * 60 - elapsed_s) * rate))
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -169,7 +183,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
 
     if cfg.precision == "int8":
         raise ValueError("int8 is an inference mode; train in fp32 or bf16")
+    if cfg.fit_minutes and cfg.warmup < FIT_TO:
+        raise ValueError(f"--fit-minutes times steps {FIT_FROM}-{FIT_TO} inside the warm-up: give --warmup >= {FIT_TO}")
+    if cfg.workers > 1 and cfg.cache_dir and not cfg.five_crop and not cfg.hf_dataset:
+        # Before anything touches CUDA or starts threads: the workers are forked.
+        warm_lr_cache(list_images(cfg.data), scales=cfg.scales, cache_dir=cfg.cache_dir, workers=cfg.workers)
     ctx = setup_distributed()
+    if ctx.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # three input shapes (one per scale), each met thousands of times
     out = Path(cfg.out)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -199,6 +220,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, best, history = ckpt["step"], ckpt["best"], ckpt["history"]
+        if cfg.fit_minutes and step >= FIT_TO:  # the schedule was sized by the first segment: keep it
+            cfg = replace(cfg, steps=ckpt.get("steps", cfg.steps))
         torch.set_rng_state(ckpt["torch_rng"])
         log.info("resumed from %s at step %d", last_path, step)
 
@@ -225,6 +248,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             "config": config.to_dict(),
             "train_config": json.dumps(asdict(cfg)),
             "world": ctx.world,
+            "steps": cfg.steps,
         }
 
     stop = {"signal": None}
@@ -240,6 +264,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
 
         bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True)
     started, window_patches, window_start = time.monotonic(), 0, time.monotonic()
+    probe_start = None
     try:
         net.train()
         while step < cfg.steps and stop["signal"] is None:
@@ -256,7 +281,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             with autocast(precision, ctx.device):
                 sr = net(lr_batch, scale)
             loss = functional.l1_loss(sr.float(), hr_batch)
-            if not torch.isfinite(loss):
+            # Reading the loss waits for the GPU: on CUDA only at steps that log or save, so the next
+            # batch is drawn while the GPU still works (a NaN shows in every later loss, so it is caught).
+            check = ctx.device.type != "cuda" or (step + 1) % cfg.log_every == 0 or (step + 1) % cfg.checkpoint_every == 0
+            if check and not torch.isfinite(loss):
                 raise NonFiniteLossError(
                     f"the loss became {loss.item()} at step {step}; the last good checkpoint is {last_path} "
                     "(try a lower --lr or --clip-grad)"
@@ -268,6 +296,21 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             optimizer.step()
             step += 1
             window_patches += cfg.batch_size * ctx.world
+            if cfg.fit_minutes and step in (FIT_FROM, FIT_TO) and step < cfg.steps:
+                if ctx.device.type == "cuda":
+                    torch.cuda.synchronize(ctx.device)
+                now = time.monotonic()
+                if step == FIT_FROM:
+                    probe_start = now
+                elif probe_start is not None:
+                    # Every rank computes the same figure from its own clock; rank 0's decides for all.
+                    steps = torch.tensor([fit_steps(cfg, step=step, elapsed_s=now - started, probe_s=now - probe_start)])
+                    if ctx.world > 1:
+                        dist.broadcast(steps, src=0)
+                    cfg = replace(cfg, steps=int(steps))
+                    log.info("--fit-minutes %.1f: %d steps in all", cfg.fit_minutes, cfg.steps)
+                    if bar is not None:
+                        bar.total = cfg.steps
 
             if not ctx.main:
                 continue
