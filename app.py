@@ -51,11 +51,7 @@ def get_model(weights: str, scale: int, precision: str = "auto") -> mdsr.MDSR:
     key = (weights, None if weights == BUNDLED else scale)
     if key not in MODELS:
         MODELS[key] = load_model(HUB_ID, scale=scale)
-    if precision != "int8":
-        return MODELS[key]
-    if (*key, "int8") not in MODELS:  # the int8 copy is made once per weights
-        MODELS[(*key, "int8")] = prepare(MODELS[key], "int8")[0]
-    return MODELS[(*key, "int8")]
+    return MODELS[key]  # an int8 copy, where one runs, is made once and kept with the model (mdsr.quantize)
 
 
 def save_output(comparison: Comparison) -> str:

@@ -27,7 +27,7 @@ from PIL import Image
 
 from mdsr.imaging import ImageError, Picture, picture_from_pil, picture_to_pil, upscale_array
 from mdsr.model import MDSR
-from mdsr.quantize import int8_available, int8_model, is_int8
+from mdsr.quantize import cached_int8_model, int8_available, is_int8
 
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 Mode = Literal["fp32", "bf16", "int8"]
@@ -46,27 +46,42 @@ HALO = 2
 EDGE_PADDING = 4
 
 
-def bf16_supported(device: torch.device | str = "cpu") -> bool:
-    """True where bf16 convolutions are native: CUDA with bf16, or a CPU with AVX-512 BF16 or AMX.
+@dataclass(frozen=True)
+class CpuKind:
+    """What "auto" needs to know of a CPU: which low-precision dot products it runs natively."""
 
-    oneDNN also "supports" bf16 on plain AVX-512 by emulation, which is ~2x slower than fp32
-    (measured on an AVX-512 Xeon without avx512_bf16), so the CPU's own flags decide.
-    """
+    int8: bool  # 8-bit dot products: AVX-512 VNNI, AVX-VNNI or AMX-INT8 (oneDNN's u8s8 kernels)
+    bf16: bool  # bf16 dot products: AVX-512 BF16 or AMX-BF16 (elsewhere oneDNN emulates bf16, ~2x slower than fp32)
+
+    @classmethod
+    def from_flags(cls, flags: str) -> CpuKind:
+        """From the ``flags`` line of /proc/cpuinfo."""
+        names = set(flags.split())
+        return cls(
+            int8=bool(names & {"avx512_vnni", "avx_vnni", "amx_int8"}),
+            bf16=bool(names & {"avx512_bf16", "amx_bf16"}),
+        )
+
+
+@functools.cache
+def host_cpu() -> CpuKind:
+    """This machine's CPU (read once); not Linux: no cheap way to tell, so nothing is assumed."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return CpuKind(int8=False, bf16=False)
+    flags = re.search(r"^flags\s*:(.*)$", cpuinfo, re.MULTILINE)
+    return CpuKind.from_flags(flags.group(1) if flags else "")
+
+
+def bf16_supported(device: torch.device | str = "cpu", *, cpu: CpuKind | None = None) -> bool:
+    """True where bf16 convolutions are native: CUDA with bf16, or a CPU with AVX-512 BF16 or AMX."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        return _cpu_has_native_bf16()
+        return (cpu or host_cpu()).bf16
     return False
-
-
-@functools.cache
-def _cpu_has_native_bf16() -> bool:
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: no cheap way to tell, so stay with fp32
-        return False
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
 
 
 def bf16_available(device: torch.device | str = "cpu") -> bool:
@@ -80,13 +95,28 @@ def bf16_available(device: torch.device | str = "cpu") -> bool:
     return bf16_supported(device)
 
 
-def resolve_precision(precision: Precision, device: torch.device | str = "cpu") -> Mode:
-    """ "auto" is bf16 where it is native (and faster), else fp32; an explicit choice is checked.
+def auto_precision(device: torch.device | str = "cpu", *, cpu: CpuKind | None = None) -> Mode:
+    """The fastest precision whose PSNR stays within 0.01 dB of fp32 on every image (README, Performance):
 
-    "auto" never picks int8: it is opt-in (see ``mdsr.quantize`` for what it costs and where it runs).
+    - CUDA: bf16 where the GPU has it (tensor cores).
+    - A CPU with 8-bit dot products (VNNI or AMX; every CPU kind seen so far): int8, 2-3x fp32's speed
+      and within 0.004 dB of it per image on Set5, Set14 and BSD100 (``mdsr.quantize``).
+    - Any other CPU: fp32. bf16 is never chosen on a CPU: even where native it moved Set5 x2 PSNR by up
+      to 0.023 dB on one image (AMX Xeon), over the bar, and int8 was faster there as well.
+
+    ``cpu`` is the CPU to decide for (default: this one's); tests pass it to cover every kind.
     """
-    if precision == "auto":
+    device = torch.device(device)
+    if device.type == "cuda":
         return "bf16" if bf16_supported(device) else "fp32"
+    cpu = cpu or host_cpu()
+    return "int8" if device.type == "cpu" and cpu.int8 and int8_available(device) else "fp32"
+
+
+def resolve_precision(precision: Precision, device: torch.device | str = "cpu", *, cpu: CpuKind | None = None) -> Mode:
+    """ "auto" is ``auto_precision``; an explicit choice is checked."""
+    if precision == "auto":
+        return auto_precision(device, cpu=cpu)
     if precision not in ("fp32", "bf16", "int8"):
         raise ValueError(f"precision must be 'auto', 'fp32', 'bf16' or 'int8', got {precision!r}")
     if precision == "bf16" and not bf16_available(device):
@@ -100,16 +130,15 @@ def resolve_precision(precision: Precision, device: torch.device | str = "cpu") 
 
 
 def prepare(model: MDSR, precision: Precision) -> tuple[MDSR, Mode]:
-    """The model to run and its mode: an int8 copy is made here when int8 is asked of an fp32 model
-    (~0.4 s with its calibration; pass ``mdsr.quantize.int8_model(model)`` to convert once), and an int8
-    model runs as int8."""
+    """The model to run and its mode: int8 asked of an fp32 model runs its int8 copy (made once, ~0.4 s
+    with its calibration, and kept with the model until its weights change), and an int8 model runs as int8."""
     device = next(model.parameters()).device
     if is_int8(model):
         if precision not in ("auto", "int8"):
             raise ValueError(f"this model was converted to int8; precision {precision!r} needs the fp32 model")
         return model, "int8"
     mode = resolve_precision(precision, device)
-    return (int8_model(model) if mode == "int8" else model), mode
+    return (cached_int8_model(model) if mode == "int8" else model), mode
 
 
 def autocast(precision: Mode, device: torch.device | str = "cpu"):

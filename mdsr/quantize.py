@@ -193,7 +193,11 @@ def int8_model(model: MDSR, *, calibration: list[torch.Tensor] | None = None) ->
     """
     if not int8_available(next(model.parameters()).device):
         raise ValueError("int8 inference needs the model on the CPU and a PyTorch with oneDNN's int8 convolutions")
-    out = copy.deepcopy(model).eval().requires_grad_(False)
+    cached, model.__dict__["_int8_copy"] = model.__dict__.get("_int8_copy"), None  # not copied along
+    try:
+        out = copy.deepcopy(model).eval().requires_grad_(False)
+    finally:
+        model.__dict__["_int8_copy"] = cached
     for block in [m for m in out.modules() if isinstance(m, ResBlock)]:
         first, _relu, second = block.body
         block.body = Int8Branch(first[0], second[0])
@@ -205,6 +209,17 @@ def int8_model(model: MDSR, *, calibration: list[torch.Tensor] | None = None) ->
             step[0] = Int8Conv2d(step[0], refine=not (scale == "4" and n == 1))
     calibrate(out, calibration_images() if calibration is None else calibration)
     return out
+
+
+def cached_int8_model(model: MDSR) -> MDSR:
+    """``int8_model(model)``, kept on ``model`` and remade only when its weights change (a load or an
+    optimizer step bumps every parameter's version), so repeated calls pay the conversion once."""
+    key = tuple((p.data_ptr(), p._version) for p in model.parameters())
+    cached = model.__dict__.get("_int8_copy")  # a plain attribute: not a submodule, not in the state dict
+    if cached is None or cached[0] != key:
+        cached = (key, int8_model(model))
+        model.__dict__["_int8_copy"] = cached
+    return cached[1]
 
 
 def is_int8(model: MDSR) -> bool:

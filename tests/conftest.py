@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
+from mdsr.inference import CpuKind
 from mdsr.model import MDSR, MdsrConfig
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -28,6 +29,13 @@ BENCHMARK = SHARED_DATA / "benchmark"
 needs_data = pytest.mark.skipif(not BENCHMARK.is_dir(), reason="../shared/data is not present")
 
 TINY = MdsrConfig(n_resblocks=2, n_feats=16, reduction=4)
+
+
+@pytest.fixture(autouse=True)
+def vnni_cpu(monkeypatch):
+    """Every test decides "auto" for the same CPU kind, one with VNNI and no native bf16, whatever the
+    host is (the kinds seen differ between machines); tests of other kinds pass ``cpu=`` themselves."""
+    monkeypatch.setattr("mdsr.inference.host_cpu", lambda: CpuKind(int8=True, bf16=False))
 
 
 @pytest.fixture

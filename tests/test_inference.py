@@ -10,21 +10,21 @@ from PIL import Image
 from sample_files import write
 
 from mdsr.imaging import ImageError, pil_to_tensor, read_image
-from mdsr.inference import resolve_precision, super_resolve, upscale, upscale_picture
+from mdsr.inference import CpuKind, resolve_precision, super_resolve, upscale, upscale_picture
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_tiled_inference_equals_whole_image_inference(tiny_model, astronaut, scale):
     lr = pil_to_tensor(crop(astronaut, (150, 110), (180, 60)))
-    whole = super_resolve(tiny_model, lr, scale)
-    tiled = super_resolve(tiny_model, lr, scale, tile=32)
+    whole = super_resolve(tiny_model, lr, scale, precision="fp32")
+    tiled = super_resolve(tiny_model, lr, scale, tile=32, precision="fp32")
     assert (whole - tiled).abs().max().item() < 1e-5
 
 
 def test_self_ensemble_commutes_with_flipping_the_input(tiny_model, chelsea):
     lr = pil_to_tensor(crop(chelsea, (40, 32), (200, 100)))
-    flipped_first = super_resolve(tiny_model, lr.flip(3), 2, self_ensemble=True)
-    flipped_after = super_resolve(tiny_model, lr, 2, self_ensemble=True).flip(3)
+    flipped_first = super_resolve(tiny_model, lr.flip(3), 2, self_ensemble=True, precision="fp32")
+    flipped_after = super_resolve(tiny_model, lr, 2, self_ensemble=True, precision="fp32").flip(3)
     assert (flipped_first - flipped_after).abs().max().item() < 1e-5
 
 
@@ -48,20 +48,48 @@ def test_progress_reports_every_tile(tiny_model, coffee):
     assert calls == [(n, 12) for n in range(1, 13)]
 
 
-def test_auto_precision_is_a_supported_one():
-    assert resolve_precision("auto") in ("fp32", "bf16")
-    assert resolve_precision("fp32") == "fp32"
+# The CPU kinds seen so far (flags as /proc/cpuinfo lists them, abridged) and one without VNNI.
+AMD_EPYC_BF16 = "avx2 avx512f avx512_bf16 avx512_vnni"
+XEON_VNNI = "avx2 avx512f avx512_vnni"
+XEON_AMX = "avx2 avx512f avx512_bf16 avx512_vnni amx_bf16 amx_tile amx_int8"
+AVX2_ONLY = "sse4_2 avx avx2 fma"
+
+
+@pytest.mark.parametrize("flags", [AMD_EPYC_BF16, XEON_VNNI, XEON_AMX])
+def test_auto_is_int8_on_every_cpu_kind_seen(flags, monkeypatch):
+    monkeypatch.setattr("mdsr.inference.int8_available", lambda device="cpu": True)
+    assert resolve_precision("auto", cpu=CpuKind.from_flags(flags)) == "int8"
+
+
+def test_auto_is_fp32_on_a_cpu_without_8_bit_dot_products(monkeypatch):
+    monkeypatch.setattr("mdsr.inference.int8_available", lambda device="cpu": True)
+    assert resolve_precision("auto", cpu=CpuKind.from_flags(AVX2_ONLY)) == "fp32"
+
+
+def test_auto_is_fp32_where_pytorch_lacks_the_int8_operators(monkeypatch):
+    monkeypatch.setattr("mdsr.inference.int8_available", lambda device="cpu": False)
+    assert resolve_precision("auto", cpu=CpuKind.from_flags(XEON_AMX)) == "fp32"
+
+
+def test_auto_never_picks_bf16_on_a_cpu_even_where_native(monkeypatch):
+    monkeypatch.setattr("mdsr.inference.int8_available", lambda device="cpu": False)
+    assert resolve_precision("auto", cpu=CpuKind(int8=False, bf16=True)) == "fp32"
+
+
+def test_cpu_flags_are_read_as_whole_words():
+    assert CpuKind.from_flags(AMD_EPYC_BF16) == CpuKind(int8=True, bf16=True)
+    assert CpuKind.from_flags(XEON_VNNI) == CpuKind(int8=True, bf16=False)
+    assert CpuKind.from_flags("avx512_vnnix avx512_bf16x") == CpuKind(int8=False, bf16=False)
+
+
+def test_an_explicit_precision_is_kept():
+    assert resolve_precision("fp32", cpu=CpuKind.from_flags(XEON_AMX)) == "fp32"
 
 
 def test_bf16_where_unsupported_is_a_clear_error(monkeypatch):
     monkeypatch.setattr("mdsr.inference.bf16_available", lambda device="cpu": False)
     with pytest.raises(ValueError, match="bf16 is not supported"):
         resolve_precision("bf16")
-
-
-def test_auto_precision_is_fp32_where_bf16_would_be_emulated(monkeypatch):
-    monkeypatch.setattr("mdsr.inference._cpu_has_native_bf16", lambda: False)
-    assert resolve_precision("auto") == "fp32"
 
 
 def test_the_output_pixel_cap_names_the_output_size(tiny_model, coffee):
@@ -107,4 +135,4 @@ def test_without_edge_padding_it_is_the_bare_network(tiny_model, coffee):
     lr = pil_to_tensor(crop(coffee, (40, 30)))
     with torch.inference_mode():
         bare = tiny_model(lr, 3).clamp(0, 1)
-    assert torch.allclose(super_resolve(tiny_model, lr, 3, edge_padding=0), bare, atol=1e-5)
+    assert torch.allclose(super_resolve(tiny_model, lr, 3, edge_padding=0, precision="fp32"), bare, atol=1e-5)

@@ -18,9 +18,9 @@ from mdsr.metrics import psnr
 from mdsr.weights import BUNDLED_PATH, read_metadata
 
 # Measured with `mdsr evaluate` on the shipped file, minus 0.05 dB of slack (see the README's table).
-SET5_X2_FLOOR = 35.08  # 35.14 measured (35.13 without edge padding)
+SET5_X2_FLOOR = 36.85  # 36.91 measured
 # Gains over bicubic on the examples, measured on the shipped file, minus 0.1 dB of slack.
-EXAMPLE_GAIN_FLOOR = {2: 0.86, 3: 0.46, 4: 0.67}  # 0.96, 0.57, 0.78 dB measured
+EXAMPLE_GAIN_FLOOR = {2: 1.06, 3: 1.27, 4: 1.91}  # 1.16, 1.37, 2.01 dB measured
 EXAMPLES = {2: "chelsea", 3: "coffee", 4: "astronaut"}
 
 
@@ -45,7 +45,7 @@ def example_pair(scale: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_the_shipped_weights_beat_bicubic_on_a_bundled_photo(model, scale):
     lr, hr = example_pair(scale)
-    ours = psnr(tensor_to_array(super_resolve(model, array_to_tensor(lr), scale)), hr, shave=scale)
+    ours = psnr(tensor_to_array(super_resolve(model, array_to_tensor(lr), scale, precision="fp32")), hr, shave=scale)
     bicubic = psnr(upscale_array(lr, scale), hr, shave=scale)
     assert ours - bicubic >= EXAMPLE_GAIN_FLOOR[scale]
 
@@ -53,14 +53,14 @@ def test_the_shipped_weights_beat_bicubic_on_a_bundled_photo(model, scale):
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_a_flat_grey_stays_flat_out_to_the_corners(model, scale):
     # Zero padding inside the network darkens corners (to 0.25 here) unless the input's edge is replicated.
-    out = super_resolve(model, torch.full((1, 3, 40, 48), 0.5), scale)
+    out = super_resolve(model, torch.full((1, 3, 40, 48), 0.5), scale, precision="fp32")
     assert (out - 0.5).abs().max() < 0.01
 
 
 def test_tiled_inference_costs_no_psnr_with_the_shipped_weights(model):
     lr, hr = example_pair(4)
-    whole = psnr(tensor_to_array(super_resolve(model, array_to_tensor(lr), 4)), hr, shave=4)
-    tiled = psnr(tensor_to_array(super_resolve(model, array_to_tensor(lr), 4, tile=40)), hr, shave=4)
+    whole = psnr(tensor_to_array(super_resolve(model, array_to_tensor(lr), 4, precision="fp32")), hr, shave=4)
+    tiled = psnr(tensor_to_array(super_resolve(model, array_to_tensor(lr), 4, tile=40, precision="fp32")), hr, shave=4)
     assert abs(whole - tiled) < 0.01
 
 
@@ -69,7 +69,7 @@ def test_set5_x2_psnr_does_not_regress(model):
     pairs = load_benchmark(BENCHMARK / "Set5", 2)
     with torch.inference_mode():
         score = np.mean(
-            [psnr(tensor_to_array(super_resolve(model, array_to_tensor(p.lr), 2)), p.hr, shave=2) for p in pairs]
+            [psnr(tensor_to_array(super_resolve(model, array_to_tensor(p.lr), 2, precision="fp32")), p.hr, shave=2) for p in pairs]
         )
     assert score >= SET5_X2_FLOOR
-    assert score > 33.66 + 0.5  # bicubic's 33.66 dB
+    assert score > 33.66 + 3.0  # bicubic's 33.66 dB

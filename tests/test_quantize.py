@@ -87,7 +87,7 @@ def rocket_pair(scale: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_int8_keeps_the_shipped_weights_psnr_within_a_hundredth_of_a_db(shipped, shipped_int8, scale):
     lr, hr = rocket_pair(scale)
-    fp32 = psnr(tensor_to_array(super_resolve(shipped, array_to_tensor(lr), scale)), hr, shave=scale)
+    fp32 = psnr(tensor_to_array(super_resolve(shipped, array_to_tensor(lr), scale, precision="fp32")), hr, shave=scale)
     int8 = psnr(
         tensor_to_array(super_resolve(shipped_int8, array_to_tensor(lr), scale, precision="int8")), hr, shave=scale
     )
@@ -133,8 +133,21 @@ def test_int8_layers_refuse_to_train(shipped_int8):
         shipped_int8(torch.rand(1, 3, 16, 16), 2)
 
 
-def test_auto_precision_never_chooses_int8():
-    assert resolve_precision("auto") in ("fp32", "bf16")
+@needs_int8
+def test_auto_converts_once_and_reuses_the_copy(tiny_model, coffee):
+    lr = array_to_tensor(np.asarray(coffee)[:32, :32])
+    first, mode = prepare(tiny_model, "int8")
+    again, _ = prepare(tiny_model, "int8")
+    assert mode == "int8" and again is first and "_int8_copy" not in tiny_model.state_dict()
+    assert torch.equal(super_resolve(tiny_model, lr, 2, precision="int8"), super_resolve(first, lr, 2, precision="int8"))
+
+
+@needs_int8
+def test_the_int8_copy_is_remade_when_the_weights_change(tiny_model):
+    first, _ = prepare(tiny_model, "int8")
+    with torch.no_grad():
+        tiny_model.head[0][0].weight.mul_(2)
+    assert prepare(tiny_model, "int8")[0] is not first
 
 
 def test_int8_where_it_cannot_run_is_a_clear_error(tiny_model, monkeypatch):
