@@ -14,7 +14,7 @@ import gradio as gr
 import mdsr
 from mdsr.compare import Comparison, compare, error_map, zoom_panel
 from mdsr.imaging import ImageError, preview_rgb, read_image, save_picture
-from mdsr.inference import prepare
+from mdsr.inference import on_zerogpu, to_serving_device
 from mdsr.weights import BUNDLED_PATH, WeightsError, load_model
 
 HERE = Path(__file__).parent
@@ -32,7 +32,8 @@ GT_UPLOAD = "upload the original (HR) image"
 GT_SELF = "use my image as ground truth"
 
 # Loaded once at start-up; Hub weights are loaded on first use and kept.
-MODELS: dict[tuple, mdsr.MDSR] = {(BUNDLED, None): load_model()}
+# On a ZeroGPU Space they live on CUDA and each upscale runs inside a GPU task (compare_on_device).
+MODELS: dict[tuple, mdsr.MDSR] = {(BUNDLED, None): to_serving_device(load_model())}
 
 
 class UploadedImage(gr.Image):
@@ -50,7 +51,7 @@ class UploadedImage(gr.Image):
 def get_model(weights: str, scale: int, precision: str = "auto") -> mdsr.MDSR:
     key = (weights, None if weights == BUNDLED else scale)
     if key not in MODELS:
-        MODELS[key] = load_model(HUB_ID, scale=scale)
+        MODELS[key] = to_serving_device(load_model(HUB_ID, scale=scale))
     return MODELS[key]  # an int8 copy, where one runs, is made once and kept with the model (mdsr.quantize)
 
 
@@ -84,6 +85,9 @@ def info_markdown(comparison: Comparison, weights: str) -> str:
     )
 
 
+compare_on_device = on_zerogpu(compare)  # compare() itself everywhere but on ZeroGPU
+
+
 def run_comparison(image, scale, gt_mode, gt_image, weights, self_ensemble, precision, progress) -> Comparison:
     if image is None:
         raise gr.Error("Upload an image first.")
@@ -97,7 +101,7 @@ def run_comparison(image, scale, gt_mode, gt_image, weights, self_ensemble, prec
             truth = read_image(gt_image, max_pixels=MAX_OUTPUT_PIXELS)
         model = get_model(weights, scale, precision)
         progress(0, desc="Running the network on the whole image")
-        return compare(
+        return compare_on_device(
             model,
             pic,
             scale,

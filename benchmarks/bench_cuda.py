@@ -72,13 +72,25 @@ def main() -> None:
             }
         )
     device = torch.cuda.get_device_name()
-    print(f"\nx{args.scale} of {width}x{height} -> {width * args.scale}x{height * args.scale} on {device}, torch {torch.__version__}")
+    print(
+        f"\nx{args.scale} of {width}x{height} -> {width * args.scale}x{height * args.scale} on {device}, torch {torch.__version__}"
+    )
     print("| precision | median ms | min ms | peak GPU MiB |\n| --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['precision']} | {r['median_ms']} | {r['min_ms']} | {r['peak_gpu_mib']} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": device, "torch": torch.__version__, "scale": args.scale,
-                                               "size": [width, height], "rows": rows}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "device": device,
+                    "torch": torch.__version__,
+                    "scale": args.scale,
+                    "size": [width, height],
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

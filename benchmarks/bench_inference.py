@@ -1,16 +1,17 @@
-"""Inference speed and memory of this package against super-image's MdsrModel, side by side.
+"""Inference speed and memory of this package against super-image's MdsrModel and OpenVINO, side by side.
 
-Three contenders run the same weights (the bundled ones, or --weights) in one process, timed
-interleaved (warm-up, then each in turn), medians reported: this package's default path
-(precision "auto"), its opt-in int8 path, and super-image's fp32 forward. Peak memory is measured in
-a fresh child process per configuration. Quality of each fast path is its PSNR difference against
-fp32 whole-image inference in super-image's order of operations, on Set5 (when ../shared/data is
-there) and the bundled examples, at x2, x3 and x4.
+The contenders run the same weights (the bundled ones, or --weights) in one process, timed interleaved
+(warm-up, then each in turn), medians reported: this package's paths (fp32, bf16 where the CPU has it
+natively, int8; "auto" is one of them, named in the output), super-image's fp32 forward, and, when
+``openvino`` is installed, the same network converted to OpenVINO (fp32, and bf16 where native), whole
+image. Peak memory is measured in a fresh child process per configuration. Quality of each path is its
+PSNR difference against fp32 whole-image inference in super-image's order of operations, on Set5 (when
+../shared/data is there) and the bundled examples, at x2, x3 and x4.
 
 super-image needs torchvision, which does not import beside this project's torch 2.13.0, so this
 runs in its own environment:
 
-    python3 -m venv .bench && .bench/bin/pip install torch==2.14.1 torchvision==0.29.1 super-image -e .
+    python3 -m venv .bench && .bench/bin/pip install torch==2.14.1 torchvision==0.29.1 super-image openvino -e .
     .bench/bin/python benchmarks/bench_inference.py [--json results.json]
 """
 
@@ -33,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mdsr.inference import EDGE_PADDING, choose_tile, resolve_precision, super_resolve  # noqa: E402
+from mdsr.inference import EDGE_PADDING, bf16_supported, choose_tile, resolve_precision, super_resolve  # noqa: E402
 from mdsr.model import MDSR  # noqa: E402
 from mdsr.quantize import Int8Conv2d, int8_available, int8_model  # noqa: E402
 from mdsr.weights import load_model  # noqa: E402
@@ -54,6 +55,33 @@ def super_image_model(ours: MDSR, scale: int):
     assert not missing, missing
     theirs.load_state_dict(keep, strict=False)
     return theirs
+
+
+def openvino_runner(ours: MDSR, scale: int, precision: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The network for ``scale`` converted to OpenVINO once (dynamic height and width) and compiled with
+    ``precision`` ("f32" or "bf16") as its inference precision; None where openvino is not installed."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+
+    class Network(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mdsr = ours
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            with torch.enable_grad():  # super-image's order of operations: no in-place ops to trace
+                return self.mdsr(x, scale)
+
+    converted = ov.convert_model(Network(), example_input=torch.rand(1, 3, 32, 32), input=[1, 3, -1, -1])
+    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+    compiled = ov.Core().compile_model(converted, "CPU", config)
+
+    def run(lr: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(compiled(lr.numpy())[0])
+
+    return run
 
 
 def conv_gflop(model: MDSR, scale: int, height: int, width: int) -> float:
@@ -111,7 +139,7 @@ torch.manual_seed(0)
 ours = load_model({weights!r}) if {weights!r} else MDSR().eval()
 x = torch.rand(1, 3, {size}, {size})
 if {which!r} == "ours":
-    fast_path(ours, x, {scale})
+    fast_path(ours, x, {scale}, "fp32")
 elif {which!r} == "ours-int8":
     ours = int8_model(ours)
     fast_path(ours, x, {scale}, "int8")
@@ -144,7 +172,9 @@ def time_interleaved(contenders: dict[str, Callable[[], object]], runs: int) -> 
     return times
 
 
-def quality(model: MDSR, scales: list[int], precisions: dict[str, MDSR]) -> list[dict]:
+def quality(
+    model: MDSR, scales: list[int], precisions: dict[str, MDSR], others: dict[int, dict[str, Callable]] | None = None
+) -> list[dict]:
     """PSNR of each fast path minus PSNR of fp32 whole-image inference (super-image's arithmetic, on
     the same edge-padded input): what tiling, striping and precision cost."""
     from mdsr.evaluate import Pair, load_benchmark
@@ -175,6 +205,10 @@ def quality(model: MDSR, scales: list[int], precisions: dict[str, MDSR]) -> list
                 for precision, runner in precisions.items():
                     fast = psnr(tensor_to_array(fast_path(runner, lr, scale, precision)), pair.hr, shave=scale)
                     diffs[precision].append(fast - reference)
+                for name, run in (others or {}).get(scale, {}).items():  # whole image, same edge padding
+                    out = run(torch.nn.functional.pad(lr, (pad,) * 4, mode="replicate"))
+                    out = out[:, :, crop:-crop, crop:-crop].clamp(0, 1)
+                    diffs.setdefault(name, []).append(psnr(tensor_to_array(out), pair.hr, shave=scale) - reference)
             row = {"set": name, "scale": scale, "images": len(pairs)}
             for precision, d in diffs.items():
                 row[f"{precision}_max_abs_psnr_diff_db"] = max(abs(v) for v in d)
@@ -189,7 +223,7 @@ def seconds(values: list[float] | None) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--weights", default=None, help="weights for both models (default: bundled)")
+    parser.add_argument("--weights", default=None, help="weights for every contender (default: bundled)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
@@ -203,62 +237,61 @@ def main() -> None:
 
     ours = load_model(args.weights)
     ours_int8 = int8_model(ours) if int8_available() else None
-    precision = resolve_precision("auto")
-    kinds = ["fp32", "bf16"] + (["int8"] if ours_int8 is not None else [])
+    auto = resolve_precision("auto")
+    native_bf16 = bf16_supported()
+    kinds = ["fp32"] + (["bf16"] if native_bf16 else []) + (["int8"] if ours_int8 is not None else [])
     ceilings = {kind: conv_ceiling(kind) for kind in kinds}
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
-        f"auto precision: {precision}; int8 available: {ours_int8 is not None}; 3x3-conv ceiling (GFLOP/s): "
+        f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}; auto precision: {auto}; "
+        f"native bf16: {native_bf16}; 3x3-conv ceiling (GFLOP/s): "
         + ", ".join(f"{k} {v:.0f}" for k, v in ceilings.items())
     )
 
-    results = []
+    results, openvino = [], {}
     for scale in args.scales:
         theirs = super_image_model(ours, scale)
         with torch.inference_mode():
             x = torch.rand(1, 3, 48, 40)
             agree = (ours(x, scale) - theirs(x)).abs().max().item()
+        openvino[scale] = {
+            f"openvino_{p}": r
+            for p in (["f32"] + (["bf16"] if native_bf16 else []))
+            if (r := openvino_runner(ours, scale, p)) is not None
+        }
         for size in args.sizes:
             lr = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(size))
-            with_peer = size <= 256 or args.peer_large
-            contenders = {"ours": partial(fast_path, ours, lr, scale)}
-            if ours_int8 is not None:
-                contenders["ours_int8"] = partial(fast_path, ours_int8, lr, scale, "int8")
-            if with_peer:
+            contenders = {
+                kind: partial(fast_path, ours_int8 if kind == "int8" else ours, lr, scale, kind) for kind in kinds
+            }
+            if size <= 256 or args.peer_large:
                 contenders["super_image"] = partial(theirs, lr)
+            contenders |= {name: partial(run, lr) for name, run in openvino[scale].items()}
             times = time_interleaved(contenders, args.runs if size <= 256 else max(1, args.runs // 3))
             gflop = conv_gflop(ours, scale, size, size)
-            row = {
-                "scale": scale,
-                "size": size,
-                "precision": precision,
-                "fp32_outputs_max_abs_diff": agree,
-                "gflop": gflop,
-                **{f"{name}_s": seconds(times.get(name)) for name in ("ours", "ours_int8", "super_image")},
-            }
-            for name in ("ours", "ours_int8"):
-                mine, peer = row[f"{name}_s"], row["super_image_s"]
-                row[f"{name}_speedup"] = peer / mine if mine and peer else None
-                row[f"{name}_gflops"] = gflop / mine if mine else None
-            row["ours_fraction_of_ceiling"] = row["ours_gflops"] / ceilings[precision]
+            row = {"scale": scale, "size": size, "auto": auto, "fp32_outputs_max_abs_diff": agree, "gflop": gflop}
+            for name, values in times.items():
+                row[f"{name}_s"] = seconds(values)
+                peer = seconds(times.get("super_image"))
+                row[f"{name}_speedup"] = peer / row[f"{name}_s"] if peer else None
+            row["fp32_fraction_of_ceiling"] = gflop / row["fp32_s"] / ceilings["fp32"]
             if not args.no_memory:
-                for name, which in (("ours", "ours"), ("ours_int8", "ours-int8"), ("super_image", "theirs")):
-                    if row[f"{name}_s"] is not None:
+                for name, which in (("fp32", "ours"), ("int8", "ours-int8"), ("super_image", "theirs")):
+                    if row.get(f"{name}_s") is not None:
                         row[f"{name}_peak_rss_mb"] = peak_rss_child(which, scale, size, args.weights)
             results.append(row)
             print(json.dumps(row), file=sys.stderr)
 
-    runners = {"auto": ours} | ({"int8": ours_int8} if ours_int8 is not None else {})
-    quality_rows = quality(ours, [2, 3, 4], runners)
-    print_tables(results, quality_rows, precision)
+    runners = {kind: ours_int8 if kind == "int8" else ours for kind in kinds}
+    quality_rows = quality(ours, [2, 3, 4], runners, openvino)
+    print_tables(results, quality_rows, auto)
     if args.json:
         Path(args.json).write_text(
             json.dumps(
                 {
-                    "machine": platform.processor(),
+                    "machine": cpu_name(),
                     "cores": os.cpu_count(),
                     "torch": torch.__version__,
-                    "auto_precision": precision,
+                    "auto_precision": auto,
                     "ceiling_gflops": ceilings,
                     "timings": results,
                     "quality": quality_rows,
@@ -268,38 +301,46 @@ def main() -> None:
         )
 
 
-def print_tables(results: list[dict], quality_rows: list[dict], precision: str) -> None:
-    def num(value: float | None, fmt: str) -> str:
-        return "-" if value is None else format(value, fmt)
+def cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        return next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
-    def times(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}x"
 
-    print()
+def print_tables(results: list[dict], quality_rows: list[dict], auto: str) -> None:
+    names = [
+        n for n in ("fp32", "bf16", "int8", "openvino_f32", "openvino_bf16", "super_image") if f"{n}_s" in results[0]
+    ]
+
+    def cell(r: dict, name: str) -> str:
+        t, x = r.get(f"{name}_s"), r.get(f"{name}_speedup")
+        if t is None:
+            return "not run"
+        return f"{t:.2f} s" + (f" ({x:.2f}x)" if x and name != "super_image" else "")
+
+    label = {n: f"ours {n}" + (" = auto" if n == auto else "") for n in ("fp32", "bf16", "int8")}
+    print(f'\nTime per image (median), and speed-up over super-image\'s fp32 forward; "auto" here is {auto}')
     print(
-        f"| scale | input | ours {precision} (s) | ours int8 (s) | super-image fp32 (s) | speed-up {precision} | "
-        f"speed-up int8 | GFLOP | GFLOP/s {precision} (of ceiling) | GOP/s int8 | peak RSS MB: ours {precision} / "
-        "int8 / super-image |"
+        "| scale | input | "
+        + " | ".join(label.get(n, n.replace("_", " ")) for n in names)
+        + " | peak RSS MB: fp32 / int8 / super-image |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | " + " | ".join("---" for _ in names) + " | --- |")
     for r in results:
-        rss = " / ".join(num(r.get(f"{n}_peak_rss_mb"), ".0f") for n in ("ours", "ours_int8", "super_image"))
-        print(
-            f"| x{r['scale']} | {r['size']}x{r['size']} | {num(r['ours_s'], '.2f')} | {num(r['ours_int8_s'], '.2f')} | "
-            f"{num(r['super_image_s'], '.2f') if r['super_image_s'] else 'not run'} | "
-            f"{times(r['ours_speedup'])} | {times(r['ours_int8_speedup'])} | {r['gflop']:.0f} | "
-            f"{r['ours_gflops']:.0f} ({r['ours_fraction_of_ceiling']:.0%}) | {num(r['ours_int8_gflops'], '.0f')} | {rss} |"
+        rss = " / ".join(
+            f"{r[k]:.0f}" if r.get(k) else "-"
+            for k in ("fp32_peak_rss_mb", "int8_peak_rss_mb", "super_image_peak_rss_mb")
         )
+        print(f"| x{r['scale']} | {r['size']}x{r['size']} | " + " | ".join(cell(r, n) for n in names) + f" | {rss} |")
     print()
-    names = [k.removesuffix("_max_abs_psnr_diff_db") for k in quality_rows[0] if k.endswith("_max_abs_psnr_diff_db")]
-    print(
-        "| set | scale | images | "
-        + " | ".join(f"{n}: max abs / mean PSNR difference vs fp32 whole image (dB)" for n in names)
-        + " |"
-    )
-    print("| --- | --- | --- | " + " | ".join("---" for _ in names) + " |")
+    paths = [k.removesuffix("_max_abs_psnr_diff_db") for k in quality_rows[0] if k.endswith("_max_abs_psnr_diff_db")]
+    print("PSNR change per image against fp32 whole-image inference (dB): max |change| / mean change")
+    print("| set | scale | images | " + " | ".join(paths) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in paths) + " |")
     for q in quality_rows:
-        cells = [f"{q[f'{n}_max_abs_psnr_diff_db']:.4f} / {q[f'{n}_mean_psnr_diff_db']:+.4f}" for n in names]
+        cells = [f"{q[f'{n}_max_abs_psnr_diff_db']:.4f} / {q[f'{n}_mean_psnr_diff_db']:+.4f}" for n in paths]
         print(f"| {q['set']} | x{q['scale']} | {q['images']} | " + " | ".join(cells) + " |")
     print(
         f"\nfp32 outputs of the two implementations agree to {max(r['fp32_outputs_max_abs_diff'] for r in results):.2e}"

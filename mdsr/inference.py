@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from mdsr.quantize import cached_int8_model, int8_available, is_int8
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 Mode = Literal["fp32", "bf16", "int8"]
 ProgressCallback = Callable[[int, int], None]
+F = TypeVar("F", bound=Callable)
 
 STRIPE_ABOVE_PIXELS = 512 * 512
 STRIPE_PIXELS = 128 * 1024
@@ -48,7 +50,7 @@ EDGE_PADDING = 4
 
 @dataclass(frozen=True)
 class CpuKind:
-    """What "auto" needs to know of a CPU: which low-precision dot products it runs natively."""
+    """What precision choices need to know of a CPU: which low-precision dot products it runs natively."""
 
     int8: bool  # 8-bit dot products: AVX-512 VNNI, AVX-VNNI or AMX-INT8 (oneDNN's u8s8 kernels)
     bf16: bool  # bf16 dot products: AVX-512 BF16 or AMX-BF16 (elsewhere oneDNN emulates bf16, ~2x slower than fp32)
@@ -95,28 +97,25 @@ def bf16_available(device: torch.device | str = "cpu") -> bool:
     return bf16_supported(device)
 
 
-def auto_precision(device: torch.device | str = "cpu", *, cpu: CpuKind | None = None) -> Mode:
+def auto_precision(device: torch.device | str = "cpu") -> Mode:
     """The fastest precision whose PSNR stays within 0.01 dB of fp32 on every image (README, Performance):
 
     - CUDA: bf16 where the GPU has it (tensor cores).
-    - A CPU with 8-bit dot products (VNNI or AMX; every CPU kind seen so far): int8, 2-3x fp32's speed
-      and within 0.004 dB of it per image on Set5, Set14 and BSD100 (``mdsr.quantize``).
-    - Any other CPU: fp32. bf16 is never chosen on a CPU: even where native it moved Set5 x2 PSNR by up
-      to 0.023 dB on one image (AMX Xeon), over the bar, and int8 was faster there as well.
-
-    ``cpu`` is the CPU to decide for (default: this one's); tests pass it to cover every kind.
+    - Every CPU: fp32. With the bundled weights neither faster path holds that bar on every Set5 image:
+      int8 moves one image by 0.014 dB at x4 (2-3x fp32's speed; mean within 0.005 dB on Set5, Set14
+      and BSD100), bf16 by up to 0.033 dB at x2, even where the CPU has it natively. Both stay one
+      choice away (``precision="int8"``, ``"bf16"``).
     """
     device = torch.device(device)
     if device.type == "cuda":
         return "bf16" if bf16_supported(device) else "fp32"
-    cpu = cpu or host_cpu()
-    return "int8" if device.type == "cpu" and cpu.int8 and int8_available(device) else "fp32"
+    return "fp32"
 
 
-def resolve_precision(precision: Precision, device: torch.device | str = "cpu", *, cpu: CpuKind | None = None) -> Mode:
+def resolve_precision(precision: Precision, device: torch.device | str = "cpu") -> Mode:
     """ "auto" is ``auto_precision``; an explicit choice is checked."""
     if precision == "auto":
-        return auto_precision(device, cpu=cpu)
+        return auto_precision(device)
     if precision not in ("fp32", "bf16", "int8"):
         raise ValueError(f"precision must be 'auto', 'fp32', 'bf16' or 'int8', got {precision!r}")
     if precision == "bf16" and not bf16_available(device):
@@ -248,6 +247,40 @@ def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 def _undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     x = torch.rot90(x, -(k % 4), dims=(2, 3))
     return x.transpose(2, 3) if k >= 4 else x
+
+
+# --------------------------------------------------------------------------------------------------
+# Hugging Face ZeroGPU: a GPU lent per call
+# --------------------------------------------------------------------------------------------------
+
+
+def zerogpu_active() -> bool:
+    """True on a ZeroGPU Space: it sets SPACES_ZERO_GPU and provides the ``spaces`` package."""
+    if "SPACES_ZERO_GPU" not in os.environ:
+        return False
+    try:
+        import spaces  # noqa: F401 (only on Hugging Face Spaces)
+    except ImportError:
+        return False
+    return True
+
+
+def on_zerogpu(fn: F, *, duration: int = 120) -> F:
+    """``fn`` decorated with ``spaces.GPU`` on a ZeroGPU Space (a GPU is attached for each call, for at
+    most ``duration`` seconds); everywhere else ``fn`` itself, unchanged."""
+    if not zerogpu_active():
+        return fn
+    import spaces
+
+    return spaces.GPU(duration=duration)(fn)
+
+
+def to_serving_device(model: MDSR) -> MDSR:
+    """``model`` where a server keeps it: on ZeroGPU moved to CUDA in channels_last at start-up, as
+    ZeroGPU asks (the GPU is attached only inside ``on_zerogpu`` calls); elsewhere unchanged, on the CPU."""
+    if not zerogpu_active():
+        return model
+    return model.to("cuda", memory_format=torch.channels_last)
 
 
 # --------------------------------------------------------------------------------------------------

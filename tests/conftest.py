@@ -33,8 +33,8 @@ TINY = MdsrConfig(n_resblocks=2, n_feats=16, reduction=4)
 
 @pytest.fixture(autouse=True)
 def vnni_cpu(monkeypatch):
-    """Every test decides "auto" for the same CPU kind, one with VNNI and no native bf16, whatever the
-    host is (the kinds seen differ between machines); tests of other kinds pass ``cpu=`` themselves."""
+    """Every test decides precisions for the same CPU kind, one with VNNI and no native bf16, whatever
+    the host is (the kinds seen differ between machines); tests of other kinds set their own."""
     monkeypatch.setattr("mdsr.inference.host_cpu", lambda: CpuKind(int8=True, bf16=False))
 
 

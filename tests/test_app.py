@@ -41,8 +41,8 @@ def call(client, image, scale, truth=None):
 def test_the_api_takes_the_precision_as_an_optional_fourth_argument(client, tmp_path):
     photo((40, 30)).save(tmp_path / "small.png")
     _, default = call(client, tmp_path / "small.png", 2)
-    path, report = client.predict(handle_file(str(tmp_path / "small.png")), 2, None, "fp32", api_name="/upscale")
-    assert default["precision"] == "int8" and report["precision"] == "fp32"  # "auto" on a VNNI CPU (conftest)
+    path, report = client.predict(handle_file(str(tmp_path / "small.png")), 2, None, "int8", api_name="/upscale")
+    assert default["precision"] == "fp32" and report["precision"] == "int8"
     assert Image.open(path).size == (80, 60)
 
 

@@ -69,7 +69,10 @@ def test_set5_x2_psnr_does_not_regress(model):
     pairs = load_benchmark(BENCHMARK / "Set5", 2)
     with torch.inference_mode():
         score = np.mean(
-            [psnr(tensor_to_array(super_resolve(model, array_to_tensor(p.lr), 2, precision="fp32")), p.hr, shave=2) for p in pairs]
+            [
+                psnr(tensor_to_array(super_resolve(model, array_to_tensor(p.lr), 2, precision="fp32")), p.hr, shave=2)
+                for p in pairs
+            ]
         )
     assert score >= SET5_X2_FLOOR
     assert score > 33.66 + 3.0  # bicubic's 33.66 dB

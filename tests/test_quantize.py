@@ -13,7 +13,7 @@ import mdsr
 from mdsr import quantize
 from mdsr.evaluate import load_benchmark, validate
 from mdsr.imaging import array_to_tensor, downscale_array, pil_to_tensor, tensor_to_array
-from mdsr.inference import prepare, resolve_precision, super_resolve, upscale_picture
+from mdsr.inference import prepare, super_resolve, upscale_picture
 from mdsr.metrics import psnr
 from mdsr.quantize import Int8Branch, Int8Conv2d, int8_available, int8_model, is_int8
 from mdsr.train import TrainConfig, train
@@ -139,7 +139,9 @@ def test_auto_converts_once_and_reuses_the_copy(tiny_model, coffee):
     first, mode = prepare(tiny_model, "int8")
     again, _ = prepare(tiny_model, "int8")
     assert mode == "int8" and again is first and "_int8_copy" not in tiny_model.state_dict()
-    assert torch.equal(super_resolve(tiny_model, lr, 2, precision="int8"), super_resolve(first, lr, 2, precision="int8"))
+    assert torch.equal(
+        super_resolve(tiny_model, lr, 2, precision="int8"), super_resolve(first, lr, 2, precision="int8")
+    )
 
 
 @needs_int8

@@ -17,7 +17,8 @@ from conftest import crop
 
 from mdsr.data import PatchDataset, dihedral, step_generator
 from mdsr.imaging import downscale_array
-from mdsr.train import NonFiniteLossError, TrainConfig, train
+from mdsr.inference import CpuKind
+from mdsr.train import NonFiniteLossError, TrainConfig, train, training_precision
 from mdsr.weights import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,3 +274,13 @@ def test_a_checkpoint_exports_to_a_weights_file_with_its_provenance(image_folder
     assert main(["export", str(tmp_path / "run" / "last.pt"), str(out), "--fp16", "--note", "resumed once"]) == 0
     model = load_model(out)
     assert model.metadata["note"] == "resumed once" and json.loads(model.metadata["steps"]) == 10
+
+
+def test_training_auto_is_bf16_where_the_cpu_has_it_natively(monkeypatch):
+    monkeypatch.setattr("mdsr.inference.host_cpu", lambda: CpuKind(int8=True, bf16=True))
+    assert training_precision("auto", torch.device("cpu")) == "bf16"
+
+
+def test_training_auto_is_fp32_where_bf16_would_be_emulated(monkeypatch):
+    monkeypatch.setattr("mdsr.inference.host_cpu", lambda: CpuKind(int8=True, bf16=False))
+    assert training_precision("auto", torch.device("cpu")) == "fp32"
