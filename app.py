@@ -5,7 +5,10 @@ Run locally with `python app.py`; on Hugging Face Spaces this file is the Space'
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -15,15 +18,19 @@ import mdsr
 from mdsr.compare import Comparison, compare, error_map, zoom_panel
 from mdsr.imaging import ImageError, preview_rgb, read_image, save_picture
 from mdsr.inference import on_zerogpu, to_serving_device
+from mdsr.model import parse_scale
 from mdsr.weights import BUNDLED_PATH, WeightsError, load_model
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE / "examples"
 OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="mdsr-outputs-"))
 
-MAX_FILE_SIZE = "20mb"
+MAX_FILE_BYTES = 20_000_000  # per file, however it arrives (upload, data: URL, cached example)
 MAX_INPUT_PIXELS = 4_000_000  # 2000x2000
 MAX_OUTPUT_PIXELS = 4096 * 4096
+MAX_WORK_PIXELS = 4096 * 4096  # output pixels x network passes (self-ensemble runs it 8 times)
+KEEP_RESULTS_S = 900  # our PNGs and Gradio's cached files older than this are deleted
+atexit.register(shutil.rmtree, OUTPUT_DIR, ignore_errors=True)
 BUNDLED = "bundled (offline)"
 HUB_ID = "eugenesiow/mdsr-bam"
 HUB = f"{HUB_ID} (Hugging Face Hub)"
@@ -36,6 +43,16 @@ GT_SELF = "use my image as ground truth"
 MODELS: dict[tuple, mdsr.MDSR] = {(BUNDLED, None): to_serving_device(load_model())}
 
 
+class RawNumber(gr.Number):
+    """A number handed over as sent, so that `parse_scale` can name what was wrong with it (a string, a
+    fraction, NaN, a list) instead of Gradio's own conversion failing without a message."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        return payload
+
+
 class UploadedImage(gr.Image):
     """An image upload handed over as the uploaded file itself: `mdsr.read_image` then decodes it (16-bit
     colour, EXIF orientation, first frame) and words every error, where Gradio would fail generically."""
@@ -43,12 +60,31 @@ class UploadedImage(gr.Image):
     is_template = True  # rendered by the frontend's standard Image component
 
     def preprocess(self, payload):
-        if payload is not None and payload.path:
-            return str(payload.path)
-        return super().preprocess(payload)
+        if payload is None:
+            return None
+        if not payload.path and (payload.url or "").startswith("data:"):
+            # Inline data skips the upload limit: check its decoded size before decoding it.
+            check_file_size(len(payload.url.partition(",")[2]) * 3 // 4)
+            return gr.processing_utils.save_base64_to_cache(payload.url, self.GRADIO_CACHE)
+        if not payload.path:
+            return super().preprocess(payload)
+        path = Path(payload.path).resolve()
+        # A raw API call can name any path; only files Gradio received (or cached) for a request are opened,
+        # and the answer is the same whether or not the path exists.
+        if not any(
+            gr.utils.is_in_or_equal(path, folder) for folder in (gr.utils.get_upload_folder(), self.GRADIO_CACHE)
+        ):
+            raise gr.Error("only files uploaded with the request can be used", print_exception=False)
+        check_file_size(path.stat().st_size if path.is_file() else 0)
+        return str(path)
 
 
-def get_model(weights: str, scale: int, precision: str = "auto") -> mdsr.MDSR:
+def check_file_size(size: int) -> None:
+    if size > MAX_FILE_BYTES:
+        raise gr.Error(f"the file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,} bytes", print_exception=False)
+
+
+def get_model(weights: str, scale: int) -> mdsr.MDSR:
     key = (weights, None if weights == BUNDLED else scale)
     if key not in MODELS:
         MODELS[key] = to_serving_device(load_model(HUB_ID, scale=scale))
@@ -56,6 +92,10 @@ def get_model(weights: str, scale: int, precision: str = "auto") -> mdsr.MDSR:
 
 
 def save_output(comparison: Comparison) -> str:
+    cutoff = time.time() - KEEP_RESULTS_S
+    for old in OUTPUT_DIR.glob("*.png"):  # Gradio serves its own copy: ours are only needed briefly
+        if old.stat().st_mtime < cutoff:
+            old.unlink(missing_ok=True)
     path = OUTPUT_DIR / f"mdsr_x{comparison.info.scale}_{uuid.uuid4().hex[:8]}.png"
     save_picture(comparison.output, path)
     return str(path)
@@ -88,18 +128,21 @@ def info_markdown(comparison: Comparison, weights: str) -> str:
 compare_on_device = on_zerogpu(compare)  # compare() itself everywhere but on ZeroGPU
 
 
-def run_comparison(image, scale, gt_mode, gt_image, weights, self_ensemble, precision, progress) -> Comparison:
+def run_comparison(
+    image, scale, gt_mode, gt_image, weights, self_ensemble, precision, progress, *, with_bicubic: bool = True
+) -> Comparison:
     if image is None:
-        raise gr.Error("Upload an image first.")
-    scale = int(scale)
+        raise gr.Error("Upload an image first.", print_exception=False)
     try:
+        scale = parse_scale(scale)
         pic = read_image(image, max_pixels=MAX_INPUT_PIXELS)
+        check_work(pic, scale, self_ensemble)
         truth = None
         if gt_mode == GT_UPLOAD:
             if gt_image is None:
                 raise gr.Error("Upload the original (HR) image, or choose another ground-truth option.")
             truth = read_image(gt_image, max_pixels=MAX_OUTPUT_PIXELS)
-        model = get_model(weights, scale, precision)
+        model = get_model(weights, scale)
         progress(0, desc="Running the network on the whole image")
         return compare_on_device(
             model,
@@ -111,9 +154,24 @@ def run_comparison(image, scale, gt_mode, gt_image, weights, self_ensemble, prec
             precision=precision,
             self_ensemble=self_ensemble,
             max_output_pixels=MAX_OUTPUT_PIXELS,
+            with_bicubic=with_bicubic,
         )
     except (ImageError, WeightsError, ValueError) as err:
-        raise gr.Error(str(err)) from None
+        raise gr.Error(str(err), print_exception=False) from None
+
+
+def check_work(pic, scale: int, self_ensemble: bool) -> None:
+    """One request may ask for at most MAX_WORK_PIXELS output pixels times network passes."""
+    h, w = pic.rgb.shape[:2]
+    passes = 8 if self_ensemble else 1
+    work = h * w * scale * scale * passes
+    if work > MAX_WORK_PIXELS:
+        what = (
+            f"{w * scale}x{h * scale} output pixels x 8 passes (self-ensemble)"
+            if passes > 1
+            else f"{w * scale}x{h * scale} output pixels"
+        )
+        raise ValueError(f"this request is {what} = {work:,}; the limit per request is {MAX_WORK_PIXELS:,}")
 
 
 def upscale_ui(
@@ -162,13 +220,15 @@ def rezoom(comparison, auto_zoom, zoom_x, zoom_y):
     return zoom_panel(comparison, center=None if auto_zoom else (zoom_x / 100, zoom_y / 100))
 
 
-def upscale_api(image, scale, ground_truth, precision="auto"):
+def upscale_api(image, scale, ground_truth=None, precision="auto"):
     """Upscale `image` by `scale` (2, 3 or 4) with the bundled weights; with `ground_truth` (the HR
     original), also PSNR/SSIM of MDSR-BAM and bicubic. `precision`: "auto", "fp32", "bf16" or "int8"
     (CPU, ~2x faster). Returns the PNG and a metrics/info dict."""
     gt_mode = GT_UPLOAD if ground_truth is not None else GT_NONE
     precision = precision or "auto"
-    comparison = run_comparison(image, scale, gt_mode, ground_truth, BUNDLED, False, precision, lambda *a, **k: None)
+    comparison = run_comparison(
+        image, scale, gt_mode, ground_truth, BUNDLED, False, precision, lambda *a, **k: None, with_bicubic=False
+    )
     i = comparison.info
     report = {
         "scale": i.scale,
@@ -191,7 +251,7 @@ attention) with bicubic upscaling. Give a ground truth to see PSNR/SSIM: either 
 was made from, or let the demo downscale your image (MATLAB bicubic) and measure against it.
 """
 
-with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
+with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-BAM super-resolution") as demo:
     gr.Markdown(ABOUT)
     state = gr.State(None)
     with gr.Row():
@@ -285,7 +345,7 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
 
     with gr.Row(visible=False):  # the programmatic endpoint: (image, scale[, ground truth]) -> (PNG, metrics)
         api_image = UploadedImage(type="filepath", image_mode=None)
-        api_scale = gr.Number(4, precision=0)
+        api_scale = RawNumber(4)
         api_truth = UploadedImage(type="filepath", image_mode=None)
         api_precision = gr.Dropdown(["auto", "fp32", "bf16", "int8"], value="auto")
         api_output = gr.Image(type="filepath", format="png")
@@ -303,4 +363,4 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
 demo.queue(max_size=16, default_concurrency_limit=1)
 
 if __name__ == "__main__":
-    demo.launch(max_file_size=MAX_FILE_SIZE)
+    demo.launch(max_file_size=MAX_FILE_BYTES)

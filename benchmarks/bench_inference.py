@@ -205,10 +205,10 @@ def quality(
                 for precision, runner in precisions.items():
                     fast = psnr(tensor_to_array(fast_path(runner, lr, scale, precision)), pair.hr, shave=scale)
                     diffs[precision].append(fast - reference)
-                for name, run in (others or {}).get(scale, {}).items():  # whole image, same edge padding
+                for other, run in (others or {}).get(scale, {}).items():  # whole image, same edge padding
                     out = run(torch.nn.functional.pad(lr, (pad,) * 4, mode="replicate"))
                     out = out[:, :, crop:-crop, crop:-crop].clamp(0, 1)
-                    diffs.setdefault(name, []).append(psnr(tensor_to_array(out), pair.hr, shave=scale) - reference)
+                    diffs.setdefault(other, []).append(psnr(tensor_to_array(out), pair.hr, shave=scale) - reference)
             row = {"set": name, "scale": scale, "images": len(pairs)}
             for precision, d in diffs.items():
                 row[f"{precision}_max_abs_psnr_diff_db"] = max(abs(v) for v in d)
@@ -335,12 +335,24 @@ def print_tables(results: list[dict], quality_rows: list[dict], auto: str) -> No
         )
         print(f"| x{r['scale']} | {r['size']}x{r['size']} | " + " | ".join(cell(r, n) for n in names) + f" | {rss} |")
     print()
-    paths = [k.removesuffix("_max_abs_psnr_diff_db") for k in quality_rows[0] if k.endswith("_max_abs_psnr_diff_db")]
+    paths = list(
+        dict.fromkeys(
+            k.removesuffix("_max_abs_psnr_diff_db")
+            for q in quality_rows
+            for k in q
+            if k.endswith("_max_abs_psnr_diff_db")
+        )
+    )
     print("PSNR change per image against fp32 whole-image inference (dB): max |change| / mean change")
     print("| set | scale | images | " + " | ".join(paths) + " |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in paths) + " |")
     for q in quality_rows:
-        cells = [f"{q[f'{n}_max_abs_psnr_diff_db']:.4f} / {q[f'{n}_mean_psnr_diff_db']:+.4f}" for n in paths]
+        cells = [
+            f"{q[f'{n}_max_abs_psnr_diff_db']:.4f} / {q[f'{n}_mean_psnr_diff_db']:+.4f}"
+            if f"{n}_max_abs_psnr_diff_db" in q
+            else "not run"
+            for n in paths
+        ]
         print(f"| {q['set']} | x{q['scale']} | {q['images']} | " + " | ".join(cells) + " |")
     print(
         f"\nfp32 outputs of the two implementations agree to {max(r['fp32_outputs_max_abs_diff'] for r in results):.2e}"

@@ -13,6 +13,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+# The LR trunk runs on the whole image (balanced attention pools over all of it) and holds about two
+# 64-channel float maps of it: ~600 bytes per input pixel at the peak, with the image and its output.
+CLI_MAX_INPUT_PIXELS = 2_100_000
+
 
 def add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train MDSR-BAM on folders of HR images")
@@ -146,7 +150,30 @@ def add_upscale(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (slower, +0.1 dB)")
     p.add_argument("--compare", action="store_true", help="also write NAME_compare.png: bicubic | MDSR")
+    p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=CLI_MAX_INPUT_PIXELS,
+        help=f"refuse larger inputs (default {CLI_MAX_INPUT_PIXELS:,}, e.g. 1920x1080: the whole-image trunk "
+        "needs ~600 bytes per input pixel, so the default keeps a run under ~2 GB)",
+    )
     p.set_defaults(run=run_upscale)
+
+
+def output_names(files: Sequence[Path], scale: int) -> dict[Path, str]:
+    """``NAME_xS.png`` per input; inputs that share a name (``rgb.bmp``, ``rgb.tiff``) keep their
+    format in it instead (``rgb_bmp_xS.png``, ``rgb_tiff_xS.png``), so no output replaces another."""
+    stems: dict[str, int] = {}
+    for path in files:
+        stems[path.stem] = stems.get(path.stem, 0) + 1
+    names = {}
+    for path in files:
+        stem = path.stem if stems[path.stem] == 1 else f"{path.stem}_{path.suffix.lstrip('.').lower()}"
+        names[path] = f"{stem}_x{scale}.png"
+    if len(set(names.values())) < len(names):  # same name and format in two folders
+        names = {path: f"{path.parent.name}_{name}" for path, name in names.items()}
+    return names
 
 
 def parse_tile(value: str) -> int | str | None:
@@ -193,12 +220,16 @@ def run_upscale(args: argparse.Namespace) -> int:
 
     tile = parse_tile(args.tile)
     files = expand_inputs(args.inputs)
+    names = output_names(files, args.scale)
     model, _mode = prepare(load_model(args.weights, scale=args.scale), args.precision)  # int8: convert once
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def upscale_one(path: Path) -> str:
-        pic = read_image(path)
+        target = out_dir / names[path]
+        if target.exists() and not args.overwrite:
+            raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+        pic = read_image(path, max_pixels=args.max_pixels)
         with tqdm(desc=path.name, unit="tile", leave=False, disable=None) as bar:
 
             def on_tile(done: int, total: int) -> None:
@@ -214,11 +245,10 @@ def run_upscale(args: argparse.Namespace) -> int:
                 self_ensemble=args.self_ensemble,
                 progress=on_tile,
             )
-        target = out_dir / f"{path.stem}_x{args.scale}.png"
         save_picture(result, target)
         if args.compare:
             side = np.hstack([preview_rgb(bicubic_upscale(pic, args.scale)), preview_rgb(result)])
-            Image.fromarray(side).save(out_dir / f"{path.stem}_x{args.scale}_compare.png")
+            Image.fromarray(side).save(target.with_name(f"{target.stem}_compare.png"))
         notes = "".join(f" ({n})" for n in result.notes)
         return f"{path} -> {target} [{info.precision}, {info.tiles} tile(s), {info.seconds:.1f} s]{notes}"
 

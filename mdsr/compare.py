@@ -23,7 +23,7 @@ from mdsr.model import MDSR
 @dataclass(frozen=True)
 class Comparison:
     lr: Picture  # what the network saw
-    bicubic: Picture
+    bicubic: Picture | None  # None where nothing shows it (no slider, no ground truth)
     output: Picture
     truth: Picture | None
     metrics: dict | None
@@ -104,10 +104,12 @@ def compare(
     truth: Picture | None = None,
     self_truth: bool = False,
     progress: ProgressCallback | None = None,
+    with_bicubic: bool = True,
     **upscale_options,
 ) -> Comparison:
     """Upscale ``pic`` (or, with ``self_truth``, its MATLAB-bicubic downscale) and compare.
 
+    The bicubic baseline is made when ``with_bicubic`` or a ground truth asks for it (its metrics).
     ``upscale_options`` go to ``upscale_picture`` (tile, precision, self_ensemble, max_output_pixels).
     """
     if self_truth:
@@ -116,7 +118,7 @@ def compare(
     elif truth is not None:
         truth = fit_ground_truth(pic, truth, scale)
     output, info = upscale_picture(model, pic, scale, progress=progress, **upscale_options)
-    bicubic = bicubic_upscale(pic, scale)
+    bicubic = bicubic_upscale(pic, scale) if with_bicubic or truth is not None else None
     metrics = measure(output, truth, bicubic, scale) if truth is not None else None
     return Comparison(lr=pic, bicubic=bicubic, output=output, truth=truth, metrics=metrics, info=info)
 

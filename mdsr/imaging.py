@@ -67,13 +67,25 @@ def _contributions(in_len: int, out_len: int, scale: float, border: Border) -> t
     return weights[:, keep], idx[:, keep]
 
 
+# float64 elements of one block of _resize_axis's work (~32 MB): large images are resized in slices
+# along the other axis, so memory is the output plus a few blocks, not several float64 copies of it.
+RESIZE_BLOCK_ELEMENTS = 4_000_000
+
+
 def _resize_axis(img: np.ndarray, out_len: int, scale: float, border: Border, axis: int) -> np.ndarray:
+    """Resize along ``axis``, the result cast back to ``img``'s dtype (MATLAB's rounding for integers)."""
     weights, idx = _contributions(img.shape[axis], out_len, scale, border)
-    src = np.moveaxis(img, axis, 0).astype(np.float64, copy=False)
-    out = np.zeros((out_len,) + src.shape[1:], dtype=np.float64)
+    src = np.moveaxis(img, axis, 0)
+    out = np.empty((out_len,) + src.shape[1:], dtype=img.dtype)
     extra = (slice(None),) + (None,) * (src.ndim - 1)
-    for k in range(weights.shape[1]):  # in index order, like MATLAB
-        out += weights[:, k][extra] * src[idx[:, k]]
+    per_column = out_len * int(np.prod(src.shape[2:], dtype=np.int64))
+    step = max(1, RESIZE_BLOCK_ELEMENTS // max(per_column, 1))
+    for j in range(0, src.shape[1], step):
+        block = src[:, j : j + step].astype(np.float64)
+        acc = np.zeros((out_len,) + block.shape[1:], dtype=np.float64)
+        for k in range(weights.shape[1]):  # in index order, like MATLAB
+            acc += weights[:, k][extra] * block[idx[:, k]]
+        out[:, j : j + step] = _cast_like(acc, img.dtype)
     return np.moveaxis(out, 0, axis)
 
 
@@ -99,8 +111,8 @@ def imresize(
     out_h, out_w = size if size is not None else (math.ceil(h * scale), math.ceil(w * scale))
     if min(out_h, out_w) < 1:
         raise ValueError(f"resizing {w}x{h} by {scale} leaves no pixels")
-    out = _cast_like(_resize_axis(img, out_h, scale, border, axis=0), img.dtype)
-    return _cast_like(_resize_axis(out, out_w, scale, border, axis=1), img.dtype)
+    out = _resize_axis(img, out_h, scale, border, axis=0)
+    return _resize_axis(out, out_w, scale, border, axis=1)
 
 
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
@@ -198,8 +210,7 @@ class Picture:
 def _check_pixels(width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
         raise ImageError(
-            f"the image is {width}x{height} ({width * height / 1e6:.1f} megapixels); the limit is "
-            f"{max_pixels / 1e6:.1f} megapixels"
+            f"the image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,} pixels"
         )
 
 
@@ -252,10 +263,10 @@ def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> 
             return picture_from_pil(image, max_pixels=max_pixels)
     except Image.DecompressionBombError as err:
         declared = re.search(r"\((\d+) pixels\)", str(err))
-        size = f" ({int(declared.group(1)) / 1e6:.0f} megapixels)" if declared else ""
+        size = f" ({int(declared.group(1)):,} pixels)" if declared else ""
         raise ImageError(
             f"the image declares too many pixels to open safely{size}, a possible decompression bomb; "
-            f"the limit is {(max_pixels or Image.MAX_IMAGE_PIXELS) / 1e6:.1f} megapixels"
+            f"the limit is {max_pixels or Image.MAX_IMAGE_PIXELS:,} pixels"
         ) from err
     except FileNotFoundError:
         raise

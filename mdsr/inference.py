@@ -334,7 +334,7 @@ def upscale_picture(
     if max_output_pixels is not None and h * w * scale * scale > max_output_pixels:
         raise ImageError(
             f"a {w}x{h} image upscaled {scale}x would be {w * scale}x{h * scale} "
-            f"({h * w * scale * scale / 1e6:.1f} megapixels); the output limit is {max_output_pixels / 1e6:.1f} megapixels"
+            f"= {h * w * scale * scale:,} pixels; the output limit is {max_output_pixels:,} pixels"
         )
     model, mode = prepare(model, precision)
     device = next(model.parameters()).device

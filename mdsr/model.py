@@ -22,6 +22,15 @@ from mdsr.attention import BalancedAttention
 SUPPORTED_SCALES = (2, 3, 4)
 
 
+def parse_scale(value: object) -> int:
+    """A scale from an untrusted caller (an API payload): 2, 3 or 4 as a number (2.0 counts as 2);
+    anything else, a string, a fraction, NaN, a list or nothing, is a ValueError naming the choices."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value in SUPPORTED_SCALES:
+        return int(value)
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise ValueError(f"scale must be 2, 3 or 4 (a number); got {shown}")
+
+
 @dataclass(frozen=True)
 class MdsrConfig:
     """The architecture, and nothing else: checkpoints carry it so they rebuild themselves."""

@@ -87,7 +87,7 @@ def running_app() -> Iterator[str]:
         server_name="127.0.0.1",
         server_port=free_port(),
         quiet=True,
-        max_file_size=app.MAX_FILE_SIZE,
+        max_file_size=app.MAX_FILE_BYTES,
     )
     try:
         yield url

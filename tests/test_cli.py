@@ -127,3 +127,35 @@ def test_downscale_reproduces_the_set5_lr_files(tmp_path):
     for made in sorted(tmp_path.glob("*.png")):
         expected = BENCHMARK / "Set5" / "LR_bicubic_symmetric" / "X3" / made.name
         assert np.array_equal(np.asarray(Image.open(made)), np.asarray(Image.open(expected)))
+
+
+def test_inputs_that_share_a_name_get_distinct_outputs(tmp_path, tiny_weights, coffee):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for fmt in ("bmp", "tiff", "webp"):
+        crop(coffee, (24, 20)).save(folder / f"rgb.{fmt}")
+    assert main(["upscale", str(folder), "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "rgb_bmp_x2.png",
+        "rgb_tiff_x2.png",
+        "rgb_webp_x2.png",
+    ]
+
+
+def test_an_existing_output_is_kept_unless_overwrite_is_given(tmp_path, tiny_weights, coffee, capsys):
+    crop(coffee, (24, 20)).save(tmp_path / "cup.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "cup_x2.png").write_bytes(b"mine")
+    args = ["upscale", str(tmp_path / "cup.png"), "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights]
+    assert main(args) == 1
+    assert (tmp_path / "out" / "cup_x2.png").read_bytes() == b"mine"
+    assert "exists; pass --overwrite to replace it" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    assert Image.open(tmp_path / "out" / "cup_x2.png").size == (48, 40)
+
+
+def test_an_input_over_the_pixel_limit_is_refused_with_the_limit(tmp_path, tiny_weights, coffee, capsys):
+    crop(coffee, (60, 50)).save(tmp_path / "cup.png")
+    args = ["upscale", str(tmp_path / "cup.png"), "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights]
+    assert main([*args, "--max-pixels", "2000"]) == 1
+    assert "60x50 = 3,000 pixels; the limit is 2,000 pixels" in capsys.readouterr().err

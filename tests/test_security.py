@@ -1,0 +1,94 @@
+"""The public demo against a hostile caller: raw HTTP calls to a live app on 127.0.0.1 that name server
+files, smuggle oversized data: URLs, send malformed scales or ask for too much work."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import urllib.request
+
+import pytest
+from conftest import ROOT, running_app
+from PIL import Image
+from sample_files import photo
+
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="module")
+def url():
+    with running_app() as address:
+        yield address
+
+
+def call(url: str, data: list) -> tuple[str, str]:
+    """POST /gradio_api/call/upscale, then read the event stream: ("complete" or "error", its data)."""
+    body = json.dumps({"data": data}).encode()
+    request = urllib.request.Request(
+        f"{url}gradio_api/call/upscale", body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        event_id = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/upscale/{event_id}", timeout=120) as response:
+        stream = response.read().decode()
+    event = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("event: ")][-1]
+    payload = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("data: ")][-1]
+    return event, payload
+
+
+def data_url(image: Image.Image, padding: int = 0) -> dict:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    raw = buffer.getvalue() + b"\0" * padding  # trailing bytes: still a decodable PNG, only larger
+    return {"url": "data:image/png;base64," + base64.b64encode(raw).decode(), "meta": {"_type": "gradio.FileData"}}
+
+
+@pytest.mark.parametrize("path", [str(EXAMPLES / "astronaut_lr_x4.png"), "/etc/hostname", "/nonexistent.png", "/tmp"])
+def test_a_server_path_as_the_image_is_refused_without_saying_whether_it_exists(url, path):
+    event, message = call(url, [{"path": path}, 2, None, "auto"])
+    assert event == "error" and "only files uploaded with the request" in message
+
+
+def test_a_server_path_as_the_ground_truth_is_refused(url):
+    event, message = call(url, [data_url(photo((40, 30))), 2, {"path": str(EXAMPLES / "chelsea.png")}, "auto"])
+    assert event == "error" and "only files uploaded with the request" in message
+
+
+def test_a_data_url_over_the_byte_limit_is_refused(url, monkeypatch):
+    import app
+
+    monkeypatch.setattr(app, "MAX_FILE_BYTES", 50_000)
+    event, message = call(url, [data_url(photo((40, 30)), padding=60_000), 2, None, "auto"])
+    assert event == "error" and "the limit is 50,000 bytes" in message
+
+
+def test_a_data_url_within_the_limit_is_upscaled(url):
+    event, payload = call(url, [data_url(photo((40, 30))), 2, None, "auto"])
+    assert event == "complete" and json.loads(payload)[1]["width"] == 80
+
+
+@pytest.mark.parametrize("scale", ["2", None, "abc", [2], "NaN", 2.5, 3.7, 5, True])
+def test_a_malformed_scale_names_the_allowed_values(url, scale):
+    event, message = call(url, [data_url(photo((40, 30))), scale, None, "auto"])
+    assert event == "error" and "scale must be 2, 3 or 4" in message
+
+
+def test_the_ground_truth_is_optional_in_the_api(url):
+    from gradio_client import Client
+
+    info = Client(url, verbose=False).view_api(return_format="dict", print_info=False)
+    params = {p["parameter_name"]: p for p in info["named_endpoints"]["/upscale"]["parameters"]}
+    assert params["ground_truth"]["parameter_has_default"] and params["ground_truth"]["parameter_default"] is None
+
+
+def test_self_ensemble_work_is_bounded_with_a_message_that_states_the_limit(tmp_path):
+    import app
+
+    photo((1000, 800)).save(tmp_path / "big.png")  # x2: 2000x1600 output pixels, x 8 passes
+    with pytest.raises(
+        app.gr.Error, match=r"2000x1600 output pixels x 8 passes \(self-ensemble\) = 25,600,000; the limit"
+    ):
+        app.run_comparison(
+            str(tmp_path / "big.png"), 2, app.GT_NONE, None, app.BUNDLED, True, "auto", lambda *a, **k: None
+        )
