@@ -29,6 +29,7 @@ MAX_FILE_BYTES = 20_000_000  # per file, however it arrives (upload, data: URL, 
 MAX_INPUT_PIXELS = 4_000_000  # 2000x2000
 MAX_OUTPUT_PIXELS = 4096 * 4096
 MAX_WORK_PIXELS = 4096 * 4096  # output pixels x network passes (self-ensemble runs it 8 times)
+MAX_JOBS_PER_CLIENT = 2  # waiting or running, per client address: one caller cannot fill the queue (16)
 KEEP_RESULTS_S = 900  # our PNGs and Gradio's cached files older than this are deleted
 atexit.register(shutil.rmtree, OUTPUT_DIR, ignore_errors=True)
 BUNDLED = "bundled (offline)"
@@ -77,6 +78,40 @@ class UploadedImage(gr.Image):
             raise gr.Error("only files uploaded with the request can be used", print_exception=False)
         check_file_size(path.stat().st_size if path.is_file() else 0)
         return str(path)
+
+
+def client_address(request) -> str:
+    """The caller's address: the first X-Forwarded-For entry behind a proxy (Hugging Face Spaces), else the peer's."""
+    forwarded = request.headers.get("x-forwarded-for", "")
+    return forwarded.split(",")[0].strip() or (request.client.host if request.client else "unknown")
+
+
+def jobs_of(address: str) -> int:
+    """This caller's events waiting in the queue or running now."""
+    queue = demo._queue  # Gradio has no per-client limit of its own: count its events
+    waiting = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
+    running = [e for job in queue.active_jobs if job for e in job]
+    return sum(1 for e in waiting + running if e.request is not None and client_address(e.request) == address)
+
+
+def admit(request: gr.Request, n_inputs: int) -> list:
+    """Run when a request arrives, before it joins the queue: refuse a caller who has enough waiting."""
+    if jobs_of(client_address(request)) >= MAX_JOBS_PER_CLIENT:
+        raise gr.Error(
+            f"you already have {MAX_JOBS_PER_CLIENT} requests waiting or running; wait for one to finish",
+            print_exception=False,
+        )
+    return [gr.validate(True, "")] * n_inputs
+
+
+def admit_api(image, scale, ground_truth, precision, request: gr.Request):
+    return admit(request, 4)
+
+
+def admit_ui(
+    image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y, request: gr.Request
+):
+    return admit(request, 10)
 
 
 def check_file_size(size: int) -> None:
@@ -318,6 +353,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
         inputs,
         [slider, output, download, zoom, metrics, errors, info, state],
         api_visibility="private",
+        validator=admit_ui,
         concurrency_limit=1,
         concurrency_id="model",
     )
@@ -356,6 +392,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
         [api_image, api_scale, api_truth, api_precision],
         [api_output, api_report],
         api_name="upscale",
+        validator=admit_api,
         concurrency_limit=1,
         concurrency_id="model",
     )

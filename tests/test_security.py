@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import urllib.error
 import urllib.request
 
 import pytest
@@ -23,18 +24,23 @@ def url():
 
 
 def call(url: str, data: list) -> tuple[str, str]:
-    """POST /gradio_api/call/upscale, then read the event stream: ("complete" or "error", its data)."""
-    body = json.dumps({"data": data}).encode()
-    request = urllib.request.Request(
-        f"{url}gradio_api/call/upscale", body, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        event_id = json.loads(response.read())["event_id"]
+    """POST /gradio_api/call/upscale, then read the event stream: ("complete" or "error", its data). A
+    request refused on arrival, before it joins the queue, is an "error" too."""
+    try:
+        with urllib.request.urlopen(submit(url, data), timeout=60) as response:
+            event_id = json.loads(response.read())["event_id"]
+    except urllib.error.HTTPError as err:
+        return "error", err.read().decode()
     with urllib.request.urlopen(f"{url}gradio_api/call/upscale/{event_id}", timeout=120) as response:
         stream = response.read().decode()
     event = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("event: ")][-1]
     payload = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("data: ")][-1]
     return event, payload
+
+
+def submit(url: str, data: list) -> urllib.request.Request:
+    body = json.dumps({"data": data}).encode()
+    return urllib.request.Request(f"{url}gradio_api/call/upscale", body, headers={"Content-Type": "application/json"})
 
 
 def data_url(image: Image.Image, padding: int = 0) -> dict:
@@ -92,3 +98,21 @@ def test_self_ensemble_work_is_bounded_with_a_message_that_states_the_limit(tmp_
         app.run_comparison(
             str(tmp_path / "big.png"), 2, app.GT_NONE, None, app.BUNDLED, True, "auto", lambda *a, **k: None
         )
+
+
+def test_one_client_cannot_queue_more_than_its_share(url):
+    import app
+
+    image = data_url(photo((200, 150)))
+    answers = []
+    for _ in range(app.MAX_JOBS_PER_CLIENT + 1):  # sent at once: the first still runs when the last arrives
+        try:
+            with urllib.request.urlopen(submit(url, [image, 4, None, "auto"]), timeout=60) as response:
+                answers.append(("queued", json.loads(response.read())["event_id"]))
+        except urllib.error.HTTPError as err:
+            answers.append(("refused", err.read().decode()))
+    assert [kind for kind, _ in answers] == ["queued"] * app.MAX_JOBS_PER_CLIENT + ["refused"]
+    assert f"you already have {app.MAX_JOBS_PER_CLIENT} requests waiting or running" in answers[-1][1]
+    for _, event_id in answers[:-1]:  # the admitted ones still finish
+        with urllib.request.urlopen(f"{url}gradio_api/call/upscale/{event_id}", timeout=300) as response:
+            assert "event: complete" in response.read().decode()
