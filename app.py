@@ -5,33 +5,33 @@ Run locally with `python app.py`; on Hugging Face Spaces this file is the Space'
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
 import mdsr
-from mdsr.compare import Comparison, compare, error_map, zoom_panel
-from mdsr.imaging import ImageError, preview_rgb, read_image, save_picture
+from mdsr.compare import Comparison, check_ground_truth_size, compare, error_map, zoom_panel
+from mdsr.imaging import ImageError, image_size, preview_rgb, read_image, save_picture
 from mdsr.inference import on_zerogpu, to_serving_device
 from mdsr.model import parse_scale
 from mdsr.weights import BUNDLED_PATH, WeightsError, load_model
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE / "examples"
-OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="mdsr-outputs-"))
+# Results are written inside Gradio's cache, so Gradio serves them without a copy of its own; files older
+# than KEEP_RESULTS_S are deleted whenever a new one is written.
+OUTPUT_DIR = Path(gr.utils.get_upload_folder()) / "mdsr-results"
+OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
 
 MAX_FILE_BYTES = 20_000_000  # per file, however it arrives (upload, data: URL, cached example)
-MAX_INPUT_PIXELS = 4_000_000  # 2000x2000
+MAX_INPUT_PIXELS = 1_200_000  # e.g. 1200x1000: the whole-image trunk peaks at ~850 bytes per input pixel (<= 1.5 GB)
 MAX_OUTPUT_PIXELS = 4096 * 4096
 MAX_WORK_PIXELS = 4096 * 4096  # output pixels x network passes (self-ensemble runs it 8 times)
 MAX_JOBS_PER_CLIENT = 2  # waiting or running, per client address: one caller cannot fill the queue (16)
 KEEP_RESULTS_S = 900  # our PNGs and Gradio's cached files older than this are deleted
-atexit.register(shutil.rmtree, OUTPUT_DIR, ignore_errors=True)
 BUNDLED = "bundled (offline)"
 HUB_ID = "eugenesiow/mdsr-bam"
 HUB = f"{HUB_ID} (Hugging Face Hub)"
@@ -54,6 +54,23 @@ class RawNumber(gr.Number):
         return payload
 
 
+@dataclass(frozen=True)
+class Refused:
+    """An upload refused while it was received: the admission check (or the handler) reports it as the
+    input's message, which every client shows (an exception there would reach gradio_client as a bare 400)."""
+
+    message: str
+
+
+class RawText(gr.Textbox):
+    """A value handed over as sent (a precision name), for `mdsr` to check and name the choices."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        return payload
+
+
 class UploadedImage(gr.Image):
     """An image upload handed over as the uploaded file itself: `mdsr.read_image` then decodes it (16-bit
     colour, EXIF orientation, first frame) and words every error, where Gradio would fail generically."""
@@ -65,7 +82,9 @@ class UploadedImage(gr.Image):
             return None
         if not payload.path and (payload.url or "").startswith("data:"):
             # Inline data skips the upload limit: check its decoded size before decoding it.
-            check_file_size(len(payload.url.partition(",")[2]) * 3 // 4)
+            size = len(payload.url.partition(",")[2]) * 3 // 4
+            if size > MAX_FILE_BYTES:
+                return Refused(file_size_message(size))
             return gr.processing_utils.save_base64_to_cache(payload.url, self.GRADIO_CACHE)
         if not payload.path:
             return super().preprocess(payload)
@@ -75,9 +94,9 @@ class UploadedImage(gr.Image):
         if not any(
             gr.utils.is_in_or_equal(path, folder) for folder in (gr.utils.get_upload_folder(), self.GRADIO_CACHE)
         ):
-            raise gr.Error("only files uploaded with the request can be used", print_exception=False)
-        check_file_size(path.stat().st_size if path.is_file() else 0)
-        return str(path)
+            return Refused("only files uploaded with the request can be used")
+        size = path.stat().st_size if path.is_file() else 0
+        return Refused(file_size_message(size)) if size > MAX_FILE_BYTES else str(path)
 
 
 def client_address(request) -> str:
@@ -94,29 +113,30 @@ def jobs_of(address: str) -> int:
     return sum(1 for e in waiting + running if e.request is not None and client_address(e.request) == address)
 
 
-def admit(request: gr.Request, n_inputs: int) -> list:
-    """Run when a request arrives, before it joins the queue: refuse a caller who has enough waiting."""
+def admit(request: gr.Request, values: tuple) -> list:
+    """Run when a request arrives, before it joins the queue (Gradio's validator): refused uploads and a
+    caller with enough requests waiting are answered here, each with its sentence."""
+    verdicts = [gr.validate(not isinstance(v, Refused), v.message if isinstance(v, Refused) else "") for v in values]
     if jobs_of(client_address(request)) >= MAX_JOBS_PER_CLIENT:
-        raise gr.Error(
-            f"you already have {MAX_JOBS_PER_CLIENT} requests waiting or running; wait for one to finish",
-            print_exception=False,
-        )
-    return [gr.validate(True, "")] * n_inputs
+        message = f"you already have {MAX_JOBS_PER_CLIENT} requests waiting or running; wait for one to finish"
+        verdicts[0] = gr.validate(False, message)
+    return verdicts
 
 
 def admit_api(image, scale, ground_truth, precision, request: gr.Request):
-    return admit(request, 4)
+    return admit(request, (image, scale, ground_truth, precision))
 
 
 def admit_ui(
     image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y, request: gr.Request
 ):
-    return admit(request, 10)
+    return admit(
+        request, (image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y)
+    )
 
 
-def check_file_size(size: int) -> None:
-    if size > MAX_FILE_BYTES:
-        raise gr.Error(f"the file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,} bytes", print_exception=False)
+def file_size_message(size: int) -> str:
+    return f"the file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,} bytes"
 
 
 def get_model(weights: str, scale: int) -> mdsr.MDSR:
@@ -128,7 +148,7 @@ def get_model(weights: str, scale: int) -> mdsr.MDSR:
 
 def save_output(comparison: Comparison) -> str:
     cutoff = time.time() - KEEP_RESULTS_S
-    for old in OUTPUT_DIR.glob("*.png"):  # Gradio serves its own copy: ours are only needed briefly
+    for old in OUTPUT_DIR.glob("*.png"):  # served from here: kept as long as Gradio keeps its cached files
         if old.stat().st_mtime < cutoff:
             old.unlink(missing_ok=True)
     path = OUTPUT_DIR / f"mdsr_x{comparison.info.scale}_{uuid.uuid4().hex[:8]}.png"
@@ -168,6 +188,9 @@ def run_comparison(
 ) -> Comparison:
     if image is None:
         raise gr.Error("Upload an image first.", print_exception=False)
+    for value in (image, gt_image):  # reached only where no admission check ran
+        if isinstance(value, Refused):
+            raise gr.Error(value.message, print_exception=False)
     try:
         scale = parse_scale(scale)
         pic = read_image(image, max_pixels=MAX_INPUT_PIXELS)
@@ -176,6 +199,9 @@ def run_comparison(
         if gt_mode == GT_UPLOAD:
             if gt_image is None:
                 raise gr.Error("Upload the original (HR) image, or choose another ground-truth option.")
+            declared = image_size(gt_image)
+            if declared is not None:  # a wrong size is refused from the header, before decoding
+                check_ground_truth_size(pic.size, declared, scale)
             truth = read_image(gt_image, max_pixels=MAX_OUTPUT_PIXELS)
         model = get_model(weights, scale)
         progress(0, desc="Running the network on the whole image")
@@ -383,7 +409,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
         api_image = UploadedImage(type="filepath", image_mode=None)
         api_scale = RawNumber(4)
         api_truth = UploadedImage(type="filepath", image_mode=None)
-        api_precision = gr.Dropdown(["auto", "fp32", "bf16", "int8"], value="auto")
+        api_precision = RawText("auto")  # checked by mdsr, whose message names the choices
         api_output = gr.Image(type="filepath", format="png")
         api_report = gr.JSON()
     api_button = gr.Button(visible=False)

@@ -70,15 +70,20 @@ def crop_picture(pic: Picture, size_hw: tuple[int, int]) -> Picture:
     return replace(pic, rgb=pic.rgb[:h, :w], alpha=None if pic.alpha is None else pic.alpha[:h, :w])
 
 
-def fit_ground_truth(lr: Picture, truth: Picture, scale: int) -> Picture:
-    """The uploaded original cropped to the input's size times the scale, or a clear error."""
-    w, h = lr.size
-    tw, th = truth.size
+def check_ground_truth_size(lr_size: tuple[int, int], truth_size: tuple[int, int], scale: int) -> None:
+    """An original (W, H) fits an input (w, h) at ``scale`` if it is w*s x h*s, or up to s - 1 pixels larger."""
+    (w, h), (tw, th) = lr_size, truth_size
     if not (w * scale <= tw < (w + 1) * scale and h * scale <= th < (h + 1) * scale):
         raise ImageError(
             f"the ground truth is {tw}x{th}; for a {w}x{h} input at {scale}x it must be {w * scale}x{h * scale} "
             f"(or up to {scale - 1} pixels larger on each side)"
         )
+
+
+def fit_ground_truth(lr: Picture, truth: Picture, scale: int) -> Picture:
+    """The uploaded original cropped to the input's size times the scale, or a clear error."""
+    check_ground_truth_size(lr.size, truth.size, scale)
+    w, h = lr.size
     return crop_picture(truth, (h * scale, w * scale))
 
 

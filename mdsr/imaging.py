@@ -248,6 +248,18 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
     )
 
 
+def image_size(path) -> tuple[int, int] | None:
+    """(width, height) as displayed (EXIF rotation applied), from the file's header without decoding it;
+    None where the header cannot be read (``read_image`` then says why)."""
+    try:
+        with Image.open(path) as image:
+            w, h = image.size
+            rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # orientations that swap the axes
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+        return None
+    return (h, w) if rotated else (w, h)
+
+
 def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> Picture:
     """Open a path, bytes-like file object or PIL image as a ``Picture``, with user-facing errors.
 
@@ -255,10 +267,10 @@ def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> 
     """
     if isinstance(source, Image.Image):
         return picture_from_pil(source, max_pixels=max_pixels)
-    deep = _read_deep_colour(source, max_pixels) if isinstance(source, str) or hasattr(source, "__fspath__") else None
-    if deep is not None:
-        return deep
     try:
+        deep = _read_deep_colour(source, max_pixels) if isinstance(source, (str, os.PathLike)) else None
+        if deep is not None:
+            return deep
         with Image.open(source) as image:
             return picture_from_pil(image, max_pixels=max_pixels)
     except Image.DecompressionBombError as err:
@@ -268,10 +280,17 @@ def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> 
             f"the image declares too many pixels to open safely{size}, a possible decompression bomb; "
             f"the limit is {max_pixels or Image.MAX_IMAGE_PIXELS:,} pixels"
         ) from err
-    except FileNotFoundError:
+    except (FileNotFoundError, ImageError):
         raise
     except Image.UnidentifiedImageError as err:
         raise ImageError("the file is not an image that can be read (PNG, JPEG, WebP, BMP, TIFF or GIF)") from err
+    except ValueError as err:  # Pillow's guard against text (zTXt, iTXt) and colour-profile (iCCP) bombs
+        if "too large" in str(err).lower() or "too much memory" in str(err).lower():
+            raise ImageError(
+                "the image holds metadata (text or a colour profile) that expands to too much data to read "
+                "safely, a possible decompression bomb"
+            ) from err
+        raise ImageError(f"the image data could not be decoded ({err})") from err
     except (OSError, SyntaxError) as err:
         raise ImageError(f"the image data could not be decoded ({err})") from err
 

@@ -103,7 +103,81 @@ def rgba_png(folder: Path) -> Path:
     return _save(image, folder / "rgba.png")
 
 
+def text_bomb_png(folder: Path) -> Path:
+    """A small PNG whose zTXt chunk inflates to 20 MB of text."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "a" * 20_000_000, zip=True)
+    return _save(photo(), folder / "text_bomb.png", pnginfo=info)
+
+
+def profile_bomb_png(folder: Path) -> Path:
+    """A small PNG whose iCCP colour profile inflates to 20 MB."""
+    return _save(photo(), folder / "profile_bomb.png", icc_profile=b"\0" * 20_000_000)
+
+
+def huge_declared_truth(folder: Path) -> Path:
+    """A small file that declares a 4096x4096 image (one bit per pixel, all zero)."""
+    return _save(Image.new("1", (4096, 4096)), folder / "huge_truth.png", optimize=True)
+
+
+def _bytes(name: str, data: bytes):
+    def make(folder: Path) -> Path:
+        path = folder / name
+        path.write_bytes(data)
+        return path
+
+    return make
+
+
+def _truncated(name: str, fmt: str, keep: float, **params):
+    def make(folder: Path) -> Path:
+        buffer = io.BytesIO()
+        photo().save(buffer, format=fmt, **params)
+        path = folder / name
+        path.write_bytes(buffer.getvalue()[: int(len(buffer.getvalue()) * keep)])
+        return path
+
+    return make
+
+
+def _png_with_bad_crc(folder: Path) -> Path:
+    buffer = io.BytesIO()
+    photo().save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[29] ^= 0xFF  # a byte of the IHDR chunk's CRC
+    path = folder / "bad_crc.png"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _thin(size: tuple[int, int], name: str):
+    return lambda folder: _save(Image.new("RGB", size, (10, 200, 10)), folder / name)
+
+
+CORPUS = {
+    "html_named_png": _bytes("page.png", b"<!doctype html><html><body>not a picture</body></html>"),
+    "svg_image": _bytes("drawing.svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="48"/>'),
+    "pdf_named_jpg": _bytes("doc.jpg", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF"),
+    "zip_named_png": _bytes("archive.png", b"PK\x03\x04" + bytes(60)),
+    "random_bytes": _bytes("noise.webp", bytes(range(256)) * 8),
+    "png_signature_only": _bytes("sig.png", b"\x89PNG\r\n\x1a\n"),
+    "png_bad_crc": _png_with_bad_crc,
+    "truncated_jpeg": _truncated("cut.jpg", "JPEG", 0.3, quality=90),
+    "truncated_webp": _truncated("cut.webp", "WEBP", 0.5),
+    "truncated_gif": _truncated("cut.gif", "GIF", 0.4),
+    "truncated_bmp": _truncated("cut.bmp", "BMP", 0.5),
+    "truncated_tiff": _truncated("cut.tiff", "TIFF", 0.5),
+    "one_pixel_wide": _thin((1, 40), "one_wide.png"),
+    "one_pixel_high": _thin((40, 1), "one_high.png"),
+}
+
+
 MAKERS = {
+    "text_bomb_png": text_bomb_png,
+    "profile_bomb_png": profile_bomb_png,
+    "huge_declared_truth": huge_declared_truth,
     "not_an_image": not_an_image,
     "empty_file": empty_file,
     "truncated_png": truncated_png,
@@ -117,4 +191,5 @@ MAKERS = {
     "exif_rotated_jpeg": exif_rotated_jpeg,
     "animated_gif": animated_gif,
     "rgba_png": rgba_png,
+    **CORPUS,
 }

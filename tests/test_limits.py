@@ -1,0 +1,59 @@
+"""Bounded resources of the demo: disk after many requests; memory of large requests in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, running_app
+from sample_files import photo
+from test_security import call, data_url
+
+
+def disk_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_fifty_requests_leave_disk_use_bounded(monkeypatch):
+    import gradio as gr
+
+    import app
+
+    monkeypatch.setattr(app, "KEEP_RESULTS_S", 0)  # as if every earlier result had aged out
+    cache = Path(gr.utils.get_upload_folder())
+    with running_app() as url:
+        call(url, [data_url(photo((64, 48))), 2, None, "auto"])
+        before = disk_bytes(cache)
+        for n in range(50):
+            event, payload = call(url, [data_url(photo((64 + n, 48))), 2, None, "auto"])
+            assert event == "complete", payload
+        result_bytes = Path(json.loads(payload)[0]["path"]).stat().st_size
+        assert len(list(app.OUTPUT_DIR.glob("*.png"))) == 1
+        # What stays is the inputs (Gradio ages them out by time) and one result, not 50 results.
+        inputs_bytes = sum(len(data_url(photo((64 + n, 48)))["url"]) * 3 // 4 for n in range(50))
+        assert disk_bytes(cache) - before <= inputs_bytes + 2 * result_bytes
+
+
+@pytest.mark.slow
+def test_the_largest_api_request_peaks_under_1_5_gb(tmp_path):
+    """A fresh process runs what the API runs for the largest accepted input at x2, and reports its peak."""
+    import app
+
+    side = int(app.MAX_INPUT_PIXELS**0.5)  # the largest accepted square, at x2 (x4 of it is over the output cap)
+    code = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+from PIL import Image
+import numpy as np
+import app
+Image.fromarray(np.random.default_rng(0).integers(0, 255, ({side}, {side}, 3), dtype=np.uint8)).save({str(tmp_path / "big.png")!r})
+app.run_comparison({str(tmp_path / "big.png")!r}, 2, app.GT_NONE, None, app.BUNDLED, False, "auto", lambda *a, **k: None, with_bicubic=False)
+print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.split()[-1]) <= 1536
