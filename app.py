@@ -5,6 +5,7 @@ Run locally with `python app.py`; on Hugging Face Spaces this file is the Space'
 
 from __future__ import annotations
 
+import ipaddress
 import time
 import uuid
 from dataclasses import dataclass
@@ -12,12 +13,11 @@ from pathlib import Path
 
 import gradio as gr
 
-import mdsr
 from mdsr.compare import Comparison, check_ground_truth_size, compare, error_map, zoom_panel
 from mdsr.imaging import ImageError, image_size, preview_rgb, read_image, save_picture
 from mdsr.inference import on_zerogpu, to_serving_device
 from mdsr.model import parse_scale
-from mdsr.weights import BUNDLED_PATH, WeightsError, load_model
+from mdsr.weights import PUBLISHED_ID, LoadedWeights, WeightsError, WeightStore
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE / "examples"
@@ -32,16 +32,18 @@ MAX_OUTPUT_PIXELS = 4096 * 4096
 MAX_WORK_PIXELS = 4096 * 4096  # output pixels x network passes (self-ensemble runs it 8 times)
 MAX_JOBS_PER_CLIENT = 2  # waiting or running, per client address: one caller cannot fill the queue (16)
 KEEP_RESULTS_S = 900  # our PNGs and Gradio's cached files older than this are deleted
+AUTO = "auto: published weights where the Hub has them, else bundled"
 BUNDLED = "bundled (offline)"
-HUB_ID = "eugenesiow/mdsr-bam"
-HUB = f"{HUB_ID} (Hugging Face Hub)"
+HUB = f"{PUBLISHED_ID} (Hugging Face Hub)"
+# The weights choices, by their UI label and by their API name, and the source each one loads.
+WEIGHTS = {AUTO: "auto", BUNDLED: None, HUB: PUBLISHED_ID, "auto": "auto", "bundled": None, "published": PUBLISHED_ID}
 GT_NONE = "none"
 GT_UPLOAD = "upload the original (HR) image"
 GT_SELF = "use my image as ground truth"
 
-# Loaded once at start-up; Hub weights are loaded on first use and kept.
-# On a ZeroGPU Space they live on CUDA and each upscale runs inside a GPU task (compare_on_device).
-MODELS: dict[tuple, mdsr.MDSR] = {(BUNDLED, None): to_serving_device(load_model())}
+# Weights are loaded on first use and kept; whether the Hub is reachable is decided once, here (3 s at most,
+# at once under HF_HUB_OFFLINE). On a ZeroGPU Space the models live on CUDA (to_serving_device).
+STORE = WeightStore(prepare=to_serving_device)
 
 
 class RawNumber(gr.Number):
@@ -100,9 +102,16 @@ class UploadedImage(gr.Image):
 
 
 def client_address(request) -> str:
-    """The caller's address: the first X-Forwarded-For entry behind a proxy (Hugging Face Spaces), else the peer's."""
-    forwarded = request.headers.get("x-forwarded-for", "")
-    return forwarded.split(",")[0].strip() or (request.client.host if request.client else "unknown")
+    """The caller's address. Behind a proxy (Hugging Face Spaces: the peer is a private or loopback
+    address) it is the last X-Forwarded-For entry, the one the proxy itself added; entries before it are
+    whatever the client sent, so they are not trusted. A public peer is the caller itself."""
+    peer = request.client.host if request.client else "unknown"
+    forwarded = [a.strip() for a in request.headers.get("x-forwarded-for", "").split(",") if a.strip()]
+    try:
+        behind_proxy = ipaddress.ip_address(peer).is_private or ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        behind_proxy = False
+    return forwarded[-1] if forwarded and behind_proxy else peer
 
 
 def jobs_of(address: str) -> int:
@@ -123,8 +132,8 @@ def admit(request: gr.Request, values: tuple) -> list:
     return verdicts
 
 
-def admit_api(image, scale, ground_truth, precision, request: gr.Request):
-    return admit(request, (image, scale, ground_truth, precision))
+def admit_api(image, scale, ground_truth, precision, weights, request: gr.Request):
+    return admit(request, (image, scale, ground_truth, precision, weights))
 
 
 def admit_ui(
@@ -139,11 +148,10 @@ def file_size_message(size: int) -> str:
     return f"the file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,} bytes"
 
 
-def get_model(weights: str, scale: int) -> mdsr.MDSR:
-    key = (weights, None if weights == BUNDLED else scale)
-    if key not in MODELS:
-        MODELS[key] = to_serving_device(load_model(HUB_ID, scale=scale))
-    return MODELS[key]  # an int8 copy, where one runs, is made once and kept with the model (mdsr.quantize)
+def get_weights(weights: str, scale: int) -> LoadedWeights:
+    if not isinstance(weights, str) or weights not in WEIGHTS:
+        raise ValueError(f"weights must be 'auto', 'bundled' or 'published'; got {weights!r}")
+    return STORE.get(WEIGHTS[weights], scale)
 
 
 def save_output(comparison: Comparison) -> str:
@@ -169,12 +177,12 @@ def metrics_markdown(comparison: Comparison) -> str:
     )
 
 
-def info_markdown(comparison: Comparison, weights: str) -> str:
+def info_markdown(comparison: Comparison, weights: LoadedWeights) -> str:
     i, lr, out = comparison.info, comparison.lr, comparison.output
     notes = "".join(f" · {n}" for n in out.notes)
     kind = ("grey" if out.grey else "colour") + (" + alpha" if out.alpha is not None else "") + f", {out.bit_depth}-bit"
     return (
-        f"**Ran:** {weights} weights · {i.device} · {i.precision} · {i.tiles} tile(s) · "
+        f"**Ran:** {weights.name} weights{f' ({weights.note})' if weights.note else ''} · {i.device} · {i.precision} · {i.tiles} tile(s) · "
         f"{'self-ensemble · ' if i.self_ensemble else ''}{i.seconds:.2f} s · "
         f"{lr.size[0]}x{lr.size[1]} → {out.size[0]}x{out.size[1]} ({kind}){notes}"
     )
@@ -185,7 +193,7 @@ compare_on_device = on_zerogpu(compare)  # compare() itself everywhere but on Ze
 
 def run_comparison(
     image, scale, gt_mode, gt_image, weights, self_ensemble, precision, progress, *, with_bicubic: bool = True
-) -> Comparison:
+) -> tuple[Comparison, LoadedWeights]:
     if image is None:
         raise gr.Error("Upload an image first.", print_exception=False)
     for value in (image, gt_image):  # reached only where no admission check ran
@@ -203,10 +211,10 @@ def run_comparison(
             if declared is not None:  # a wrong size is refused from the header, before decoding
                 check_ground_truth_size(pic.size, declared, scale)
             truth = read_image(gt_image, max_pixels=MAX_OUTPUT_PIXELS)
-        model = get_model(weights, scale)
+        loaded = get_weights(weights, scale)
         progress(0, desc="Running the network on the whole image")
-        return compare_on_device(
-            model,
+        comparison = compare_on_device(
+            loaded.model,
             pic,
             scale,
             truth=truth,
@@ -217,6 +225,7 @@ def run_comparison(
             max_output_pixels=MAX_OUTPUT_PIXELS,
             with_bicubic=with_bicubic,
         )
+        return comparison, loaded
     except (ImageError, WeightsError, ValueError) as err:
         raise gr.Error(str(err), print_exception=False) from None
 
@@ -248,7 +257,7 @@ def upscale_ui(
     zoom_y,
     progress=gr.Progress(),  # noqa: B008 (Gradio injects its progress tracker through this default)
 ):
-    comparison = run_comparison(image, scale, gt_mode, gt_image, weights, self_ensemble, precision, progress)
+    comparison, loaded = run_comparison(image, scale, gt_mode, gt_image, weights, self_ensemble, precision, progress)
     bicubic, output = preview_rgb(comparison.bicubic), preview_rgb(comparison.output)
     maps = None
     if comparison.truth is not None:
@@ -264,7 +273,7 @@ def upscale_ui(
         zoom,
         metrics_markdown(comparison),
         maps,
-        info_markdown(comparison, weights),
+        info_markdown(comparison, loaded),
         comparison,
     )
 
@@ -272,7 +281,7 @@ def upscale_ui(
 def run_example(image, scale, gt_mode, gt_image):
     """An example row with the default options (cached the first time someone clicks it)."""
     no_progress = lambda *args, **kwargs: None  # noqa: E731
-    return upscale_ui(image, scale, gt_mode, gt_image, BUNDLED, False, "auto", True, 50, 50, progress=no_progress)[:-1]
+    return upscale_ui(image, scale, gt_mode, gt_image, AUTO, False, "auto", True, 50, 50, progress=no_progress)[:-1]
 
 
 def rezoom(comparison, auto_zoom, zoom_x, zoom_y):
@@ -281,14 +290,22 @@ def rezoom(comparison, auto_zoom, zoom_x, zoom_y):
     return zoom_panel(comparison, center=None if auto_zoom else (zoom_x / 100, zoom_y / 100))
 
 
-def upscale_api(image, scale, ground_truth=None, precision="auto"):
-    """Upscale `image` by `scale` (2, 3 or 4) with the bundled weights; with `ground_truth` (the HR
-    original), also PSNR/SSIM of MDSR-BAM and bicubic. `precision`: "auto", "fp32", "bf16" or "int8"
-    (CPU, ~2x faster). Returns the PNG and a metrics/info dict."""
+def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto"):
+    """Upscale `image` by `scale` (2, 3 or 4); with `ground_truth` (the HR original), also PSNR/SSIM of
+    MDSR-BAM and bicubic. `precision`: "auto", "fp32", "bf16" or "int8" (CPU, ~2x faster). `weights`:
+    "auto" (the published eugenesiow/mdsr-bam where the Hub has them, else the bundled ones), "bundled" or
+    "published". Returns the PNG and a report naming the weights that made it."""
     gt_mode = GT_UPLOAD if ground_truth is not None else GT_NONE
-    precision = precision or "auto"
-    comparison = run_comparison(
-        image, scale, gt_mode, ground_truth, BUNDLED, False, precision, lambda *a, **k: None, with_bicubic=False
+    comparison, loaded = run_comparison(
+        image,
+        scale,
+        gt_mode,
+        ground_truth,
+        weights or "auto",
+        False,
+        precision or "auto",
+        lambda *a, **k: None,
+        with_bicubic=False,
     )
     i = comparison.info
     report = {
@@ -299,7 +316,8 @@ def upscale_api(image, scale, ground_truth=None, precision="auto"):
         "device": i.device,
         "tiles": i.tiles,
         "seconds": round(i.seconds, 3),
-        "weights": BUNDLED_PATH.name,
+        "weights": loaded.name,
+        "weights_note": loaded.note,
         "metrics": comparison.metrics,
     }
     return save_output(comparison), report
@@ -337,7 +355,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                     elem_id="gt-image",
                 )
             with gr.Accordion("Options", open=False):
-                weights = gr.Radio([BUNDLED, HUB], value=BUNDLED, label="Weights")
+                weights = gr.Radio([AUTO, BUNDLED, HUB], value=AUTO, label="Weights")
                 self_ensemble = gr.Checkbox(
                     False, label="Self-ensemble (8 flips/rotations averaged: ~8x slower, sharper)"
                 )
@@ -410,12 +428,13 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
         api_scale = RawNumber(4)
         api_truth = UploadedImage(type="filepath", image_mode=None)
         api_precision = RawText("auto")  # checked by mdsr, whose message names the choices
+        api_weights = RawText("auto")
         api_output = gr.Image(type="filepath", format="png")
         api_report = gr.JSON()
     api_button = gr.Button(visible=False)
     api_button.click(
         upscale_api,
-        [api_image, api_scale, api_truth, api_precision],
+        [api_image, api_scale, api_truth, api_precision, api_weights],
         [api_output, api_report],
         api_name="upscale",
         validator=admit_api,

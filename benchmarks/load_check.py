@@ -47,12 +47,13 @@ def photo_data_url(offset: int) -> dict:
     }
 
 
-def one_request(url: str, offset: int) -> tuple[str, float, str]:
+def one_request(url: str, offset: int, client: int) -> tuple[str, float, str]:
     started = time.perf_counter()
-    body = json.dumps({"data": [photo_data_url(offset), 2, None, "auto"]}).encode()
-    request = urllib.request.Request(
-        f"{url}gradio_api/call/upscale", body, headers={"Content-Type": "application/json"}
-    )
+    body = json.dumps({"data": [photo_data_url(offset), 2, None, "auto", "auto"]}).encode()
+    # Every thread connects from 127.0.0.1; the app takes a loopback peer for a proxy and reads the address
+    # it forwarded, so each simulated client names its own (a header value: no traffic leaves the machine).
+    headers = {"Content-Type": "application/json", "X-Forwarded-For": f"192.0.2.{client + 1}"}
+    request = urllib.request.Request(f"{url}gradio_api/call/upscale", body, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=600) as response:
             event_id = json.loads(response.read())["event_id"]
@@ -106,7 +107,7 @@ def main() -> None:
 
         def client(n: int) -> None:
             for r in range(args.requests):
-                outcome = one_request(url, 20 * n + 5 * r)
+                outcome = one_request(url, 20 * n + 5 * r, n)
                 with lock:
                     results.append(outcome)
 

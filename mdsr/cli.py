@@ -41,7 +41,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--val-data",
         default=None,
-        help="benchmark folder (HR/ ...), or 'none'; default ../shared/data/benchmark/Set5 if present",
+        help="held-out images to choose best.pt on: a folder with HR/ (LR made with MATLAB bicubic), never a test "
+        "set you report (scripts/prepare_data.sh makes one); default: none",
     )
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--checkpoint-every", type=int, default=100)
@@ -76,10 +77,7 @@ def run_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if not args.data and not args.hf_dataset:
         raise ValueError("give at least one folder of training images (or --hf-dataset)")
-    val = None if args.val_data == "none" else args.val_data
-    if args.val_data is None:
-        default = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmark" / "Set5"
-        val = str(default) if default.is_dir() else None
+    val = None if args.val_data in (None, "none") else args.val_data
     cfg = TrainConfig(
         data=tuple(args.data),
         out=args.out,
@@ -141,7 +139,12 @@ def add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("-s", "--scale", type=int, choices=[2, 3, 4], required=True)
     p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--weights", default=None, help="weights file, super-image folder or Hub id (default: bundled)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="weights file, super-image folder, Hub id, or 'auto' (the published eugenesiow/mdsr-bam where the "
+        "Hub or its local cache has them, else bundled); default: bundled",
+    )
     p.add_argument("--tile", default="auto", help="HR-stage tile in LR pixels, 'auto' or 'none'")
     p.add_argument(
         "--precision",
@@ -224,12 +227,18 @@ def run_upscale(args: argparse.Namespace) -> int:
     from mdsr.compare import bicubic_upscale
     from mdsr.imaging import preview_rgb, read_image, save_picture
     from mdsr.inference import prepare, upscale_picture
-    from mdsr.weights import load_model
+    from mdsr.weights import WeightStore, load_model
 
     tile = parse_tile(args.tile)
     files = expand_inputs(args.inputs)
     names = output_names(files, args.scale)
-    model, _mode = prepare(load_model(args.weights, scale=args.scale), args.precision)  # int8: convert once
+    if args.weights == "auto":
+        loaded = WeightStore().get("auto", args.scale)
+        print(f"weights: {loaded.name}" + (f" ({loaded.note})" if loaded.note else ""), file=sys.stderr)
+        model = loaded.model
+    else:
+        model = load_model(args.weights, scale=args.scale)
+    model, _mode = prepare(model, args.precision)  # int8: convert once
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -30,10 +30,6 @@ from torch import nn
 
 from mdsr.model import MDSR, ResBlock
 
-# torch.quantize_per_tensor is used only as a fast fp32 -> uint8 kernel (the quantised tensor never
-# leaves this module); its deprecation notice is about the quantised tensor type, not the kernel.
-warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning)
-
 
 def int8_available(device: torch.device | str = "cpu") -> bool:
     """True where the int8 path runs: a CPU device and a PyTorch whose oneDNN quantised convolution
@@ -61,7 +57,16 @@ def _quantize(x: torch.Tensor) -> torch.Tensor:
         raise ValueError("int8 inference got non-finite activations")
     scale = (hi - lo) / 255 or 1.0
     zero_point = min(255, max(0, round(-lo / scale)))
-    return torch.quantize_per_tensor(x, scale, zero_point, torch.quint8)
+    return _quantize_per_tensor(x, scale, zero_point)
+
+
+def _quantize_per_tensor(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+    """torch.quantize_per_tensor, used only as a fast fp32 -> uint8 kernel (the quantised tensor never
+    leaves this module); its deprecation notice is about the quantised tensor type, so it is silenced
+    here, for this call alone (``import mdsr`` leaves the process's warning filters as they were)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning)
+        return torch.quantize_per_tensor(x, scale, zero_point, torch.quint8)
 
 
 def _bytes(q: torch.Tensor) -> torch.Tensor:
@@ -108,7 +113,7 @@ class Int8Conv2d(nn.Module):
         # The residual lies within half a step of the first quantisation; 254 steps cover it exactly.
         residual = q.dequantize().neg_().add_(x)  # x - dequantize(q), in a temporary
         r_scale = q.q_scale() / 254
-        rq = torch.quantize_per_tensor(residual, r_scale, 128, torch.quint8)
+        rq = _quantize_per_tensor(residual, r_scale, 128)
         return torch.ops.onednn.qconv2d_pointwise.binary(
             _bytes(rq), r_scale, 128, self.packed, self.weight_scale, self.weight_zero_point, out, None,
             *self.geometry, 1.0, 0, torch.float32, 1.0, 0, "sum", 1.0, "none", [], "",

@@ -86,6 +86,36 @@ def fit_steps(cfg: TrainConfig, *, step: int, elapsed_s: float, probe_s: float) 
     return max(step + 1, step + int((cfg.fit_minutes * 60 - elapsed_s) * rate))
 
 
+def init_from(model: MDSR, start: MDSR, *, source: str) -> None:
+    """Copy ``start``'s weights into ``model``, strictly: every shared key must match in shape (weights of
+    another width or depth are an error naming the keys). The only keys allowed to differ are whole
+    scales: a scale ``model`` has and ``start`` lacks keeps its fresh initialisation, a scale only
+    ``start`` has is left out; both are logged."""
+    own, theirs = model.state_dict(), start.state_dict()
+    mismatched = [k for k in own.keys() & theirs.keys() if own[k].shape != theirs[k].shape]
+    if mismatched:
+        raise ValueError(
+            f"--init {source} does not fit this architecture: {len(mismatched)} tensors differ in shape "
+            f"(e.g. {', '.join(sorted(mismatched)[:3])})"
+        )
+
+    def scale_of(key: str) -> str | None:
+        parts = key.split(".")
+        return parts[1] if parts[0] in ("pre_process", "upsample") else None
+
+    missing, extra = own.keys() - theirs.keys(), theirs.keys() - own.keys()
+    unexplained = [k for k in missing | extra if scale_of(k) is None]
+    if unexplained:
+        raise ValueError(
+            f"--init {source} lacks or adds tensors outside the per-scale parts: {sorted(unexplained)[:3]}"
+        )
+    if missing:
+        log.info("--init: scales %s start from scratch", sorted({scale_of(k) for k in missing}))
+    if extra:
+        log.info("--init: scales %s of %s are not trained here", sorted({scale_of(k) for k in extra}), source)
+    model.load_state_dict({k: v for k, v in theirs.items() if k in own}, strict=False)
+
+
 def training_precision(precision: str, device: torch.device) -> str:
     """ "auto" trains in bf16 where it is native (~1.9x fp32's speed on an AMX Xeon, the same losses to 3
     decimals; CUDA's tensor cores), else fp32; "fp32" and "bf16" are checked as for inference."""
@@ -209,12 +239,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     config = MdsrConfig.from_dict({**config.to_dict(), "scales": cfg.scales})
     model = MDSR(config)
     if cfg.init:
-        start = load_model(cfg.init)
-        own = model.state_dict()
-        # Shared parts and matching scales come from the start weights; new scales keep their init.
-        model.load_state_dict(
-            {k: v for k, v in start.state_dict().items() if k in own and v.shape == own[k].shape}, strict=False
-        )
+        init_from(model, load_model(cfg.init), source=cfg.init)
     model.to(ctx.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)

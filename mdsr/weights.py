@@ -7,6 +7,9 @@ Sources, in the order ``load_model`` tries them:
 - a folder in super-image's layout: ``config.json`` and ``pytorch_model_{s}x.pt`` (one scale each);
 - a Hub repository id in that layout (``eugenesiow/mdsr-bam``), downloaded with huggingface_hub.
 
+``WeightStore`` keeps loaded weights for servers and CLI runs, and resolves ``"auto"``: the published
+weights where the Hub (or the local Hugging Face cache) has them, else the bundled file.
+
 Legacy ``.pt`` files are read with ``torch.load(weights_only=True)``: a pickle that carries code is
 refused and nothing in it runs. Loads are strict and name the missing or unexpected keys.
 """
@@ -15,7 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -254,3 +258,85 @@ def load_from_hub(repo_id: str, *, scale: int | None) -> MDSR:
             "the bundled weights or a local folder work offline"
         ) from err
     return load_super_image_folder(Path(weights).parent, scale=scale)
+
+
+# --------------------------------------------------------------------------------------------------
+# "auto": the published weights where they can be had, else the bundled ones
+# --------------------------------------------------------------------------------------------------
+
+PUBLISHED_ID = "eugenesiow/mdsr-bam"
+AUTO = "auto"
+HUB_TIMEOUT_S = 3.0
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """True when the Hub answers within ``timeout`` seconds; False at once where HF_HUB_OFFLINE is set."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{constants.ENDPOINT}/api/models/{PUBLISHED_ID}", timeout=timeout):
+            return True
+    except Exception:  # no network, DNS failure, timeout, an HTTP error: all mean "not usable now"
+        return False
+
+
+def published_in_cache(scale: int) -> bool:
+    """True when the published weights for ``scale`` are already in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(PUBLISHED_ID, f"pytorch_model_{scale}x.pt"), str)
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """A model and the name of the weights that produce its pictures (shown in the UI and the API)."""
+
+    model: MDSR
+    name: str
+    note: str = ""  # why "auto" fell back to the bundled weights, when it did
+
+
+class WeightStore:
+    """Weights loaded once per (source, scale) and kept, for a server or a CLI run.
+
+    Sources: ``"auto"`` (the published ``eugenesiow/mdsr-bam`` where the Hub was reachable when the store
+    was made, or where they are in the local cache; else the bundled file), ``None`` (bundled), or
+    anything ``load_model`` takes. If "auto" cannot load the published weights, it falls back to the
+    bundled ones and says why in ``note``, never an error. ``prepare`` moves each model where it runs.
+    """
+
+    def __init__(self, *, online: bool | None = None, prepare: Callable[[MDSR], MDSR] = lambda m: m) -> None:
+        self.online = hub_reachable() if online is None else online
+        self._prepare = prepare
+        self._loaded: dict[tuple[str | None, int | None], LoadedWeights] = {}
+
+    def get(self, source: str | None, scale: int) -> LoadedWeights:
+        if source == AUTO:
+            return self._auto(scale)
+        key = (source, None if source is None else scale)  # the bundled file holds every scale
+        if key not in self._loaded:
+            name = BUNDLED_NAME if source is None else str(source)
+            self._loaded[key] = LoadedWeights(self._prepare(load_model(source, scale=scale)), name)
+        return self._loaded[key]
+
+    def _auto(self, scale: int) -> LoadedWeights:
+        key = (AUTO, scale)
+        if key in self._loaded:
+            return self._loaded[key]
+        if not (self.online or published_in_cache(scale)):
+            bundled = self.get(None, scale)
+            note = f"the Hub is not reachable (or HF_HUB_OFFLINE is set) and {PUBLISHED_ID} is not in the local cache"
+            self._loaded[key] = LoadedWeights(bundled.model, bundled.name, note)
+        else:
+            try:
+                self._loaded[key] = self.get(PUBLISHED_ID, scale)
+            except WeightsError as err:  # kept: a failed download is not retried on every request
+                bundled = self.get(None, scale)
+                self._loaded[key] = LoadedWeights(
+                    bundled.model, bundled.name, f"{PUBLISHED_ID} could not be loaded: {err}"
+                )
+        return self._loaded[key]

@@ -143,11 +143,10 @@ def test_an_unreachable_hub_is_a_clear_message(app_module, monkeypatch, tmp_path
 @pytest.mark.skipif(not int8_available(), reason="this PyTorch has no oneDNN int8 convolution")
 def test_the_int8_option_runs_int8_and_keeps_the_copy(app_module):
     args = (str(EXAMPLES / "coffee_lr_x3.png"), 3, app_module.GT_NONE, None, app_module.BUNDLED, False, "int8")
-    first = app_module.run_comparison(*args, progress=lambda *a, **k: None)
-    again = app_module.run_comparison(*args, progress=lambda *a, **k: None)
+    (first, _), (again, _) = (app_module.run_comparison(*args, progress=lambda *a, **k: None) for _ in range(2))
     assert first.info.precision == again.info.precision == "int8"
-    model = app_module.get_model(app_module.BUNDLED, 3)
-    assert prepare(model, "int8")[0] is prepare(app_module.get_model(app_module.BUNDLED, 2), "int8")[0]
+    model = app_module.get_weights(app_module.BUNDLED, 3).model
+    assert prepare(model, "int8")[0] is prepare(app_module.get_weights(app_module.BUNDLED, 2).model, "int8")[0]
 
 
 def test_the_ui_handler_fills_every_output(app_module):

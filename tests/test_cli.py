@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -159,3 +160,29 @@ def test_an_input_over_the_pixel_limit_is_refused_with_the_limit(tmp_path, tiny_
     args = ["upscale", str(tmp_path / "cup.png"), "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights]
     assert main([*args, "--max-pixels", "2000"]) == 1
     assert "60x50 = 3,000 pixels; the limit is 2,000 pixels" in capsys.readouterr().err
+
+
+def test_weights_auto_offline_without_a_cache_says_it_uses_the_bundled_weights(tmp_path, coffee):
+    crop(coffee, (24, 20)).save(tmp_path / "cup.png")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mdsr",
+            "upscale",
+            str(tmp_path / "cup.png"),
+            "-s",
+            "2",
+            "-o",
+            str(tmp_path / "out"),
+            "--weights",
+            "auto",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert "weights: mdsr-bam-x234.safetensors (the Hub is not reachable" in done.stderr

@@ -3,6 +3,9 @@ photos, and clear errors where it cannot run. "auto" never chooses it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -185,3 +188,9 @@ def test_checking_for_int8_leaves_the_random_state_alone():
     torch.manual_seed(0)
     int8_available()
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_importing_mdsr_leaves_the_warning_filters_alone():
+    code = "import warnings; before = list(warnings.filters); import mdsr, mdsr.quantize, mdsr.inference; print(before == list(warnings.filters))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "True", done.stderr[-500:]

@@ -39,7 +39,8 @@ def call(url: str, data: list) -> tuple[str, str]:
 
 
 def submit(url: str, data: list) -> urllib.request.Request:
-    body = json.dumps({"data": data}).encode()
+    """A raw call sends every argument: (image, scale, ground truth, precision, weights)."""
+    body = json.dumps({"data": [*data, "auto"] if len(data) == 4 else data}).encode()
     return urllib.request.Request(f"{url}gradio_api/call/upscale", body, headers={"Content-Type": "application/json"})
 
 
@@ -116,3 +117,21 @@ def test_one_client_cannot_queue_more_than_its_share(url):
     for _, event_id in answers[:-1]:  # the admitted ones still finish
         with urllib.request.urlopen(f"{url}gradio_api/call/upscale/{event_id}", timeout=300) as response:
             assert "event: complete" in response.read().decode()
+
+
+class FakeRequest:
+    def __init__(self, peer: str, forwarded: str = "") -> None:
+        self.client = type("Client", (), {"host": peer})()
+        self.headers = {"x-forwarded-for": forwarded} if forwarded else {}
+
+
+def test_behind_a_proxy_the_client_is_the_address_the_proxy_added():
+    import app
+
+    assert app.client_address(FakeRequest("10.1.2.3", "6.6.6.6, 203.0.113.7")) == "203.0.113.7"
+
+
+def test_a_public_peer_cannot_choose_its_address_with_a_header():
+    import app
+
+    assert app.client_address(FakeRequest("93.184.216.34", "203.0.113.7")) == "93.184.216.34"

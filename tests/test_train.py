@@ -284,3 +284,29 @@ def test_training_auto_is_bf16_where_the_cpu_has_it_natively(monkeypatch):
 def test_training_auto_is_fp32_where_bf16_would_be_emulated(monkeypatch):
     monkeypatch.setattr("mdsr.inference.host_cpu", lambda: CpuKind(int8=True, bf16=False))
     assert training_precision("auto", torch.device("cpu")) == "fp32"
+
+
+def test_init_from_weights_of_another_width_is_an_error_naming_the_tensors(tmp_path):
+    from mdsr.model import MDSR, MdsrConfig
+    from mdsr.train import init_from
+
+    with pytest.raises(ValueError, match=r"does not fit this architecture: \d+ tensors differ in shape \(e\.g\. "):
+        init_from(
+            MDSR(MdsrConfig(n_resblocks=2, n_feats=16, reduction=4)),
+            MDSR(MdsrConfig(n_resblocks=2, n_feats=32, reduction=4)),
+            source="w",
+        )
+
+
+def test_init_from_fewer_scales_keeps_the_shared_weights_and_the_new_scale_fresh():
+    from mdsr.model import MDSR, MdsrConfig
+    from mdsr.train import init_from
+
+    torch.manual_seed(0)
+    start = MDSR(MdsrConfig(n_resblocks=2, n_feats=16, reduction=4, scales=(2,)))
+    model = MDSR(MdsrConfig(n_resblocks=2, n_feats=16, reduction=4, scales=(2, 4)))
+    fresh = model.upsample["4"][0][0].weight.clone()
+    init_from(model, start, source="w")
+    assert torch.equal(model.body[0].body[0][0].weight, start.body[0].body[0][0].weight)
+    assert torch.equal(model.upsample["2"][0][0].weight, start.upsample["2"][0][0].weight)
+    assert torch.equal(model.upsample["4"][0][0].weight, fresh)
