@@ -190,7 +190,11 @@ def test_checking_for_int8_leaves_the_random_state_alone():
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_importing_mdsr_leaves_the_warning_filters_alone():
-    code = "import warnings; before = list(warnings.filters); import mdsr, mdsr.quantize, mdsr.inference; print(before == list(warnings.filters))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.stdout.strip() == "True", done.stderr[-500:]
+def test_mdsr_adds_no_process_wide_warning_filter():
+    code = (
+        "import warnings, torch, mdsr, mdsr.quantize as q;"
+        "q.int8_model(mdsr.load_model()) if q.int8_available() else None;"
+        "print(any('quantize' in (f[1].pattern if f[1] else '') for f in warnings.filters))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "False", done.stderr[-500:]
