@@ -6,6 +6,7 @@ Run locally with `python app.py`; on Hugging Face Spaces this file is the Space'
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from mdsr.compare import Comparison, check_ground_truth_size, compare, error_map
 from mdsr.imaging import ImageError, image_size, preview_rgb, read_image, save_picture
 from mdsr.inference import on_zerogpu, to_serving_device
 from mdsr.model import parse_scale
-from mdsr.weights import PUBLISHED_ID, LoadedWeights, WeightsError, WeightStore
+from mdsr.weights import PUBLISHED_ID, LoadedWeights, WeightsError, WeightStore, describe, weights_in_folder
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE / "examples"
@@ -35,8 +36,11 @@ KEEP_RESULTS_S = 900  # our PNGs and Gradio's cached files older than this are d
 AUTO = "auto: published weights where the Hub has them, else bundled"
 BUNDLED = "bundled (offline)"
 HUB = f"{PUBLISHED_ID} (Hugging Face Hub)"
+MINE = "my weights (upload below, or pick from the folder)"
 # The weights choices, by their UI label and by their API name, and the source each one loads.
 WEIGHTS = {AUTO: "auto", BUNDLED: None, HUB: PUBLISHED_ID, "auto": "auto", "bundled": None, "published": PUBLISHED_ID}
+# A folder of .safetensors files (from mdsr train / mdsr export) offered in the UI, if the host sets it.
+WEIGHTS_DIR = os.environ.get("MDSR_WEIGHTS_DIR")
 GT_NONE = "none"
 GT_UPLOAD = "upload the original (HR) image"
 GT_SELF = "use my image as ground truth"
@@ -80,25 +84,37 @@ class UploadedImage(gr.Image):
     is_template = True  # rendered by the frontend's standard Image component
 
     def preprocess(self, payload):
-        if payload is None:
-            return None
-        if not payload.path and (payload.url or "").startswith("data:"):
-            # Inline data skips the upload limit: check its decoded size before decoding it.
-            size = len(payload.url.partition(",")[2]) * 3 // 4
-            if size > MAX_FILE_BYTES:
-                return Refused(file_size_message(size))
-            return gr.processing_utils.save_base64_to_cache(payload.url, self.GRADIO_CACHE)
-        if not payload.path:
-            return super().preprocess(payload)
-        path = Path(payload.path).resolve()
-        # A raw API call can name any path; only files Gradio received (or cached) for a request are opened,
-        # and the answer is the same whether or not the path exists.
-        if not any(
-            gr.utils.is_in_or_equal(path, folder) for folder in (gr.utils.get_upload_folder(), self.GRADIO_CACHE)
-        ):
-            return Refused("only files uploaded with the request can be used")
-        size = path.stat().st_size if path.is_file() else 0
-        return Refused(file_size_message(size)) if size > MAX_FILE_BYTES else str(path)
+        if payload is not None and (payload.path or (payload.url or "").startswith("data:")):
+            return received_file(payload, self.GRADIO_CACHE)
+        return super().preprocess(payload)
+
+
+class UploadedFile(gr.File):
+    """A file upload (weights) with the same checks as `UploadedImage`."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if payload is not None and (payload.path or (payload.url or "").startswith("data:")):
+            return received_file(payload, self.GRADIO_CACHE)
+        return super().preprocess(payload)
+
+
+def received_file(payload, cache: str) -> str | Refused:
+    """The path of a file that came with the request, or why it is refused."""
+    if not payload.path:
+        # Inline data skips the upload limit: check its decoded size before decoding it.
+        size = len(payload.url.partition(",")[2]) * 3 // 4
+        if size > MAX_FILE_BYTES:
+            return Refused(file_size_message(size))
+        return gr.processing_utils.save_base64_to_cache(payload.url, cache)
+    path = Path(payload.path).resolve()
+    # A raw API call can name any path; only files Gradio received (or cached) for a request are opened,
+    # and the answer is the same whether or not the path exists.
+    if not any(gr.utils.is_in_or_equal(path, folder) for folder in (gr.utils.get_upload_folder(), cache)):
+        return Refused("only files uploaded with the request can be used")
+    size = path.stat().st_size if path.is_file() else 0
+    return Refused(file_size_message(size)) if size > MAX_FILE_BYTES else str(path)
 
 
 def client_address(request) -> str:
@@ -137,18 +153,39 @@ def admit_api(image, scale, ground_truth, precision, weights, request: gr.Reques
 
 
 def admit_ui(
-    image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y, request: gr.Request
+    image,
+    scale,
+    gt_mode,
+    gt_image,
+    weights,
+    self_ensemble,
+    precision,
+    auto_zoom,
+    zoom_x,
+    zoom_y,
+    my_file,
+    my_listed,
+    request: gr.Request,
 ):
-    return admit(
-        request, (image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y)
-    )
+    values = (image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y)
+    return admit(request, (*values, my_file, my_listed))
 
 
 def file_size_message(size: int) -> str:
     return f"the file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,} bytes"
 
 
-def get_weights(weights: str, scale: int) -> LoadedWeights:
+def get_weights(weights: str, scale: int, mine: str | Refused | None = None) -> LoadedWeights:
+    """The weights a request chose; ``mine`` is an uploaded file or a name from MDSR_WEIGHTS_DIR."""
+    if weights == MINE:
+        if isinstance(mine, Refused):
+            raise ValueError(mine.message)
+        listed = {p.name: p for p in weights_in_folder(WEIGHTS_DIR)}
+        if mine in listed:
+            return STORE.get_file(listed[mine], scale, max_bytes=MAX_FILE_BYTES)
+        if mine and Path(mine).is_file():  # an upload, already checked by received_file
+            return STORE.get_file(mine, scale, max_bytes=MAX_FILE_BYTES)
+        raise ValueError("choose your weights: upload a .safetensors or .pt file, or pick one from the folder")
     if not isinstance(weights, str) or weights not in WEIGHTS:
         raise ValueError(f"weights must be 'auto', 'bundled' or 'published'; got {weights!r}")
     return STORE.get(WEIGHTS[weights], scale)
@@ -182,7 +219,8 @@ def info_markdown(comparison: Comparison, weights: LoadedWeights) -> str:
     notes = "".join(f" · {n}" for n in out.notes)
     kind = ("grey" if out.grey else "colour") + (" + alpha" if out.alpha is not None else "") + f", {out.bit_depth}-bit"
     return (
-        f"**Ran:** {weights.name} weights{f' ({weights.note})' if weights.note else ''} · {i.device} · {i.precision} · {i.tiles} tile(s) · "
+        f"**Ran:** {weights.name} weights{f' ({weights.note})' if weights.note else ''}"
+        f"{f' — {weights.about}' if weights.about else ''} · {i.device} · {i.precision} · {i.tiles} tile(s) · "
         f"{'self-ensemble · ' if i.self_ensemble else ''}{i.seconds:.2f} s · "
         f"{lr.size[0]}x{lr.size[1]} → {out.size[0]}x{out.size[1]} ({kind}){notes}"
     )
@@ -192,7 +230,17 @@ compare_on_device = on_zerogpu(compare)  # compare() itself everywhere but on Ze
 
 
 def run_comparison(
-    image, scale, gt_mode, gt_image, weights, self_ensemble, precision, progress, *, with_bicubic: bool = True
+    image,
+    scale,
+    gt_mode,
+    gt_image,
+    weights,
+    self_ensemble,
+    precision,
+    progress,
+    *,
+    with_bicubic: bool = True,
+    mine: str | Refused | None = None,
 ) -> tuple[Comparison, LoadedWeights]:
     if image is None:
         raise gr.Error("Upload an image first.", print_exception=False)
@@ -211,7 +259,7 @@ def run_comparison(
             if declared is not None:  # a wrong size is refused from the header, before decoding
                 check_ground_truth_size(pic.size, declared, scale)
             truth = read_image(gt_image, max_pixels=MAX_OUTPUT_PIXELS)
-        loaded = get_weights(weights, scale)
+        loaded = get_weights(weights, scale, mine)
         progress(0, desc="Running the network on the whole image")
         comparison = compare_on_device(
             loaded.model,
@@ -255,9 +303,13 @@ def upscale_ui(
     auto_zoom,
     zoom_x,
     zoom_y,
+    my_file=None,
+    my_listed=None,
     progress=gr.Progress(),  # noqa: B008 (Gradio injects its progress tracker through this default)
 ):
-    comparison, loaded = run_comparison(image, scale, gt_mode, gt_image, weights, self_ensemble, precision, progress)
+    comparison, loaded = run_comparison(
+        image, scale, gt_mode, gt_image, weights, self_ensemble, precision, progress, mine=my_file or my_listed
+    )
     bicubic, output = preview_rgb(comparison.bicubic), preview_rgb(comparison.output)
     maps = None
     if comparison.truth is not None:
@@ -355,16 +407,28 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                     elem_id="gt-image",
                 )
             with gr.Accordion("Options", open=False):
-                weights = gr.Radio([AUTO, BUNDLED, HUB], value=AUTO, label="Weights")
+                weights = gr.Radio([AUTO, BUNDLED, HUB, MINE], value=AUTO, label="Weights", elem_id="weights")
+                my_file = UploadedFile(
+                    label="Your weights: a .safetensors file from `mdsr train` / `mdsr export`, or a super-image .pt",
+                    file_types=[".safetensors", ".pt"],
+                    type="filepath",
+                    elem_id="my-weights",
+                )
+                my_listed = gr.Dropdown(
+                    [(f"{p.name}: {describe(p)}", p.name) for p in weights_in_folder(WEIGHTS_DIR)],
+                    value=None,
+                    label=f"or from {WEIGHTS_DIR} (MDSR_WEIGHTS_DIR)",
+                    visible=bool(weights_in_folder(WEIGHTS_DIR)),
+                )
                 self_ensemble = gr.Checkbox(
                     False, label="Self-ensemble (8 flips/rotations averaged: ~8x slower, sharper)"
                 )
                 precision = gr.Radio(
                     [
-                        ("auto (bf16 where native, else fp32)", "auto"),
+                        ("auto (fp32 on CPUs, bf16 on GPUs: within 0.01 dB of fp32)", "auto"),
                         ("fp32", "fp32"),
                         ("bf16", "bf16"),
-                        ("int8 (CPU only: ~2x faster, within 0.002 dB of fp32 on benchmarks)", "int8"),
+                        ("int8 (CPU only: 2-3x faster; 0.005 dB from fp32 on average, up to 0.012 dB)", "int8"),
                     ],
                     value="auto",
                     label="Precision",
@@ -392,6 +456,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
             download = gr.DownloadButton("Download PNG (full resolution; keeps alpha and 16 bits)", elem_id="download")
 
     inputs = [image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y]
+    inputs += [my_file, my_listed]
     button.click(
         upscale_ui,
         inputs,

@@ -15,7 +15,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
@@ -27,14 +26,18 @@ def main() -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="auto")
     args = parser.parse_args()
 
-    from conftest import running_app
     from gradio_client import Client, handle_file
     from PIL import Image
     from skimage import data
 
+    import app
+
     image = Path(tempfile.mkdtemp()) / "input.png"
     Image.fromarray(data.astronaut()).resize((args.size, args.size), Image.LANCZOS).save(image)
-    with running_app() as url:
+    # The app in this process on 127.0.0.1 (Gradio takes the first free port from 7860); not the tests' helper,
+    # which pins torch to 2 threads.
+    _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    try:
         client = Client(url, verbose=False)
         client.predict(handle_file(str(image)), args.scale, None, args.precision, api_name="/upscale")  # warm-up
         times, compute = [], []
@@ -43,6 +46,8 @@ def main() -> None:
             _, report = client.predict(handle_file(str(image)), args.scale, None, args.precision, api_name="/upscale")
             times.append(time.perf_counter() - start)
             compute.append(report["seconds"])
+    finally:
+        app.demo.close()
     print(
         f"/upscale x{args.scale} of {args.size}x{args.size}: round trip median {statistics.median(times):.2f} s "
         f"(min {min(times):.2f}, max {max(times):.2f}, {args.runs} runs); model time median "

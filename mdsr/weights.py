@@ -298,6 +298,29 @@ class LoadedWeights:
     model: MDSR
     name: str
     note: str = ""  # why "auto" fell back to the bundled weights, when it did
+    about: str = ""  # the file's own provenance, in one line (``describe``)
+
+
+def describe(path: str | os.PathLike) -> str:
+    """One line of a weights file's provenance: its note, steps and last validation PSNR, as far as its
+    metadata says (super-image ``.pt`` files carry none)."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return "super-image checkpoint (no provenance recorded)"
+    meta = read_metadata(path)
+    parts = [meta["note"]] if meta.get("note") else []
+    if meta.get("steps"):
+        parts.append(f"{meta['steps']} steps")
+    if meta.get("final_val_psnr") not in (None, "null"):
+        parts.append(f"validation PSNR {meta['final_val_psnr']}")
+    return "; ".join(parts) or "no provenance recorded"
+
+
+def weights_in_folder(folder: str | os.PathLike | None) -> list[Path]:
+    """The ``*.safetensors`` files of a folder (``MDSR_WEIGHTS_DIR`` for the demo), sorted; none if unset."""
+    if not folder or not Path(folder).is_dir():
+        return []
+    return sorted(p for p in Path(folder).iterdir() if p.suffix == ".safetensors" and p.is_file())
 
 
 class WeightStore:
@@ -309,10 +332,13 @@ class WeightStore:
     bundled ones and says why in ``note``, never an error. ``prepare`` moves each model where it runs.
     """
 
+    MAX_FILES = 4  # weights from files (uploads, a folder) kept at once; the oldest is dropped first
+
     def __init__(self, *, online: bool | None = None, prepare: Callable[[MDSR], MDSR] = lambda m: m) -> None:
         self.online = hub_reachable() if online is None else online
         self._prepare = prepare
         self._loaded: dict[tuple[str | None, int | None], LoadedWeights] = {}
+        self._files: list[tuple[str, int]] = []
 
     def get(self, source: str | None, scale: int) -> LoadedWeights:
         if source == AUTO:
@@ -321,6 +347,25 @@ class WeightStore:
         if key not in self._loaded:
             name = BUNDLED_NAME if source is None else str(source)
             self._loaded[key] = LoadedWeights(self._prepare(load_model(source, scale=scale)), name)
+        return self._loaded[key]
+
+    def get_file(self, path: str | os.PathLike, scale: int, *, max_bytes: int) -> LoadedWeights:
+        """Weights from a file someone gave (an upload): at most ``max_bytes``, a ``.safetensors`` file of
+        this project or a super-image ``.pt``, read without running any pickled code, keys checked strictly."""
+        path = Path(path)
+        if path.suffix not in (".safetensors", ".pt"):
+            raise WeightsError(
+                f"{path.name}: weights must be a .safetensors file (mdsr train/export) or a super-image .pt"
+            )
+        if path.stat().st_size > max_bytes:
+            raise WeightsError(f"{path.name} is {path.stat().st_size:,} bytes; the limit for weights is {max_bytes:,}")
+        key = (str(path), scale)
+        if key not in self._loaded:
+            model = self._prepare(load_model(path, scale=scale))
+            self._loaded[key] = LoadedWeights(model, path.name, about=describe(path))
+            self._files.append(key)
+            if len(self._files) > self.MAX_FILES:
+                self._loaded.pop(self._files.pop(0), None)
         return self._loaded[key]
 
     def _auto(self, scale: int) -> LoadedWeights:

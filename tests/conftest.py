@@ -3,6 +3,7 @@ research data beside the checkout when present."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -38,10 +39,40 @@ def vnni_cpu(monkeypatch):
     monkeypatch.setattr("mdsr.inference.host_cpu", lambda: CpuKind(int8=True, bf16=False))
 
 
+def tiny(scales=(2, 3, 4)) -> MDSR:
+    """A 2-block, 16-channel MDSR-BAM with fixed random weights: the shape of the real one, 1/300 of the work."""
+    torch.manual_seed(1)
+    return MDSR(MdsrConfig.from_dict({**TINY.to_dict(), "scales": scales})).eval()
+
+
 @pytest.fixture
 def tiny_model() -> MDSR:
-    torch.manual_seed(0)
-    return MDSR(TINY).eval()
+    return tiny()
+
+
+@pytest.fixture
+def tiny_weights(tmp_path) -> str:
+    """``tiny()`` saved as this project's safetensors file."""
+    from mdsr.weights import save_weights
+
+    return str(save_weights(tiny(), tmp_path / "tiny.safetensors"))
+
+
+def super_image_folder(folder: Path, model: MDSR, scale: int) -> Path:
+    """The layout of eugenesiow/mdsr-bam: config.json and pytorch_model_{s}x.pt with mean-shift extras."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "MDSR", "scale": scale, "bam": True}))
+    state = dict(model.state_dict())
+    state.update(
+        {
+            "sub_mean.weight": torch.eye(3).view(3, 3, 1, 1),
+            "sub_mean.bias": torch.zeros(3),
+            "add_mean.weight": torch.eye(3).view(3, 3, 1, 1),
+            "add_mean.bias": torch.zeros(3),
+        }
+    )
+    torch.save(state, folder / f"pytorch_model_{scale}x.pt")
+    return folder
 
 
 @pytest.fixture(scope="session")

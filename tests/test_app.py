@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from conftest import ROOT, running_app
@@ -61,9 +59,7 @@ def test_ground_truth_mode_reports_mdsr_above_bicubic(client, tmp_path):
 
     truth.save(tmp_path / "truth.png")
     Image.fromarray(downscale_array(np.asarray(truth), 3)).save(tmp_path / "lr.png")
-    started = time.perf_counter()
     _, report = call(client, tmp_path / "lr.png", 3, tmp_path / "truth.png")
-    assert time.perf_counter() - started < 120
     m = report["metrics"]
     assert m["mdsr"]["psnr"] > m["bicubic"]["psnr"] and m["gain_db"] > 0
 

@@ -8,10 +8,8 @@ import re
 import pytest
 from conftest import running_app
 from sample_files import photo, write
-from test_weights import tiny
 
 from mdsr.cli import main
-from mdsr.weights import save_weights
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -57,8 +55,8 @@ def test_the_api_answers_a_bad_file_with_its_sentence(client, tmp_path, sample, 
 
 
 @pytest.mark.parametrize(("sample", "message"), BAD_FILES.items())
-def test_the_cli_answers_a_bad_file_with_one_line_and_a_non_zero_exit(tmp_path, capsys, sample, message):
-    weights = str(save_weights(tiny(), tmp_path / "tiny.safetensors"))
+def test_the_cli_answers_a_bad_file_with_one_line_and_a_non_zero_exit(tmp_path, capsys, tiny_weights, sample, message):
+    weights = tiny_weights
     path = write(tmp_path, sample)
     assert main(["upscale", str(path), "-s", "2", "-o", str(tmp_path / "out"), "--weights", weights]) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -76,3 +76,22 @@ def test_an_example_fills_the_results_and_is_cached(page, url):
     page.locator("#metrics", has_text="Gain").wait_for(timeout=180_000)
     assert page.locator("#slider img").count() == 2
     assert page.locator("#output img").evaluate("img => img.naturalWidth") == 512  # astronaut, 128 px LR at 4x
+
+
+def test_your_own_weights_upscale_and_are_named(page, url, tmp_path):
+    from conftest import tiny
+
+    from mdsr.weights import save_weights
+
+    weights = save_weights(tiny(), tmp_path / "my-run.safetensors", metadata={"note": "my fine-tune", "steps": 120})
+    page.goto(url)
+    page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLES / "chelsea_lr_x2.png"))
+    page.locator("#scale label", has_text="2").click()
+    page.get_by_text("Options").click()
+    page.locator("#weights label", has_text="my weights").click()
+    page.locator("#my-weights input[type=file]").set_input_files(str(weights))
+    page.locator("#my-weights", has_text="my-run.safetensors").wait_for(timeout=30_000)
+    page.locator("#upscale-button").click()
+    page.locator("#run-info", has_text="my-run.safetensors weights — my fine-tune; 120 steps").wait_for(timeout=180_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-custom-weights.png"), full_page=True)

@@ -11,16 +11,9 @@ import pytest
 from conftest import BENCHMARK, crop, needs_data
 from PIL import Image
 from sample_files import write
-from test_weights import tiny
 
 from mdsr.cli import main
 from mdsr.quantize import int8_available
-from mdsr.weights import save_weights
-
-
-@pytest.fixture
-def tiny_weights(tmp_path):
-    return str(save_weights(tiny(), tmp_path / "tiny.safetensors"))
 
 
 def test_upscale_writes_each_image_at_the_scale(tmp_path, tiny_weights, coffee, chelsea):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import crop
+from conftest import crop, super_image_folder, tiny
 from PIL import Image
-from test_weights import super_image_folder, tiny
 
 
 def test_the_model_card_snippet_runs_unchanged(tmp_path, coffee):

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import BENCHMARK, needs_data
-from test_cli import tiny_weights  # noqa: F401 (fixture)
-from test_weights import tiny
+from conftest import BENCHMARK, needs_data, tiny
 
 from mdsr.cli import main
 from mdsr.evaluate import evaluate, markdown_table

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from fixtures.formula_weights import formula_state  # tests/ is on the path (conftest), fixtures/ a namespace package
 from safetensors import safe_open
 
 from mdsr.model import MDSR, MdsrConfig
 from mdsr.weights import load_state_strict
 
 FIXTURES = Path(__file__).parent / "fixtures"
-sys.path.insert(0, str(FIXTURES))
-from formula_weights import formula_state  # noqa: E402
 
 
 def read_fixture() -> tuple[dict, dict]:

@@ -11,34 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import super_image_folder, tiny
 
 import mdsr
 from mdsr import weights
-from mdsr.model import MDSR, MdsrConfig
+from mdsr.model import MDSR
 from mdsr.weights import WeightsError, load_model, read_metadata, save_weights
-
-
-def super_image_folder(folder: Path, model: MDSR, scale: int) -> Path:
-    """The layout of eugenesiow/mdsr-bam: config.json and pytorch_model_{s}x.pt with mean-shift extras."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({"model_type": "MDSR", "scale": scale, "bam": True}))
-    state = dict(model.state_dict())
-    state.update(
-        {
-            "sub_mean.weight": torch.eye(3).view(3, 3, 1, 1),
-            "sub_mean.bias": torch.zeros(3),
-            "add_mean.weight": torch.eye(3).view(3, 3, 1, 1),
-            "add_mean.bias": torch.zeros(3),
-        }
-    )
-    torch.save(state, folder / f"pytorch_model_{scale}x.pt")
-    return folder
-
-
-def tiny(scales=(2, 3, 4)) -> MDSR:
-    torch.manual_seed(1)
-    return MDSR(MdsrConfig.from_dict({**TINY.to_dict(), "scales": scales})).eval()
 
 
 def same_weights(a: MDSR, b: MDSR) -> bool:
