@@ -37,6 +37,7 @@ AUTO = "auto: published weights where the Hub has them, else bundled"
 BUNDLED = "bundled (offline)"
 HUB = f"{PUBLISHED_ID} (Hugging Face Hub)"
 MINE = "my weights (upload below, or pick from the folder)"
+VERSUS_BICUBIC = "bicubic"
 # The weights choices, by their UI label and by their API name, and the source each one loads.
 WEIGHTS = {AUTO: "auto", BUNDLED: None, HUB: PUBLISHED_ID, "auto": "auto", "bundled": None, "published": PUBLISHED_ID}
 # A folder of .safetensors files (from mdsr train / mdsr export) offered in the UI, if the host sets it.
@@ -165,10 +166,11 @@ def admit_ui(
     zoom_y,
     my_file,
     my_listed,
+    versus,
     request: gr.Request,
 ):
     values = (image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y)
-    return admit(request, (*values, my_file, my_listed))
+    return admit(request, (*values, my_file, my_listed, versus))
 
 
 def file_size_message(size: int) -> str:
@@ -201,16 +203,26 @@ def save_output(comparison: Comparison) -> str:
     return str(path)
 
 
-def metrics_markdown(comparison: Comparison) -> str:
+def metrics_markdown(
+    comparison: Comparison, other: Comparison | None = None, b_label: str = "", a_label: str = ""
+) -> str:
+    """PSNR/SSIM of bicubic and MDSR-BAM, or, in A/B mode, of bicubic, A and B and the difference A − B."""
     m = comparison.metrics
     if m is None:
         return "*No ground truth: choose one under **Ground truth** to see PSNR and SSIM.*"
     s = comparison.info.scale
+    head = f"| x{s}, Y channel, {s} px border shaved | PSNR (dB) | SSIM |\n| --- | --- | --- |\n"
+    bicubic = f"| Bicubic | {m['bicubic']['psnr']:.2f} | {m['bicubic']['ssim']:.4f} |\n"
+    if other is None:
+        return (
+            head + bicubic + f"| MDSR-BAM | {m['mdsr']['psnr']:.2f} | {m['mdsr']['ssim']:.4f} |\n"
+            f"| **Gain** | **{m['gain_db']:+.2f}** | |"
+        )
+    a, b = m["mdsr"], other.metrics["mdsr"]
     return (
-        f"| x{s}, Y channel, {s} px border shaved | PSNR (dB) | SSIM |\n| --- | --- | --- |\n"
-        f"| Bicubic | {m['bicubic']['psnr']:.2f} | {m['bicubic']['ssim']:.4f} |\n"
-        f"| MDSR-BAM | {m['mdsr']['psnr']:.2f} | {m['mdsr']['ssim']:.4f} |\n"
-        f"| **Gain** | **{m['gain_db']:+.2f}** | |"
+        head + bicubic + f"| {a_label} | {a['psnr']:.2f} | {a['ssim']:.4f} |\n"
+        f"| {b_label} | {b['psnr']:.2f} | {b['ssim']:.4f} |\n"
+        f"| **A − B** | **{a['psnr'] - b['psnr']:+.2f}** | **{a['ssim'] - b['ssim']:+.4f}** |"
     )
 
 
@@ -241,6 +253,7 @@ def run_comparison(
     *,
     with_bicubic: bool = True,
     mine: str | Refused | None = None,
+    models: int = 1,
 ) -> tuple[Comparison, LoadedWeights]:
     if image is None:
         raise gr.Error("Upload an image first.", print_exception=False)
@@ -250,7 +263,7 @@ def run_comparison(
     try:
         scale = parse_scale(scale)
         pic = read_image(image, max_pixels=MAX_INPUT_PIXELS)
-        check_work(pic, scale, self_ensemble)
+        check_work(pic, scale, self_ensemble, models)
         truth = None
         if gt_mode == GT_UPLOAD:
             if gt_image is None:
@@ -278,17 +291,16 @@ def run_comparison(
         raise gr.Error(str(err), print_exception=False) from None
 
 
-def check_work(pic, scale: int, self_ensemble: bool) -> None:
-    """One request may ask for at most MAX_WORK_PIXELS output pixels times network passes."""
+def check_work(pic, scale: int, self_ensemble: bool, models: int = 1) -> None:
+    """One request may ask for at most MAX_WORK_PIXELS output pixels times network passes (8 for
+    self-ensemble, each for every model an A/B comparison runs)."""
     h, w = pic.rgb.shape[:2]
-    passes = 8 if self_ensemble else 1
+    passes = (8 if self_ensemble else 1) * models
     work = h * w * scale * scale * passes
     if work > MAX_WORK_PIXELS:
-        what = (
-            f"{w * scale}x{h * scale} output pixels x 8 passes (self-ensemble)"
-            if passes > 1
-            else f"{w * scale}x{h * scale} output pixels"
-        )
+        ensemble = "self-ensemble" + (": 8 each" if models > 1 else "")
+        why = ", ".join(([f"{models} models (A/B)"] if models > 1 else []) + ([ensemble] if self_ensemble else []))
+        what = f"{w * scale}x{h * scale} output pixels" + (f" x {passes} passes ({why})" if passes > 1 else "")
         raise ValueError(f"this request is {what} = {work:,}; the limit per request is {MAX_WORK_PIXELS:,}")
 
 
@@ -305,29 +317,45 @@ def upscale_ui(
     zoom_y,
     my_file=None,
     my_listed=None,
+    versus=VERSUS_BICUBIC,
     progress=gr.Progress(),  # noqa: B008 (Gradio injects its progress tracker through this default)
 ):
+    """Upscale with the chosen weights (A) and show it beside bicubic, or beside weights B (A/B mode)."""
+    ab = versus not in (None, VERSUS_BICUBIC)
     comparison, loaded = run_comparison(
-        image, scale, gt_mode, gt_image, weights, self_ensemble, precision, progress, mine=my_file or my_listed
-    )
-    bicubic, output = preview_rgb(comparison.bicubic), preview_rgb(comparison.output)
+        image, scale, gt_mode, gt_image, weights, self_ensemble, precision, progress,
+        mine=my_file or my_listed, models=2 if ab else 1,
+    )  # fmt: skip
+    left, right_label, other = ("bicubic", comparison.bicubic), "MDSR-BAM", None
+    if ab:
+        other, other_loaded = run_comparison(
+            image, scale, gt_mode, gt_image, versus, self_ensemble, precision, progress, with_bicubic=False
+        )
+        left, right_label = (f"B: {other_loaded.name}", other.output), f"A: {loaded.name}"
+    output = preview_rgb(comparison.output)
     maps = None
     if comparison.truth is not None:
         maps = [
-            (error_map(comparison.bicubic, comparison.truth), "|bicubic − truth| ×4"),
-            (error_map(comparison.output, comparison.truth), "|MDSR-BAM − truth| ×4"),
+            (error_map(left[1], comparison.truth), f"|{left[0]} − truth| ×4"),
+            (error_map(comparison.output, comparison.truth), f"|{right_label} − truth| ×4"),
         ]
-    zoom = zoom_panel(comparison, center=None if auto_zoom else (zoom_x / 100, zoom_y / 100))
+    view = (comparison, left, right_label)
     return (
-        (bicubic, output),
+        (preview_rgb(left[1]), output),
         output,
         save_output(comparison),
-        zoom,
-        metrics_markdown(comparison),
+        zoom_of(view, auto_zoom, zoom_x, zoom_y),
+        metrics_markdown(comparison, other, left[0], right_label),
         maps,
-        info_markdown(comparison, loaded),
-        comparison,
+        info_markdown(comparison, loaded) + (f" · **slider:** {left[0]} ◀ ▶ {right_label}" if ab else ""),
+        view,
     )
+
+
+def zoom_of(view, auto_zoom, zoom_x, zoom_y):
+    comparison, left, right_label = view
+    center = None if auto_zoom else (zoom_x / 100, zoom_y / 100)
+    return zoom_panel(comparison, center=center, left=left, right_label=right_label)
 
 
 def run_example(image, scale, gt_mode, gt_image):
@@ -336,10 +364,8 @@ def run_example(image, scale, gt_mode, gt_image):
     return upscale_ui(image, scale, gt_mode, gt_image, AUTO, False, "auto", True, 50, 50, progress=no_progress)[:-1]
 
 
-def rezoom(comparison, auto_zoom, zoom_x, zoom_y):
-    if comparison is None:
-        return gr.skip()
-    return zoom_panel(comparison, center=None if auto_zoom else (zoom_x / 100, zoom_y / 100))
+def rezoom(view, auto_zoom, zoom_x, zoom_y):
+    return gr.skip() if view is None else zoom_of(view, auto_zoom, zoom_x, zoom_y)
 
 
 def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto"):
@@ -414,6 +440,12 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                     type="filepath",
                     elem_id="my-weights",
                 )
+                versus = gr.Radio(
+                    [VERSUS_BICUBIC, AUTO, BUNDLED, HUB],
+                    value=VERSUS_BICUBIC,
+                    label="Compare against (left of the slider): bicubic, or other weights (A/B: A is the choice above)",
+                    elem_id="versus",
+                )
                 my_listed = gr.Dropdown(
                     [(f"{p.name}: {describe(p)}", p.name) for p in weights_in_folder(WEIGHTS_DIR)],
                     value=None,
@@ -436,7 +468,9 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                 )
             button = gr.Button("Upscale", variant="primary", elem_id="upscale-button")
         with gr.Column(scale=2):
-            slider = gr.ImageSlider(label="Bicubic ◀ ▶ MDSR-BAM", format="png", type="numpy", elem_id="slider")
+            slider = gr.ImageSlider(
+                label="Bicubic (or weights B) ◀ ▶ MDSR-BAM", format="png", type="numpy", elem_id="slider"
+            )
             info = gr.Markdown(elem_id="run-info")
             metrics = gr.Markdown(elem_id="metrics")
             zoom = gr.Image(
@@ -456,7 +490,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
             download = gr.DownloadButton("Download PNG (full resolution; keeps alpha and 16 bits)", elem_id="download")
 
     inputs = [image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y]
-    inputs += [my_file, my_listed]
+    inputs += [my_file, my_listed, versus]
     button.click(
         upscale_ui,
         inputs,

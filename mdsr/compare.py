@@ -87,16 +87,15 @@ def fit_ground_truth(lr: Picture, truth: Picture, scale: int) -> Picture:
     return crop_picture(truth, (h * scale, w * scale))
 
 
+def score(pic: Picture, truth: Picture, scale: int) -> dict:
+    """PSNR/SSIM of one picture against the truth: Y channel, shave = scale, 8-bit (``mdsr.metrics``)."""
+    out8, truth8 = _eight_bit(pic), _eight_bit(truth)
+    return {"psnr": round(psnr(out8, truth8, shave=scale), 4), "ssim": round(ssim(out8, truth8, shave=scale), 4)}
+
+
 def measure(output: Picture, truth: Picture, bicubic: Picture, scale: int) -> dict:
     """PSNR/SSIM (Y channel, shave = scale) of MDSR-BAM and bicubic against the truth, and the gain."""
-    truth8 = _eight_bit(truth)
-    scores = {}
-    for name, pic in (("bicubic", bicubic), ("mdsr", output)):
-        out8 = _eight_bit(pic)
-        scores[name] = {
-            "psnr": round(psnr(out8, truth8, shave=scale), 4),
-            "ssim": round(ssim(out8, truth8, shave=scale), 4),
-        }
+    scores = {"bicubic": score(bicubic, truth, scale), "mdsr": score(output, truth, scale)}
     scores["gain_db"] = round(scores["mdsr"]["psnr"] - scores["bicubic"]["psnr"], 4)
     return scores
 
@@ -156,11 +155,18 @@ def most_detailed_region(pic: Picture, size: int) -> tuple[int, int]:
 
 
 def zoom_panel(
-    comparison: Comparison, *, center: tuple[float, float] | None = None, crop: int = 48, zoom: int = 256
+    comparison: Comparison,
+    *,
+    center: tuple[float, float] | None = None,
+    crop: int = 48,
+    zoom: int = 256,
+    left: tuple[str, Picture] | None = None,
+    right_label: str = "MDSR-BAM",
 ) -> np.ndarray:
     """Bicubic | MDSR-BAM | ground truth (when given) crops of one region, each enlarged to ``zoom``
     pixels with nearest-neighbour so single pixels stay visible. ``center`` is (x, y) as fractions of the
-    LR image; None picks the most detailed region. ``crop`` is in LR pixels. Returns uint8 (H, W, 3)."""
+    LR image; None picks the most detailed region. ``crop`` is in LR pixels. ``left`` replaces the bicubic
+    panel with another (label, picture), e.g. another model's output. Returns uint8 (H, W, 3)."""
     s = comparison.info.scale
     lw, lh = comparison.lr.size
     crop = max(4, min(crop, lw, lh))
@@ -170,7 +176,7 @@ def zoom_panel(
         x0 = int(round(center[0] * lw - crop / 2))
         y0 = int(round(center[1] * lh - crop / 2))
         x0, y0 = min(max(x0, 0), lw - crop), min(max(y0, 0), lh - crop)
-    panels = [("bicubic", comparison.bicubic), ("MDSR-BAM", comparison.output)]
+    panels = [left or ("bicubic", comparison.bicubic), (right_label, comparison.output)]
     if comparison.truth is not None:
         panels.append(("ground truth", comparison.truth))
     tiles = []

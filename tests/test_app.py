@@ -162,4 +162,6 @@ def test_the_ui_handler_fills_every_output(app_module):
     (bicubic, output), full, _download, zoom, metrics, errors, info, state = outputs
     assert bicubic.shape == output.shape == full.shape == (300, 450, 3)
     assert zoom.shape == (256, 3 * 256 + 2 * 6, 3)
-    assert "Gain" in metrics and "tile(s)" in info and state.metrics is not None
+    comparison, (left_label, _), right_label = state
+    assert "Gain" in metrics and "tile(s)" in info and comparison.metrics is not None
+    assert (left_label, right_label) == ("bicubic", "MDSR-BAM")

@@ -95,3 +95,28 @@ def test_your_own_weights_upscale_and_are_named(page, url, tmp_path):
     page.locator("#run-info", has_text="my-run.safetensors weights — my fine-tune; 120 steps").wait_for(timeout=180_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-custom-weights.png"), full_page=True)
+
+
+def test_ab_mode_compares_your_weights_with_the_bundled_ones(page, url, tmp_path):
+    from conftest import tiny
+
+    from mdsr.weights import save_weights
+
+    weights = save_weights(tiny(), tmp_path / "candidate.safetensors", metadata={"note": "candidate"})
+    page.goto(url)
+    page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLES / "chelsea_lr_x2.png"))
+    page.locator("#scale label", has_text="2").click()
+    page.get_by_text("Ground truth (for PSNR / SSIM)").click()
+    page.locator("#gt-mode label", has_text="upload the original").click()
+    page.locator("#gt-image input[type=file]").set_input_files(str(EXAMPLES / "chelsea.png"))
+    page.get_by_text("Options").click()
+    page.locator("#weights label", has_text="my weights").click()
+    page.locator("#my-weights input[type=file]").set_input_files(str(weights))
+    page.locator("#my-weights", has_text="candidate.safetensors").wait_for(timeout=30_000)
+    page.locator("#versus label", has_text="bundled (offline)").click()
+    page.locator("#upscale-button").click()
+    page.locator("#metrics", has_text="A − B").wait_for(timeout=180_000)
+    assert page.locator("#metrics", has_text="B: mdsr-bam-x234.safetensors").count() == 1
+    assert page.locator("#slider img").count() == 2
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-ab.png"), full_page=True)
