@@ -14,6 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from mdsr.batch import check_batch_work, collect, upscale_batch
 from mdsr.compare import Comparison, check_ground_truth_size, compare, error_map, zoom_panel
 from mdsr.imaging import ImageError, image_size, preview_rgb, read_image, save_picture
 from mdsr.inference import on_zerogpu, to_serving_device
@@ -31,6 +32,7 @@ MAX_FILE_BYTES = 20_000_000  # per file, however it arrives (upload, data: URL, 
 MAX_INPUT_PIXELS = 1_200_000  # e.g. 1200x1000: the whole-image trunk peaks at ~850 bytes per input pixel (<= 1.5 GB)
 MAX_OUTPUT_PIXELS = 4096 * 4096
 MAX_WORK_PIXELS = 4096 * 4096  # output pixels x network passes (self-ensemble runs it 8 times)
+MAX_BATCH_IMAGES = 16  # per batch request; the work limit covers all of them together
 MAX_JOBS_PER_CLIENT = 2  # waiting or running, per client address: one caller cannot fill the queue (16)
 KEEP_RESULTS_S = 900  # our PNGs and Gradio's cached files older than this are deleted
 AUTO = "auto: published weights where the Hub has them, else bundled"
@@ -91,14 +93,19 @@ class UploadedImage(gr.Image):
 
 
 class UploadedFile(gr.File):
-    """A file upload (weights) with the same checks as `UploadedImage`."""
+    """A file upload (weights, batch images) with the same checks as `UploadedImage`; a list of them
+    where ``file_count="multiple"``."""
 
     is_template = True
 
     def preprocess(self, payload):
-        if payload is not None and (payload.path or (payload.url or "").startswith("data:")):
-            return received_file(payload, self.GRADIO_CACHE)
-        return super().preprocess(payload)
+        if payload is None:
+            return None
+        files = payload.root if hasattr(payload, "root") else [payload]
+        if not all(f.path or (f.url or "").startswith("data:") for f in files):
+            return super().preprocess(payload)
+        received = [received_file(f, self.GRADIO_CACHE) for f in files]
+        return received if hasattr(payload, "root") else received[0]
 
 
 def received_file(payload, cache: str) -> str | Refused:
@@ -364,6 +371,47 @@ def run_example(image, scale, gt_mode, gt_image):
     return upscale_ui(image, scale, gt_mode, gt_image, AUTO, False, "auto", True, 50, 50, progress=no_progress)[:-1]
 
 
+BATCH_COLUMNS = ["file", "size in", "size out", "seconds", "PSNR", "SSIM", "bicubic PSNR", "error"]
+
+
+def batch_ui(files, scale, truths, weights, precision, progress=gr.Progress()):  # noqa: B008 (Gradio's tracker)
+    """Upscale several images (or zips of them): one zip of PNGs and a table, PSNR/SSIM where a ground
+    truth of the same name was given."""
+    if not files:
+        raise gr.Error("Add images (or a zip of images) first.", print_exception=False)
+    for value in [*files, *(truths or [])]:
+        if isinstance(value, Refused):
+            raise gr.Error(value.message, print_exception=False)
+    try:
+        scale = parse_scale(scale)
+        items = collect(files, max_images=MAX_BATCH_IMAGES, max_unpacked_bytes=MAX_FILE_BYTES)
+        check_batch_work(items, scale, MAX_WORK_PIXELS)
+        named_truths = dict(collect(truths or [], max_images=MAX_BATCH_IMAGES, max_unpacked_bytes=MAX_FILE_BYTES))
+        loaded = get_weights(weights, scale)
+        rows, archive = upscale_batch(
+            loaded.model,
+            items,
+            scale,
+            OUTPUT_DIR / f"batch-{uuid.uuid4().hex[:8]}",
+            truths={Path(name).stem: source for name, source in named_truths.items()},
+            precision=precision,
+            max_input_pixels=MAX_INPUT_PIXELS,
+            progress=lambda n, total, name: progress((n, total), desc=f"Upscaling {name}", unit="images"),
+        )
+    except (ImageError, WeightsError, ValueError) as err:
+        raise gr.Error(str(err), print_exception=False) from None
+    table = [[r.name, r.size_in, r.size_out, r.seconds, r.psnr, r.ssim, r.bicubic_psnr, r.error] for r in rows]
+    return str(archive), table
+
+
+def admit_batch(files, scale, truths, weights, precision, request: gr.Request):
+    verdicts = admit(request, (None, scale, None, weights, precision))  # the per-client cap
+    refused = [v.message for v in [*(files or []), *(truths or [])] if isinstance(v, Refused)]
+    if refused:
+        verdicts[0] = gr.validate(False, refused[0])
+    return verdicts
+
+
 def rezoom(view, auto_zoom, zoom_x, zoom_y):
     return gr.skip() if view is None else zoom_of(view, auto_zoom, zoom_x, zoom_y)
 
@@ -520,6 +568,39 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
         cache_examples=True,
         cache_mode="lazy",
         label="Examples (public domain / CC0 photos from scikit-image; LR made with MATLAB bicubic)",
+    )
+
+    with gr.Accordion("Batch: several images, or zips of them", open=False, elem_id="batch"):
+        with gr.Row():
+            batch_files = UploadedFile(
+                label=f"Images or .zip files (at most {MAX_BATCH_IMAGES} images)",
+                file_count="multiple",
+                file_types=["image", ".zip"],
+                type="filepath",
+                elem_id="batch-files",
+            )
+            batch_truths = UploadedFile(
+                label="Ground truths, named like the images (optional: PSNR/SSIM per image)",
+                file_count="multiple",
+                file_types=["image", ".zip"],
+                type="filepath",
+                elem_id="batch-truths",
+            )
+        with gr.Row():
+            batch_scale = gr.Radio([2, 3, 4], value=2, label="Scale", elem_id="batch-scale")
+            batch_weights = gr.Radio([AUTO, BUNDLED, HUB], value=AUTO, label="Weights")
+            batch_precision = gr.Radio(["auto", "fp32", "int8"], value="auto", label="Precision")
+        batch_button = gr.Button("Upscale all", elem_id="batch-button")
+        batch_zip = gr.File(label="All outputs (zip of full-resolution PNGs)", elem_id="batch-zip")
+        batch_table = gr.Dataframe(headers=BATCH_COLUMNS, label="Per image", elem_id="batch-table")
+    batch_button.click(
+        batch_ui,
+        [batch_files, batch_scale, batch_truths, batch_weights, batch_precision],
+        [batch_zip, batch_table],
+        api_visibility="private",
+        validator=admit_batch,
+        concurrency_limit=1,
+        concurrency_id="model",
     )
 
     with gr.Row(visible=False):  # the programmatic endpoint: (image, scale[, ground truth]) -> (PNG, metrics)

@@ -120,3 +120,23 @@ def test_ab_mode_compares_your_weights_with_the_bundled_ones(page, url, tmp_path
     assert page.locator("#slider img").count() == 2
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-ab.png"), full_page=True)
+
+
+def test_batch_upscales_several_images_into_one_zip(page, url, tmp_path):
+    page.goto(url)
+    page.get_by_text("Batch: several images, or zips of them").click()
+    files = [str(EXAMPLES / "chelsea_lr_x2.png"), str(EXAMPLES / "coffee_lr_x3.png")]
+    page.locator("#batch-files input[type=file]").set_input_files(files)
+    page.locator("#batch-files", has_text="coffee_lr_x3").wait_for(timeout=60_000)  # name and suffix apart
+    truth = tmp_path / "truths" / "chelsea_lr_x2.png"  # the ground truth is matched by name
+    truth.parent.mkdir()
+    truth.write_bytes((EXAMPLES / "chelsea.png").read_bytes())
+    page.locator("#batch-truths input[type=file]").set_input_files(str(truth))
+    page.locator("#batch-truths", has_text="chelsea_lr_x2").wait_for(timeout=60_000)
+    page.locator("#batch-button").click()
+    page.locator("#batch-zip", has_text="mdsr_batch_x2").wait_for(timeout=240_000)
+    table = page.locator("#batch-table").inner_text()
+    assert "450x300" in table and "400x266" in table
+    assert page.locator("#batch-table td", has_text="36.").count() >= 1  # chelsea's PSNR against its truth
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-batch.png"), full_page=True)
