@@ -216,9 +216,47 @@ def build_dataset(cfg: TrainConfig, model_scales: tuple[int, ...]) -> tuple[Patc
     return data, len(files)
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True) -> Path:
-    """Run (or resume) training; returns the path of the final weights file."""
-    from mdsr.evaluate import load_benchmark, validate  # evaluation imports inference, not train
+@dataclass
+class Run:
+    """A training run's state: what every step reads and changes, and what a checkpoint keeps."""
+
+    cfg: TrainConfig
+    ctx: Distributed
+    model: MDSR
+    optimizer: torch.optim.Optimizer
+    precision: str
+    out: Path
+    step: int = 0
+    best: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    stop_signal: int | None = None
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.pt"
+
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "best": self.best,
+            "history": self.history,
+            "torch_rng": torch.get_rng_state(),
+            "config": self.model.config.to_dict(),
+            "train_config": json.dumps(asdict(self.cfg)),
+            "world": self.ctx.world,
+            "steps": self.cfg.steps,
+        }
+
+    def record(self, entry: dict, log_file) -> None:
+        self.history.append(entry)
+        log_file.write(json.dumps(entry) + "\n")
+        log_file.flush()
+
+
+def build(cfg: TrainConfig) -> Run:
+    """Check the config, make the LR cache, set up the device(s), the model (from --init) and Adam."""
     from mdsr.weights import load_model
 
     if cfg.precision == "int8":
@@ -235,164 +273,188 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    config = PRESETS[cfg.preset]
-    config = MdsrConfig.from_dict({**config.to_dict(), "scales": cfg.scales})
-    model = MDSR(config)
+    model = MDSR(MdsrConfig.from_dict({**PRESETS[cfg.preset].to_dict(), "scales": cfg.scales}))
     if cfg.init:
         init_from(model, load_model(cfg.init), source=cfg.init)
     model.to(ctx.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
-    precision = training_precision(cfg.precision, ctx.device)
+    return Run(cfg, ctx, model, optimizer, training_precision(cfg.precision, ctx.device), out)
 
-    step, best, history = 0, {}, []
-    last_path = out / "last.pt"
-    if resume and last_path.exists():
-        ckpt = load_checkpoint(last_path)
-        if ckpt["config"] != config.to_dict():
-            raise ValueError(f"{last_path} was trained with another architecture: {ckpt['config']}")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        step, best, history = ckpt["step"], ckpt["best"], ckpt["history"]
-        if cfg.fit_minutes and step >= FIT_TO:  # the schedule was sized by the first segment: keep it
-            cfg = replace(cfg, steps=ckpt.get("steps", cfg.steps))
-        torch.set_rng_state(ckpt["torch_rng"])
-        log.info("resumed from %s at step %d", last_path, step)
 
-    net = model
+def restore(run: Run) -> None:
+    """Continue from ``last.pt``: weights, Adam's moments, step, history, best and the RNG."""
+    ckpt = load_checkpoint(run.last_path)
+    if ckpt["config"] != run.model.config.to_dict():
+        raise ValueError(f"{run.last_path} was trained with another architecture: {ckpt['config']}")
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.step, run.best, run.history = ckpt["step"], ckpt["best"], ckpt["history"]
+    if run.cfg.fit_minutes and run.step >= FIT_TO:  # the schedule was sized by the first segment: keep it
+        run.cfg = replace(run.cfg, steps=ckpt.get("steps", run.cfg.steps))
+    torch.set_rng_state(ckpt["torch_rng"])
+    log.info("resumed from %s at step %d", run.last_path, run.step)
+
+
+def train_step(run: Run, net: torch.nn.Module, data: PatchDataset) -> tuple[torch.Tensor, int]:
+    """One optimiser step on one scale's batch; returns the loss (a tensor: reading it waits for a GPU)."""
+    cfg, ctx = run.cfg, run.ctx
+    # Every rank trains the same scale in a step (rank-independent draw), on its own patches.
+    pick = step_generator(seed=cfg.seed, rank=0, step=run.step)
+    scale = run.model.scales[int(torch.randint(len(run.model.scales), (1,), generator=pick))]
+    gen = step_generator(seed=cfg.seed, rank=ctx.rank, step=run.step)
+    lr_batch, hr_batch = data.sample(batch_size=cfg.batch_size, scale=scale, generator=gen)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    lr_batch, hr_batch = lr_batch.to(ctx.device, memory_format=fmt), hr_batch.to(ctx.device, memory_format=fmt)
+    for group in run.optimizer.param_groups:
+        group["lr"] = learning_rate(cfg, run.step)
+    with autocast(run.precision, ctx.device):
+        sr = net(lr_batch, scale)
+    loss = functional.l1_loss(sr.float(), hr_batch)
+    # On CUDA the loss is read only at steps that log or save, so the next batch is drawn while the GPU
+    # still works (a NaN shows in every later loss, so it is caught all the same).
+    step = run.step + 1
+    if (ctx.device.type != "cuda" or step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0) and not bool(
+        torch.isfinite(loss)
+    ):
+        raise NonFiniteLossError(
+            f"the loss became {loss.item()} at step {run.step}; the last good checkpoint is {run.last_path} "
+            "(try a lower --lr or --clip-grad)"
+        )
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip_grad:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad)
+    run.optimizer.step()
+    run.step = step
+    return loss, scale
+
+
+class ScheduleFit:
+    """``--fit-minutes``: times steps FIT_FROM..FIT_TO, then sets the total steps (the same on every rank)."""
+
+    def __init__(self, started: float) -> None:
+        self.started, self.probe_start = started, None
+
+    def after_step(self, run: Run) -> bool:
+        """True when it has just set ``run.cfg.steps``."""
+        if not run.cfg.fit_minutes or run.step not in (FIT_FROM, FIT_TO) or run.step >= run.cfg.steps:
+            return False
+        if run.ctx.device.type == "cuda":
+            torch.cuda.synchronize(run.ctx.device)
+        now = time.monotonic()
+        if run.step == FIT_FROM:
+            self.probe_start = now
+            return False
+        if self.probe_start is None:
+            return False
+        # Every rank computes the same figure from its own clock; rank 0's decides for all.
+        steps = torch.tensor(
+            [fit_steps(run.cfg, step=run.step, elapsed_s=now - self.started, probe_s=now - self.probe_start)]
+        )
+        if run.ctx.world > 1:
+            dist.broadcast(steps, src=0)
+        run.cfg = replace(run.cfg, steps=int(steps))
+        log.info("--fit-minutes %.1f: %d steps in all", run.cfg.fit_minutes, run.cfg.steps)
+        return True
+
+
+def validate_and_keep_best(run: Run, val_sets: dict, log_file) -> None:
+    """PSNR on the held-out images at every scale; ``best.pt`` when their mean is the best so far."""
+    from mdsr.evaluate import validate  # evaluation imports inference, not train
+
+    run.model.eval()
+    scores = {str(s): round(validate(run.model, pairs, s, precision=run.precision), 4) for s, pairs in val_sets.items()}
+    run.model.train()
+    run.record({"step": run.step, "val": scores}, log_file)
+    log.info("step %d: validation PSNR %s", run.step, scores)
+    mean_psnr = sum(scores.values()) / len(scores)
+    if mean_psnr > run.best.get("mean_psnr", -1.0):
+        run.best = {"step": run.step, "mean_psnr": mean_psnr, "psnr": scores}
+        save_checkpoint(run.out / "best.pt", run.state())
+    plot_history(run.history, run.out / "curve.png")
+
+
+def finish(run: Run, data: PatchDataset, n_files: int) -> Path:
+    """Save ``last.pt``, the curve and ``weights.safetensors`` with its provenance; compare ranks' weights."""
+    cfg, ctx = run.cfg, run.ctx
+    final = run.out / "weights.safetensors"
+    if ctx.main:
+        save_checkpoint(run.last_path, run.state())
+        plot_history(run.history, run.out / "curve.png")
+        metadata = provenance(cfg, step=run.step, history=run.history, best=run.best, world=ctx.world)
+        metadata.update({"images": len(data), "files": n_files, "precision": run.precision})
+        dtype = torch.float16 if cfg.fp16_weights else torch.float32
+        save_weights(run.model, final, dtype=dtype, metadata=metadata)
     if ctx.world > 1:
+        # Every rank reports a hash of its own weights; rank 0 logs them, so a drift would show.
+        digests = [None] * ctx.world
+        dist.all_gather_object(digests, weights_digest(run.model))
+        if ctx.main:
+            with open(run.out / "log.jsonl", "a") as f:
+                f.write(json.dumps({"step": run.step, "ranks": ctx.world, "weights_sha256": digests}) + "\n")
+        dist.barrier()
+        dist.destroy_process_group()
+    if run.stop_signal is not None:
+        log.info("stopped by signal %d at step %d; resume with --resume", run.stop_signal, run.step)
+    return final
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True) -> Path:
+    """Run (or resume) training; returns the path of the final weights file."""
+    from mdsr.evaluate import load_benchmark
+
+    run = build(cfg)
+    if resume and run.last_path.exists():
+        restore(run)
+    net = run.model
+    if run.ctx.world > 1:
         # Each step uses one scale's pre-process and upsampler; the other scales' stay unused.
         net = torch.nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-            find_unused_parameters=len(config.scales) > 1,
+            run.model,
+            device_ids=[run.ctx.device.index] if run.ctx.device.type == "cuda" else None,
+            find_unused_parameters=len(run.model.scales) > 1,
         )
-
-    data, n_files = build_dataset(cfg, config.scales)
-    val_sets = {s: load_benchmark(cfg.val_data, s) for s in config.scales} if (cfg.val_data and ctx.main) else {}
-
-    def state() -> dict:
-        return {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "best": best,
-            "history": history,
-            "torch_rng": torch.get_rng_state(),
-            "config": config.to_dict(),
-            "train_config": json.dumps(asdict(cfg)),
-            "world": ctx.world,
-            "steps": cfg.steps,
-        }
-
-    stop = {"signal": None}
+    data, n_files = build_dataset(run.cfg, run.model.scales)
+    main, cfg = run.ctx.main, run.cfg
+    val_sets = {s: load_benchmark(cfg.val_data, s) for s in run.model.scales} if (cfg.val_data and main) else {}
 
     def on_signal(signum, _frame):
-        stop["signal"] = signum
+        run.stop_signal = signum
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    log_file = open(out / "log.jsonl", "a") if ctx.main else None  # noqa: SIM115 (closed in the finally below)
-    bar = None
-    if ctx.main and show_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True)
-    started, window_patches, window_start = time.monotonic(), 0, time.monotonic()
-    probe_start = None
+    log_file = open(run.out / "log.jsonl", "a") if main else None  # noqa: SIM115 (closed in the finally below)
+    bar = tqdm_bar(total=cfg.steps, initial=run.step) if main and show_progress else None
+    started = window_start = time.monotonic()
+    window_patches, fit = 0, ScheduleFit(started)
     try:
         net.train()
-        while step < cfg.steps and stop["signal"] is None:
-            # Every rank trains the same scale in a step (rank-independent draw), on its own patches.
-            pick = step_generator(seed=cfg.seed, rank=0, step=step)
-            scale = config.scales[int(torch.randint(len(config.scales), (1,), generator=pick))]
-            gen = step_generator(seed=cfg.seed, rank=ctx.rank, step=step)
-            lr_batch, hr_batch = data.sample(batch_size=cfg.batch_size, scale=scale, generator=gen)
-            fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-            lr_batch = lr_batch.to(ctx.device, memory_format=fmt)
-            hr_batch = hr_batch.to(ctx.device, memory_format=fmt)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, step)
-            with autocast(precision, ctx.device):
-                sr = net(lr_batch, scale)
-            loss = functional.l1_loss(sr.float(), hr_batch)
-            # Reading the loss waits for the GPU: on CUDA only at steps that log or save, so the next
-            # batch is drawn while the GPU still works (a NaN shows in every later loss, so it is caught).
-            check = (
-                ctx.device.type != "cuda" or (step + 1) % cfg.log_every == 0 or (step + 1) % cfg.checkpoint_every == 0
-            )
-            if check and not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"the loss became {loss.item()} at step {step}; the last good checkpoint is {last_path} "
-                    "(try a lower --lr or --clip-grad)"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            optimizer.step()
-            step += 1
-            window_patches += cfg.batch_size * ctx.world
-            if cfg.fit_minutes and step in (FIT_FROM, FIT_TO) and step < cfg.steps:
-                if ctx.device.type == "cuda":
-                    torch.cuda.synchronize(ctx.device)
-                now = time.monotonic()
-                if step == FIT_FROM:
-                    probe_start = now
-                elif probe_start is not None:
-                    # Every rank computes the same figure from its own clock; rank 0's decides for all.
-                    steps = torch.tensor(
-                        [fit_steps(cfg, step=step, elapsed_s=now - started, probe_s=now - probe_start)]
-                    )
-                    if ctx.world > 1:
-                        dist.broadcast(steps, src=0)
-                    cfg = replace(cfg, steps=int(steps))
-                    log.info("--fit-minutes %.1f: %d steps in all", cfg.fit_minutes, cfg.steps)
-                    if bar is not None:
-                        bar.total = cfg.steps
-
-            if not ctx.main:
+        while run.step < run.cfg.steps and run.stop_signal is None:
+            loss, scale = train_step(run, net, data)
+            window_patches += run.cfg.batch_size * run.ctx.world
+            if fit.after_step(run) and bar is not None:
+                bar.total = run.cfg.steps
+            if not main:
                 continue
+            cfg, step = run.cfg, run.step
             if step % cfg.log_every == 0 or step == cfg.steps:
                 now = time.monotonic()
                 rate = window_patches / max(now - window_start, 1e-9)
                 window_patches, window_start = 0, now
-                record = {
-                    "step": step,
-                    "scale": scale,
-                    "loss": round(loss.item(), 6),
-                    "lr": learning_rate(cfg, step - 1),
-                    "patches_per_s": round(rate, 2),
-                    "elapsed_s": round(now - started, 1),
-                }
-                history.append(record)
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
+                run.record(
+                    {"step": step, "scale": scale, "loss": round(loss.item(), 6), "lr": learning_rate(cfg, step - 1),
+                     "patches_per_s": round(rate, 2), "elapsed_s": round(now - started, 1)},
+                    log_file,
+                )  # fmt: skip
                 if bar is not None:
                     bar.set_postfix(loss=f"{loss.item():.4f}", scale=scale, patches_s=f"{rate:.1f}")
             if bar is not None:
                 bar.update(1)
             if val_sets and (step % cfg.val_every == 0 or step == cfg.steps):
-                model.eval()
-                record = {
-                    "step": step,
-                    "val": {
-                        str(s): round(validate(model, pairs, s, precision=precision), 4)
-                        for s, pairs in val_sets.items()
-                    },
-                }
-                model.train()
-                history.append(record)
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
-                log.info("step %d: validation PSNR %s", step, record["val"])
-                mean_psnr = sum(record["val"].values()) / len(record["val"])
-                if mean_psnr > best.get("mean_psnr", -1.0):
-                    best = {"step": step, "mean_psnr": mean_psnr, "psnr": record["val"]}
-                    save_checkpoint(out / "best.pt", state())
-                plot_history(history, out / "curve.png")
+                validate_and_keep_best(run, val_sets, log_file)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save_checkpoint(last_path, state())
+                save_checkpoint(run.last_path, run.state())
             if cfg.max_minutes and time.monotonic() - started > cfg.max_minutes * 60:
                 log.info("time limit reached at step %d", step)
                 break
@@ -403,28 +465,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             bar.close()
         if log_file is not None:
             log_file.close()
+    return finish(run, data, n_files)
 
-    if ctx.main:
-        save_checkpoint(last_path, state())
-        plot_history(history, out / "curve.png")
-    final = out / "weights.safetensors"
-    if ctx.main:
-        metadata = provenance(cfg, step=step, history=history, best=best, world=ctx.world)
-        metadata.update({"images": len(data), "files": n_files, "precision": precision})
-        save_weights(model, final, dtype=torch.float16 if cfg.fp16_weights else torch.float32, metadata=metadata)
-    if ctx.world > 1:
-        # Every rank reports a hash of its own weights; rank 0 logs them, so a drift would show.
-        digest = weights_digest(model)
-        digests = [None] * ctx.world
-        dist.all_gather_object(digests, digest)
-        if ctx.main:
-            with open(out / "log.jsonl", "a") as f:
-                f.write(json.dumps({"step": step, "ranks": ctx.world, "weights_sha256": digests}) + "\n")
-        dist.barrier()
-        dist.destroy_process_group()
-    if stop["signal"] is not None:
-        log.info("stopped by signal %d at step %d; resume with --resume", stop["signal"], step)
-    return final
+
+def tqdm_bar(*, total: int, initial: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
 
 
 def export_checkpoint(
