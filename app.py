@@ -18,7 +18,7 @@ from mdsr.batch import check_batch_work, collect, upscale_batch
 from mdsr.compare import Comparison, check_ground_truth_size, compare, error_map, zoom_panel
 from mdsr.imaging import ImageError, image_size, preview_rgb, read_image, save_picture
 from mdsr.inference import on_zerogpu, to_serving_device
-from mdsr.model import parse_scale
+from mdsr.model import SUPPORTED_SCALES, parse_scale
 from mdsr.weights import PUBLISHED_ID, LoadedWeights, WeightsError, WeightStore, describe, weights_in_folder
 
 HERE = Path(__file__).parent
@@ -468,7 +468,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                 sources=["upload", "clipboard"],
                 elem_id="input-image",
             )
-            scale = gr.Radio([2, 3, 4], value=4, label="Scale", elem_id="scale")
+            scale = gr.Radio(list(SUPPORTED_SCALES), value=4, label="Scale", elem_id="scale")
             with gr.Accordion("Ground truth (for PSNR / SSIM)", open=False):
                 gt_mode = gr.Radio(
                     [GT_NONE, GT_UPLOAD, GT_SELF], value=GT_NONE, label="Ground truth", elem_id="gt-mode"
@@ -587,7 +587,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                 elem_id="batch-truths",
             )
         with gr.Row():
-            batch_scale = gr.Radio([2, 3, 4], value=2, label="Scale", elem_id="batch-scale")
+            batch_scale = gr.Radio(list(SUPPORTED_SCALES), value=2, label="Scale", elem_id="batch-scale")
             batch_weights = gr.Radio([AUTO, BUNDLED, HUB], value=AUTO, label="Weights")
             batch_precision = gr.Radio(["auto", "fp32", "int8"], value="auto", label="Precision")
         batch_button = gr.Button("Upscale all", elem_id="batch-button")

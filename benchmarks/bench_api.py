@@ -12,9 +12,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import get_args
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from mdsr.inference import Precision  # noqa: E402
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
@@ -23,7 +26,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--scale", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="auto")
+    parser.add_argument("--precision", choices=get_args(Precision), default="auto")
     args = parser.parse_args()
 
     from gradio_client import Client, handle_file

@@ -12,6 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
+
+from mdsr.inference import Precision
+from mdsr.model import SUPPORTED_SCALES
+
+PRECISIONS = get_args(Precision)
 
 # The LR trunk runs on the whole image (balanced attention pools over all of it) and holds three 64-channel
 # float maps of it at once: ~850 bytes per input pixel at the peak with the image, plus ~25 bytes per output
@@ -21,54 +27,35 @@ CLI_MAX_OUTPUT_PIXELS = 16_000_000
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
+    """One option per ``TrainConfig`` field, with its type, default, choices and help from the field."""
+    from dataclasses import MISSING, fields
+
+    from mdsr.train import TrainConfig
+
     p = sub.add_parser("train", help="train MDSR-BAM on folders of HR images")
-    p.add_argument("data", nargs="*", help="folders (or files) of HR training images")
-    p.add_argument("--out", required=True, help="run folder: checkpoints, log.jsonl, curve.png, weights.safetensors")
-    p.add_argument("--preset", choices=["full", "tiny"], default="full")
-    p.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4], choices=[2, 3, 4])
-    p.add_argument("--patch-size", type=int, default=48, help="LR patch side in pixels")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--steps", type=int, default=10_000)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--warmup", type=int, default=0)
-    p.add_argument("--schedule", choices=["cosine", "step"], default="cosine")
-    p.add_argument("--min-lr", type=float, default=1e-6)
-    p.add_argument("--decay-every", type=int, default=200_000)
-    p.add_argument("--clip-grad", type=float, default=None)
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
-    p.add_argument("--no-channels-last", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--val-data",
-        default=None,
-        help="held-out images to choose best.pt on: a folder with HR/ (LR made with MATLAB bicubic), never a test "
-        "set you report (scripts/prepare_data.sh makes one); default: none",
-    )
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--cache-dir", default=None, help="where LR images are cached (default: memory only)")
-    p.add_argument("--init", default=None, help="weights to start from")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this many minutes")
-    p.add_argument(
-        "--fit-minutes",
-        type=float,
-        default=None,
-        help="set --steps so training ends in about this many minutes (timed on steps 20-120; needs --warmup >= 120)",
-    )
-    p.add_argument("--workers", type=int, default=1, help="processes that make the LR cache (with --cache-dir)")
-    p.add_argument("--fp16-weights", action="store_true", help="store the final weights in float16")
-    p.add_argument("--hf-dataset", default=None, help="a Hub dataset id in super-image's layout (needs `datasets`)")
-    p.add_argument("--hf-config", default=None)
-    p.add_argument(
-        "--five-crop", action="store_true", help="super-image's pre-augmentation: 4 corners + centre, half size"
-    )
-    p.add_argument("--threads", type=int, default=None)
+    for f in fields(TrainConfig):
+        flag, help_, choices = "--" + f.name.replace("_", "-"), f.metadata["help"], f.metadata["choices"]
+        if f.name == "data":
+            p.add_argument("data", nargs="*", help=help_)
+        elif f.name == "scales":
+            p.add_argument(flag, type=int, nargs="+", default=list(f.default), choices=SUPPORTED_SCALES, help=help_)
+        elif f.type == "bool":
+            flag = f"--no-{f.name.replace('_', '-')}" if f.default else flag
+            p.add_argument(flag, dest=f.name, action="store_false" if f.default else "store_true", help=help_)
+        else:
+            kind = {"int": int, "float": float}.get(f.type.split(" |")[0], str)
+            required = f.default is MISSING
+            p.add_argument(
+                flag, type=kind, choices=choices, required=required, default=None if required else f.default, help=help_
+            )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.set_defaults(run=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     import torch
 
     from mdsr.train import TrainConfig, train
@@ -77,39 +64,11 @@ def run_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if not args.data and not args.hf_dataset:
         raise ValueError("give at least one folder of training images (or --hf-dataset)")
-    val = None if args.val_data in (None, "none") else args.val_data
-    cfg = TrainConfig(
-        data=tuple(args.data),
-        out=args.out,
-        preset=args.preset,
-        scales=tuple(args.scales),
-        patch_size=args.patch_size,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        lr=args.lr,
-        warmup=args.warmup,
-        schedule=args.schedule,
-        min_lr=args.min_lr,
-        decay_every=args.decay_every,
-        clip_grad=args.clip_grad,
-        precision=args.precision,
-        channels_last=not args.no_channels_last,
-        seed=args.seed,
-        val_data=val,
-        val_every=args.val_every,
-        checkpoint_every=args.checkpoint_every,
-        log_every=args.log_every,
-        cache_dir=args.cache_dir,
-        init=args.init,
-        max_minutes=args.max_minutes,
-        fit_minutes=args.fit_minutes,
-        workers=args.workers,
-        fp16_weights=args.fp16_weights,
-        hf_dataset=args.hf_dataset,
-        hf_config=args.hf_config,
-        five_crop=args.five_crop,
-    )
-    final = train(cfg, resume=args.resume)
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    values.update(data=tuple(args.data), scales=tuple(args.scales))
+    if values["val_data"] == "none":
+        values["val_data"] = None
+    final = train(TrainConfig(**values), resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"weights: {final}")
     return 0
@@ -137,7 +96,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
 def add_upscale(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("upscale", help="super-resolve images")
     p.add_argument("inputs", nargs="+", help="image files or folders")
-    p.add_argument("-s", "--scale", type=int, choices=[2, 3, 4], required=True)
+    p.add_argument("-s", "--scale", type=int, choices=SUPPORTED_SCALES, required=True)
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument(
         "--weights",
@@ -148,7 +107,7 @@ def add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", default="auto", help="HR-stage tile in LR pixels, 'auto' or 'none'")
     p.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16", "int8"],
+        choices=PRECISIONS,
         default="auto",
         help="auto: bf16 where the CPU/GPU has it natively, else fp32; int8: ~2x faster on CPUs, "
         "within 0.002 dB of fp32 on Set5, Set14 and BSD100 (opt-in)",
@@ -276,7 +235,7 @@ def run_upscale(args: argparse.Namespace) -> int:
 def add_downscale(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("downscale", help="make LR images with MATLAB's bicubic, as the benchmarks do")
     p.add_argument("inputs", nargs="+", help="image files or folders")
-    p.add_argument("-s", "--scale", type=int, choices=[2, 3, 4], required=True)
+    p.add_argument("-s", "--scale", type=int, choices=SUPPORTED_SCALES, required=True)
     p.add_argument("-o", "--out", required=True, help="output folder: OUT/{name}x{s}.png")
     p.add_argument("--border", choices=["symmetric", "replicate"], default="symmetric")
     p.set_defaults(run=run_downscale)
@@ -300,11 +259,11 @@ def run_downscale(args: argparse.Namespace) -> int:
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="PSNR/SSIM table on benchmark folders (HR/ and optional LR_bicubic*/)")
     p.add_argument("--data", nargs="+", required=True, help="benchmark folders")
-    p.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4], choices=[2, 3, 4])
+    p.add_argument("--scales", type=int, nargs="+", default=list(SUPPORTED_SCALES), choices=SUPPORTED_SCALES)
     p.add_argument("--weights", default=None, help="weights file, super-image folder or Hub id (default: bundled)")
     p.add_argument("--protocol", choices=["standard", "super-image"], default="standard")
     p.add_argument("--self-ensemble", action="store_true")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--json", default=None, help="write the results (with per-image scores) here")
     p.set_defaults(run=run_evaluate)
 

@@ -17,7 +17,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -26,7 +26,7 @@ from torch.nn import functional
 
 from mdsr.data import PatchDataset, list_images, step_generator, warm_lr_cache
 from mdsr.inference import autocast, bf16_supported, resolve_precision
-from mdsr.model import MDSR, MdsrConfig
+from mdsr.model import MDSR, SUPPORTED_SCALES, MdsrConfig
 from mdsr.weights import save_weights
 
 log = logging.getLogger(__name__)
@@ -37,37 +37,53 @@ PRESETS = {
 }
 
 
+def _option(default, help: str, *, choices: tuple | None = None):  # noqa: A002 (argparse's own word)
+    """A TrainConfig field with the help (and choices) of its ``mdsr train`` option."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    data: tuple[str, ...]
-    out: str
-    preset: str = "full"
-    scales: tuple[int, ...] = (2, 3, 4)
-    patch_size: int = 48
-    batch_size: int = 16
-    steps: int = 10_000
-    lr: float = 1e-4
-    warmup: int = 0
-    schedule: str = "cosine"  # "cosine": to min_lr at the last step; "step": halve every decay_every
-    min_lr: float = 1e-6
-    decay_every: int = 200_000
-    clip_grad: float | None = None
-    precision: str = "auto"  # "auto" | "fp32" | "bf16" (autocast; weights stay fp32)
-    channels_last: bool = True
-    seed: int = 0
-    val_data: str | None = None
-    val_every: int = 500
-    checkpoint_every: int = 100
-    log_every: int = 10
-    cache_dir: str | None = None
-    init: str | None = None  # weights to start from (a file or folder load_model accepts)
-    max_minutes: float | None = None  # stop cleanly (and save) after this long
-    fit_minutes: float | None = None  # size ``steps`` to end in about this long (see ``fit_steps``)
-    workers: int = 1  # processes that make the LR cache (needs cache_dir)
-    fp16_weights: bool = False
-    hf_dataset: str | None = None
-    hf_config: str | None = None
-    five_crop: bool = False
+    """Every setting of a run; ``mdsr train`` makes one option of each (the help is each field's ``help``)."""
+
+    data: tuple[str, ...] = _option(MISSING, "folders (or files) of HR training images")
+    out: str = _option(MISSING, "run folder: checkpoints, log.jsonl, curve.png, weights.safetensors")
+    preset: str = _option("full", "the architecture", choices=tuple(PRESETS))
+    scales: tuple[int, ...] = _option(SUPPORTED_SCALES, "scales to train, one drawn per step")
+    patch_size: int = _option(48, "LR patch side in pixels")
+    batch_size: int = _option(16, "patches per step (per process under torchrun)")
+    steps: int = _option(10_000, "optimiser steps in all")
+    lr: float = _option(1e-4, "peak learning rate (Adam)")
+    warmup: int = _option(0, "steps of linear warm-up")
+    schedule: str = _option(
+        "cosine", "cosine: to --min-lr at the last step; step: halve every --decay-every", choices=("cosine", "step")
+    )
+    min_lr: float = _option(1e-6, "the cosine schedule's last learning rate")
+    decay_every: int = _option(200_000, "steps between halvings (--schedule step)")
+    clip_grad: float | None = _option(None, "clip the gradient norm to this")
+    precision: str = _option(
+        "auto", "autocast precision (weights stay fp32); auto: bf16 where native", choices=("auto", "fp32", "bf16")
+    )
+    channels_last: bool = _option(True, "channels-last activations (--no-channels-last turns them off)")
+    seed: int = _option(0, "seed of the initialisation and of every batch")
+    val_data: str | None = _option(
+        None,
+        "held-out images to choose best.pt on: a folder with HR/ (LR made with MATLAB bicubic), never a test set you report (scripts/prepare_data.sh makes one)",
+    )
+    val_every: int = _option(500, "steps between validations")
+    checkpoint_every: int = _option(100, "steps between checkpoints (last.pt)")
+    log_every: int = _option(10, "steps between log.jsonl records")
+    cache_dir: str | None = _option(None, "where LR images are cached (default: memory only)")
+    init: str | None = _option(None, "weights to start from (a file or folder load_model accepts), loaded strictly")
+    max_minutes: float | None = _option(None, "stop cleanly (and save) after this many minutes")
+    fit_minutes: float | None = _option(
+        None, "set --steps so training ends in about this many minutes (timed on steps 20-120; needs --warmup >= 120)"
+    )
+    workers: int = _option(1, "processes that make the LR cache (with --cache-dir)")
+    fp16_weights: bool = _option(False, "store the final weights in float16")
+    hf_dataset: str | None = _option(None, "a Hub dataset id in super-image's layout (needs `datasets`)")
+    hf_config: str | None = _option(None, "the Hub dataset's configuration")
+    five_crop: bool = _option(False, "super-image's pre-augmentation: 4 corners + centre, half size")
 
 
 class NonFiniteLossError(RuntimeError):
