@@ -10,12 +10,13 @@ Metrics follow the literature's protocol (``mdsr.metrics``) on 8-bit colour: alp
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from mdsr.imaging import ImageError, Picture, imresize, preview_rgb
-from mdsr.inference import ProgressCallback, RunInfo, upscale_picture
+from mdsr.inference import DEFAULT_MAX_OUTPUT_PIXELS, Precision, ProgressCallback, RunInfo, upscale_picture
 from mdsr.metrics import psnr, ssim
 from mdsr.model import MDSR
 
@@ -109,19 +110,25 @@ def compare(
     self_truth: bool = False,
     progress: ProgressCallback | None = None,
     with_bicubic: bool = True,
-    **upscale_options,
+    tile: int | Literal["auto"] | None = "auto",
+    precision: Precision = "auto",
+    self_ensemble: bool = False,
+    max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
 ) -> Comparison:
     """Upscale ``pic`` (or, with ``self_truth``, its MATLAB-bicubic downscale) and compare.
 
-    The bicubic baseline is made when ``with_bicubic`` or a ground truth asks for it (its metrics).
-    ``upscale_options`` go to ``upscale_picture`` (tile, precision, self_ensemble, max_output_pixels).
+    The bicubic baseline is made when ``with_bicubic`` or a ground truth asks for it (its metrics); the
+    other keywords are ``upscale_picture``'s.
     """
     if self_truth:
         truth, pic = pic, downscale_picture(pic, scale)
         truth = crop_picture(truth, (pic.rgb.shape[0] * scale, pic.rgb.shape[1] * scale))
     elif truth is not None:
         truth = fit_ground_truth(pic, truth, scale)
-    output, info = upscale_picture(model, pic, scale, progress=progress, **upscale_options)
+    output, info = upscale_picture(
+        model, pic, scale, progress=progress, tile=tile, precision=precision, self_ensemble=self_ensemble,
+        max_output_pixels=max_output_pixels,
+    )  # fmt: skip
     bicubic = bicubic_upscale(pic, scale) if with_bicubic or truth is not None else None
     metrics = measure(output, truth, bicubic, scale) if truth is not None else None
     return Comparison(lr=pic, bicubic=bicubic, output=output, truth=truth, metrics=metrics, info=info)
