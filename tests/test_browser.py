@@ -90,7 +90,7 @@ def test_your_own_weights_upscale_and_are_named(page, url, tmp_path):
     page.get_by_text("Options").click()
     page.locator("#weights label", has_text="my weights").click()
     page.locator("#my-weights input[type=file]").set_input_files(str(weights))
-    page.locator("#my-weights", has_text="my-run.safetensors").wait_for(timeout=30_000)
+    page.locator("#my-weights", has_text="my-run").wait_for(timeout=60_000)  # name and suffix apart
     page.locator("#upscale-button").click()
     page.locator("#run-info", has_text="my-run.safetensors weights — my fine-tune; 120 steps").wait_for(timeout=180_000)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -112,7 +112,7 @@ def test_ab_mode_compares_your_weights_with_the_bundled_ones(page, url, tmp_path
     page.get_by_text("Options").click()
     page.locator("#weights label", has_text="my weights").click()
     page.locator("#my-weights input[type=file]").set_input_files(str(weights))
-    page.locator("#my-weights", has_text="candidate.safetensors").wait_for(timeout=30_000)
+    page.locator("#my-weights", has_text="candidate").wait_for(timeout=60_000)  # name and suffix apart
     page.locator("#versus label", has_text="bundled (offline)").click()
     page.locator("#upscale-button").click()
     page.locator("#metrics", has_text="A − B").wait_for(timeout=180_000)
