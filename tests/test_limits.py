@@ -57,3 +57,46 @@ print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert float(done.stdout.split()[-1]) <= 1536
+
+
+def test_a_request_over_the_memory_estimate_is_refused_before_any_work(tmp_path):
+    import app
+
+    photo((400, 300)).save(tmp_path / "lr.png")  # photo() pads: only the size matters here
+    big = app.read_image(str(tmp_path / "lr.png"))
+    assert app.estimated_peak_mb(1000 * 1000, 16_000_000, full_views=True) > app.MAX_REQUEST_MB
+    side = 620  # x4 with the bicubic view: 410 + 850e-6 * 384,400 + 140e-6 * 6,150,400 = 1,598 MB
+    photo((side, side)).save(tmp_path / "big.png")
+    with pytest.raises(app.gr.Error, match=r"a 620x620 image at 4x with the bicubic view .* about 1,598 MB; the limit"):
+        app.run_comparison(
+            str(tmp_path / "big.png"), 4, app.GT_NONE, None, app.BUNDLED, False, "auto", lambda *a, **k: None
+        )
+    assert big.size == (400, 300)
+
+
+@pytest.mark.slow
+def test_the_largest_ground_truth_request_at_4x_peaks_under_1_5_gb(tmp_path):
+    """A fresh process runs the UI's handler with a ground truth on the largest square input the memory
+    estimate accepts at x4, and reports its peak."""
+    import app
+
+    side = max(
+        s for s in range(16, 2000, 8) if app.estimated_peak_mb(s * s, 16 * s * s, full_views=True) <= app.MAX_REQUEST_MB
+    )
+    code = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+import numpy as np
+from PIL import Image
+import app
+from mdsr.imaging import downscale_array
+hr = np.random.default_rng(0).integers(0, 255, ({side} * 4, {side} * 4, 3), dtype=np.uint8)
+Image.fromarray(hr).save({str(tmp_path / "hr.png")!r})
+Image.fromarray(downscale_array(hr, 4)).save({str(tmp_path / "lr.png")!r})
+del hr
+app.upscale_ui({str(tmp_path / "lr.png")!r}, 4, app.GT_UPLOAD, {str(tmp_path / "hr.png")!r}, app.BUNDLED, False, "auto", True, 50, 50, progress=lambda *a, **k: None)
+print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.split()[-1]) <= 1536
