@@ -1,7 +1,8 @@
 """Opt-in int8 inference for CPUs: the same network with 8-bit convolutions where they are safe.
 
-What is quantised, and why it costs almost no PSNR (measured with the shipped weights: mean PSNR within
-0.002 dB of fp32 on Set5, Set14 and BSD100 at x2, x3 and x4):
+What is quantised, and why it costs little PSNR (measured with the shipped weights: mean PSNR within
+0.005 dB of fp32 on Set5, Set14 and BSD100 at x2, x3 and x4; per image up to 0.012 dB on Set5, which is
+why "auto" does not choose it):
 - The residual blocks' convolutions (pre-process and body, 68 of the 72 large convolutions) take
   uint8 activations and int8 weights. Each block's output is multiplied by ``res_scale`` (0.1)
   before it joins the fp32 skip path, so their rounding error reaches the image damped tenfold.
@@ -166,7 +167,7 @@ def calibrate(model: MDSR, images: list[torch.Tensor], *, margin: float = 2.0) -
     (fp32 (1, 3, H, W) in [0, 1]), the images taking the model's scales in turn.
 
     A margin of 2 costs one bit of the ReLU outputs' 8 (their error is damped tenfold by res_scale)
-    and made re-computation rare: none in the 170 + 476 block runs of Set5 and Set14 at x2/x3/x4.
+    and made re-computation rare: none in the 170 + 476 block runs of Set5 and Set14 at x2/x3/x4 (first weights).
     """
     branches = [m for m in model.modules() if isinstance(m, Int8Branch)]
     peaks = dict.fromkeys(branches, 0.0)
