@@ -54,16 +54,6 @@ GT_SELF = "use my image as ground truth"
 STORE = WeightStore(prepare=to_serving_device)
 
 
-class RawNumber(gr.Number):
-    """A number handed over as sent, so that `parse_scale` can name what was wrong with it (a string, a
-    fraction, NaN, a list) instead of Gradio's own conversion failing without a message."""
-
-    is_template = True
-
-    def preprocess(self, payload):
-        return payload
-
-
 @dataclass(frozen=True)
 class Refused:
     """An upload refused while it was received: the admission check (or the handler) reports it as the
@@ -72,41 +62,39 @@ class Refused:
     message: str
 
 
-class RawText(gr.Textbox):
-    """A value handed over as sent (a precision name), for `mdsr` to check and name the choices."""
-
-    is_template = True
-
-    def preprocess(self, payload):
-        return payload
+def as_sent(_component, payload):
+    """A value handed to the handler as sent, so that `mdsr` checks it and names what was wrong with it (a
+    string, a fraction, NaN, a list) instead of Gradio's conversion failing without a word."""
+    return payload
 
 
-class UploadedImage(gr.Image):
-    """An image upload handed over as the uploaded file itself: `mdsr.read_image` then decodes it (16-bit
-    colour, EXIF orientation, first frame) and words every error, where Gradio would fail generically."""
+def as_received(component, payload):
+    """An upload handed over as the file that came with the request (checked by `received_file`), or a
+    list of them for ``file_count="multiple"``; `mdsr` then decodes it and words every error."""
+    if payload is None:
+        return None
+    files = payload.root if hasattr(payload, "root") else [payload]
+    if not all(f.path or (f.url or "").startswith("data:") for f in files):
+        return type(component).__base__.preprocess(component, payload)
+    received = [received_file(f, component.GRADIO_CACHE) for f in files]
+    return received if hasattr(payload, "root") else received[0]
 
-    is_template = True  # rendered by the frontend's standard Image component
 
-    def preprocess(self, payload):
-        if payload is not None and (payload.path or (payload.url or "").startswith("data:")):
-            return received_file(payload, self.GRADIO_CACHE)
-        return super().preprocess(payload)
+# Template components: rendered by the frontend's standard ones, with the preprocessing above.
+class RawNumber(gr.Number):  # the API's scale
+    is_template, preprocess = True, as_sent
 
 
-class UploadedFile(gr.File):
-    """A file upload (weights, batch images) with the same checks as `UploadedImage`; a list of them
-    where ``file_count="multiple"``."""
+class RawText(gr.Textbox):  # the API's precision and weights names
+    is_template, preprocess = True, as_sent
 
-    is_template = True
 
-    def preprocess(self, payload):
-        if payload is None:
-            return None
-        files = payload.root if hasattr(payload, "root") else [payload]
-        if not all(f.path or (f.url or "").startswith("data:") for f in files):
-            return super().preprocess(payload)
-        received = [received_file(f, self.GRADIO_CACHE) for f in files]
-        return received if hasattr(payload, "root") else received[0]
+class UploadedImage(gr.Image):  # kept as its file: 16-bit colour, EXIF orientation and the first frame survive
+    is_template, preprocess = True, as_received
+
+
+class UploadedFile(gr.File):  # weights files and batch images
+    is_template, preprocess = True, as_received
 
 
 def received_file(payload, cache: str) -> str | Refused:
@@ -177,6 +165,8 @@ def admit_ui(
     versus,
     request: gr.Request,
 ):
+    """`upscale_ui`'s inputs, named one by one: Gradio finds the request argument only in such a signature
+    (with ``*values`` the UI's own endpoint stopped answering)."""
     values = (image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y)
     return admit(request, (*values, my_file, my_listed, versus))
 

@@ -3,9 +3,13 @@ research data beside the checkout when present."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,3 +128,34 @@ def running_app() -> Iterator[str]:
         yield url
     finally:
         app.demo.close()
+
+
+# Raw HTTP calls to the demo's /upscale endpoint, as any client on the internet could make them.
+
+
+def call(url: str, data: list) -> tuple[str, str]:
+    """POST /gradio_api/call/upscale, then read the event stream: ("complete" or "error", its data). A
+    request refused on arrival, before it joins the queue, is an "error" too."""
+    try:
+        with urllib.request.urlopen(submit(url, data), timeout=60) as response:
+            event_id = json.loads(response.read())["event_id"]
+    except urllib.error.HTTPError as err:
+        return "error", err.read().decode()
+    with urllib.request.urlopen(f"{url}gradio_api/call/upscale/{event_id}", timeout=120) as response:
+        stream = response.read().decode()
+    event = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("event: ")][-1]
+    payload = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("data: ")][-1]
+    return event, payload
+
+
+def submit(url: str, data: list) -> urllib.request.Request:
+    """A raw call sends every argument: (image, scale, ground truth, precision, weights)."""
+    body = json.dumps({"data": [*data, "auto"] if len(data) == 4 else data}).encode()
+    return urllib.request.Request(f"{url}gradio_api/call/upscale", body, headers={"Content-Type": "application/json"})
+
+
+def data_url(image: Image.Image, padding: int = 0) -> dict:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    raw = buffer.getvalue() + b"\0" * padding  # trailing bytes: still a decodable PNG, only larger
+    return {"url": "data:image/png;base64," + base64.b64encode(raw).decode(), "meta": {"_type": "gradio.FileData"}}

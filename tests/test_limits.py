@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, running_app
+from conftest import ROOT, call, data_url, running_app
 from sample_files import photo
-from test_security import call, data_url
 
 
 def disk_bytes(folder: Path) -> int:

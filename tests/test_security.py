@@ -3,15 +3,12 @@ files, smuggle oversized data: URLs, send malformed scales or ask for too much w
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import urllib.error
 import urllib.request
 
 import pytest
-from conftest import ROOT, running_app
-from PIL import Image
+from conftest import ROOT, call, data_url, running_app, submit
 from sample_files import photo
 
 EXAMPLES = ROOT / "examples"
@@ -21,34 +18,6 @@ EXAMPLES = ROOT / "examples"
 def url():
     with running_app() as address:
         yield address
-
-
-def call(url: str, data: list) -> tuple[str, str]:
-    """POST /gradio_api/call/upscale, then read the event stream: ("complete" or "error", its data). A
-    request refused on arrival, before it joins the queue, is an "error" too."""
-    try:
-        with urllib.request.urlopen(submit(url, data), timeout=60) as response:
-            event_id = json.loads(response.read())["event_id"]
-    except urllib.error.HTTPError as err:
-        return "error", err.read().decode()
-    with urllib.request.urlopen(f"{url}gradio_api/call/upscale/{event_id}", timeout=120) as response:
-        stream = response.read().decode()
-    event = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("event: ")][-1]
-    payload = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("data: ")][-1]
-    return event, payload
-
-
-def submit(url: str, data: list) -> urllib.request.Request:
-    """A raw call sends every argument: (image, scale, ground truth, precision, weights)."""
-    body = json.dumps({"data": [*data, "auto"] if len(data) == 4 else data}).encode()
-    return urllib.request.Request(f"{url}gradio_api/call/upscale", body, headers={"Content-Type": "application/json"})
-
-
-def data_url(image: Image.Image, padding: int = 0) -> dict:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    raw = buffer.getvalue() + b"\0" * padding  # trailing bytes: still a decodable PNG, only larger
-    return {"url": "data:image/png;base64," + base64.b64encode(raw).decode(), "meta": {"_type": "gradio.FileData"}}
 
 
 @pytest.mark.parametrize("path", [str(EXAMPLES / "astronaut_lr_x4.png"), "/etc/hostname", "/nonexistent.png", "/tmp"])
