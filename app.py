@@ -9,10 +9,12 @@ import ipaddress
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import gradio as gr
+import numpy as np
 
 from mdsr.batch import check_batch_work, collect, upscale_batch
 from mdsr.compare import Comparison, check_ground_truth_size, compare, error_map, zoom_panel
@@ -51,7 +53,7 @@ GT_SELF = "use my image as ground truth"
 
 # Weights are loaded on first use and kept; whether the Hub is reachable is decided once, here (3 s at most,
 # at once under HF_HUB_OFFLINE). On a ZeroGPU Space the models live on CUDA (to_serving_device).
-STORE = WeightStore(prepare=to_serving_device)
+STORE = WeightStore(place=to_serving_device)
 
 
 @dataclass(frozen=True)
@@ -210,17 +212,17 @@ def metrics_markdown(
         return "*No ground truth: choose one under **Ground truth** to see PSNR and SSIM.*"
     s = comparison.info.scale
     head = f"| x{s}, Y channel, {s} px border shaved | PSNR (dB) | SSIM |\n| --- | --- | --- |\n"
-    bicubic = f"| Bicubic | {m['bicubic']['psnr']:.2f} | {m['bicubic']['ssim']:.4f} |\n"
+    bicubic = f"| Bicubic | {m.bicubic.psnr:.2f} | {m.bicubic.ssim:.4f} |\n"
     if other is None:
         return (
-            head + bicubic + f"| MDSR-BAM | {m['mdsr']['psnr']:.2f} | {m['mdsr']['ssim']:.4f} |\n"
-            f"| **Gain** | **{m['gain_db']:+.2f}** | |"
+            head + bicubic + f"| MDSR-BAM | {m.mdsr.psnr:.2f} | {m.mdsr.ssim:.4f} |\n"
+            f"| **Gain** | **{m.gain_db:+.2f}** | |"
         )
-    a, b = m["mdsr"], other.metrics["mdsr"]
+    a, b = m.mdsr, other.metrics.mdsr
     return (
-        head + bicubic + f"| {a_label} | {a['psnr']:.2f} | {a['ssim']:.4f} |\n"
-        f"| {b_label} | {b['psnr']:.2f} | {b['ssim']:.4f} |\n"
-        f"| **A − B** | **{a['psnr'] - b['psnr']:+.2f}** | **{a['ssim'] - b['ssim']:+.4f}** |"
+        head + bicubic + f"| {a_label} | {a.psnr:.2f} | {a.ssim:.4f} |\n"
+        f"| {b_label} | {b.psnr:.2f} | {b.ssim:.4f} |\n"
+        f"| **A − B** | **{a.psnr - b.psnr:+.2f}** | **{a.ssim - b.ssim:+.4f}** |"
     )
 
 
@@ -241,14 +243,14 @@ compare_on_device = on_zerogpu(compare)  # compare() itself everywhere but on Ze
 
 def run_comparison(
     image,
+    *,
     scale,
     gt_mode,
     gt_image,
     weights,
-    self_ensemble,
+    self_ensemble: bool,
     precision,
     progress,
-    *,
     with_bicubic: bool = True,
     mine: str | Refused | None = None,
     models: int = 1,
@@ -323,6 +325,24 @@ def check_work(pic, scale: int, self_ensemble: bool, models: int = 1) -> None:
         raise ValueError(f"this request is {what} = {work:,}; the limit per request is {MAX_WORK_PIXELS:,}")
 
 
+class UiResult(NamedTuple):
+    """One run's outputs, in the order of the UI's output components; ``view`` is kept (gr.State) for
+    re-zooming without running again."""
+
+    slider: tuple[np.ndarray, np.ndarray]
+    output: np.ndarray
+    download: str
+    zoom: np.ndarray
+    metrics: str
+    errors: list | None
+    info: str
+    view: tuple
+
+    def shown(self) -> tuple:
+        """Everything but the kept view: what an example row shows."""
+        return tuple(getattr(self, name) for name in self._fields if name != "view")
+
+
 def upscale_ui(
     image,
     scale,
@@ -341,15 +361,13 @@ def upscale_ui(
 ):
     """Upscale with the chosen weights (A) and show it beside bicubic, or beside weights B (A/B mode)."""
     ab = versus not in (None, VERSUS_BICUBIC)
+    request = dict(scale=scale, gt_mode=gt_mode, gt_image=gt_image, self_ensemble=self_ensemble, precision=precision)
     comparison, loaded = run_comparison(
-        image, scale, gt_mode, gt_image, weights, self_ensemble, precision, progress,
-        mine=my_file or my_listed, models=2 if ab else 1,
-    )  # fmt: skip
+        image, **request, weights=weights, progress=progress, mine=my_file or my_listed, models=2 if ab else 1
+    )
     left, right_label, other = ("bicubic", comparison.bicubic), "MDSR-BAM", None
     if ab:
-        other, other_loaded = run_comparison(
-            image, scale, gt_mode, gt_image, versus, self_ensemble, precision, progress, with_bicubic=False
-        )
+        other, other_loaded = run_comparison(image, **request, weights=versus, progress=progress, with_bicubic=False)
         left, right_label = (f"B: {other_loaded.name}", other.output), f"A: {loaded.name}"
     output = preview_rgb(comparison.output)
     maps = None
@@ -359,15 +377,15 @@ def upscale_ui(
             (error_map(comparison.output, comparison.truth), f"|{right_label} − truth| ×4"),
         ]
     view = (comparison, left, right_label)
-    return (
-        (preview_rgb(left[1]), output),
-        output,
-        save_output(comparison),
-        zoom_of(view, auto_zoom, zoom_x, zoom_y),
-        metrics_markdown(comparison, other, left[0], right_label),
-        maps,
-        info_markdown(comparison, loaded) + (f" · **slider:** {left[0]} ◀ ▶ {right_label}" if ab else ""),
-        view,
+    return UiResult(
+        slider=(preview_rgb(left[1]), output),
+        output=output,
+        download=save_output(comparison),
+        zoom=zoom_of(view, auto_zoom, zoom_x, zoom_y),
+        metrics=metrics_markdown(comparison, other, left[0], right_label),
+        errors=maps,
+        info=info_markdown(comparison, loaded) + (f" · **slider:** {left[0]} ◀ ▶ {right_label}" if ab else ""),
+        view=view,
     )
 
 
@@ -379,8 +397,20 @@ def zoom_of(view, auto_zoom, zoom_x, zoom_y):
 
 def run_example(image, scale, gt_mode, gt_image):
     """An example row with the default options (cached the first time someone clicks it)."""
-    no_progress = lambda *args, **kwargs: None  # noqa: E731
-    return upscale_ui(image, scale, gt_mode, gt_image, AUTO, False, "auto", True, 50, 50, progress=no_progress)[:-1]
+    result = upscale_ui(
+        image=image,
+        scale=scale,
+        gt_mode=gt_mode,
+        gt_image=gt_image,
+        weights=AUTO,
+        self_ensemble=False,
+        precision="auto",
+        auto_zoom=True,
+        zoom_x=50,
+        zoom_y=50,
+        progress=lambda *args, **kwargs: None,
+    )
+    return result.shown()
 
 
 BATCH_COLUMNS = ["file", "size in", "size out", "seconds", "PSNR", "SSIM", "bicubic PSNR", "error"]
@@ -433,16 +463,15 @@ def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto
     MDSR-BAM and bicubic. `precision`: "auto", "fp32", "bf16" or "int8" (CPU, ~2x faster). `weights`:
     "auto" (the published eugenesiow/mdsr-bam where the Hub has them, else the bundled ones), "bundled" or
     "published". Returns the PNG and a report naming the weights that made it."""
-    gt_mode = GT_UPLOAD if ground_truth is not None else GT_NONE
     comparison, loaded = run_comparison(
         image,
-        scale,
-        gt_mode,
-        ground_truth,
-        weights or "auto",
-        False,
-        precision or "auto",
-        lambda *a, **k: None,
+        scale=scale,
+        gt_mode=GT_UPLOAD if ground_truth is not None else GT_NONE,
+        gt_image=ground_truth,
+        weights=weights or "auto",
+        self_ensemble=False,
+        precision=precision or "auto",
+        progress=lambda *a, **k: None,
         with_bicubic=False,
     )
     i = comparison.info
@@ -456,7 +485,7 @@ def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto
         "seconds": round(i.seconds, 3),
         "weights": loaded.name,
         "weights_note": loaded.note,
-        "metrics": comparison.metrics,
+        "metrics": None if comparison.metrics is None else asdict(comparison.metrics),
     }
     return save_output(comparison), report
 

@@ -178,8 +178,11 @@ def quality(
     """PSNR of each fast path minus PSNR of fp32 whole-image inference (super-image's arithmetic, on
     the same edge-padded input): what tiling, striping and precision cost."""
     from mdsr.evaluate import Pair, load_benchmark
-    from mdsr.imaging import array_to_tensor, downscale_array, load_image_array, tensor_to_array
+    from mdsr.imaging import array_to_tensor, bicubic_downscale, modcrop, read_rgb8, tensor_to_array, to_uint
     from mdsr.metrics import psnr
+
+    def psnr_of(sr: torch.Tensor, pair: Pair, scale: int) -> float:
+        return psnr(to_uint(tensor_to_array(sr)), pair.hr, shave=scale)
 
     rows = []
     for scale in scales:
@@ -189,9 +192,8 @@ def quality(
             sets["Set5"] = load_benchmark(set5, scale)
         examples = []
         for name in ("astronaut", "coffee", "chelsea"):
-            hr = load_image_array(ROOT / "examples" / f"{name}.png")
-            hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
-            examples.append(Pair(name, downscale_array(hr, scale), hr))
+            hr = modcrop(read_rgb8(ROOT / "examples" / f"{name}.png"), scale)
+            examples.append(Pair(name, bicubic_downscale(hr, scale), hr))
         sets["examples"] = examples
         for name, pairs in sets.items():
             diffs: dict[str, list[float]] = {p: [] for p in precisions}
@@ -201,14 +203,14 @@ def quality(
                     pad, crop = EDGE_PADDING, EDGE_PADDING * scale  # on the same edge-padded input
                     whole = model(torch.nn.functional.pad(lr, (pad,) * 4, mode="replicate"), scale).detach()
                     whole = whole[:, :, crop:-crop, crop:-crop].clamp(0, 1)
-                    reference = psnr(tensor_to_array(whole), pair.hr, shave=scale)
+                    reference = psnr_of(whole, pair, scale)
                 for precision, runner in precisions.items():
-                    fast = psnr(tensor_to_array(fast_path(runner, lr, scale, precision)), pair.hr, shave=scale)
+                    fast = psnr_of(fast_path(runner, lr, scale, precision), pair, scale)
                     diffs[precision].append(fast - reference)
                 for other, run in (others or {}).get(scale, {}).items():  # whole image, same edge padding
                     out = run(torch.nn.functional.pad(lr, (pad,) * 4, mode="replicate"))
                     out = out[:, :, crop:-crop, crop:-crop].clamp(0, 1)
-                    diffs.setdefault(other, []).append(psnr(tensor_to_array(out), pair.hr, shave=scale) - reference)
+                    diffs.setdefault(other, []).append(psnr_of(out, pair, scale) - reference)
             row = {"set": name, "scale": scale, "images": len(pairs)}
             for precision, d in diffs.items():
                 row[f"{precision}_max_abs_psnr_diff_db"] = max(abs(v) for v in d)

@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 from skimage import data
 
-from mdsr.imaging import downscale_array
+from mdsr.imaging import bicubic_downscale
 
 HERE = Path(__file__).parent
 EXAMPLES = {"astronaut": (data.astronaut, 4), "coffee": (data.coffee, 3), "chelsea": (data.chelsea, 2)}
@@ -24,7 +24,7 @@ def main() -> None:
     for name, (load, scale) in EXAMPLES.items():
         hr = load()
         Image.fromarray(hr).save(HERE / f"{name}.png", optimize=True)
-        Image.fromarray(downscale_array(hr, scale)).save(HERE / f"{name}_lr_x{scale}.png", optimize=True)
+        Image.fromarray(bicubic_downscale(hr, scale)).save(HERE / f"{name}_lr_x{scale}.png", optimize=True)
 
 
 if __name__ == "__main__":

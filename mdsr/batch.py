@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mdsr.compare import bicubic_upscale, fit_ground_truth, score
+from mdsr.compare import fit_ground_truth, score
 from mdsr.data import IMAGE_SUFFIXES
-from mdsr.imaging import ImageError, image_size, read_image, save_picture
+from mdsr.imaging import ImageError, bicubic_upscale, image_size, read_image, save_picture
 from mdsr.inference import Precision, upscale_picture
 from mdsr.model import MDSR
 
@@ -116,7 +116,7 @@ def upscale_batch(
                 largest = (pic.size[0] + 1) * scale * (pic.size[1] + 1) * scale  # fit_ground_truth checks exactly
                 truth = fit_ground_truth(pic, read_image(truth_source, max_pixels=largest), scale)
                 ours, bicubic = score(result, truth, scale), score(bicubic_upscale(pic, scale), truth, scale)
-                row = replace(row, psnr=ours["psnr"], ssim=ours["ssim"], bicubic_psnr=bicubic["psnr"])
+                row = replace(row, psnr=ours.psnr, ssim=ours.ssim, bicubic_psnr=bicubic.psnr)
         except (ImageError, ValueError, OSError) as err:
             row = BatchRow(name, error=str(err))
         rows.append(row)

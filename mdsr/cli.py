@@ -183,9 +183,8 @@ def run_upscale(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    from mdsr.compare import bicubic_upscale
-    from mdsr.imaging import preview_rgb, read_image, save_picture
-    from mdsr.inference import prepare, upscale_picture
+    from mdsr.imaging import bicubic_upscale, preview_rgb, read_image, save_picture
+    from mdsr.inference import model_for_precision, upscale_picture
     from mdsr.weights import WeightStore, load_model
 
     tile = parse_tile(args.tile)
@@ -197,7 +196,7 @@ def run_upscale(args: argparse.Namespace) -> int:
         model = loaded.model
     else:
         model = load_model(args.weights, scale=args.scale)
-    model, _mode = prepare(model, args.precision)  # int8: convert once
+    model, _mode = model_for_precision(model, args.precision)  # int8: convert once
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -244,13 +243,13 @@ def add_downscale(sub: argparse._SubParsersAction) -> None:
 def run_downscale(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from mdsr.imaging import downscale_array, load_image_array
+    from mdsr.imaging import bicubic_downscale, read_rgb8
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def downscale_one(path: Path) -> None:
-        lr = downscale_array(load_image_array(path), args.scale, border=args.border)
+        lr = bicubic_downscale(read_rgb8(path), args.scale, border=args.border)
         Image.fromarray(lr).save(out_dir / f"{path.stem}x{args.scale}.png")
 
     return process_files(expand_inputs(args.inputs), downscale_one)

@@ -9,16 +9,42 @@ Metrics follow the literature's protocol (``mdsr.metrics``) on 8-bit colour: alp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mdsr.imaging import ImageError, Picture, imresize, preview_rgb
+from mdsr.imaging import (
+    ImageError,
+    Picture,
+    bicubic_downscale,
+    bicubic_upscale,
+    crop_picture,
+    preview_rgb,
+    rgb8,
+    to_uint,
+)
 from mdsr.inference import DEFAULT_MAX_OUTPUT_PIXELS, Precision, ProgressCallback, RunInfo, upscale_picture
-from mdsr.metrics import psnr, ssim
+from mdsr.metrics import psnr, rgb_to_y, ssim
 from mdsr.model import MDSR
+
+
+@dataclass(frozen=True)
+class Scores:
+    """PSNR (dB) and SSIM of one picture against the truth, rounded to 4 decimals."""
+
+    psnr: float
+    ssim: float
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Bicubic and MDSR-BAM against the truth, and MDSR-BAM's PSNR gain in dB (the API's JSON: ``asdict``)."""
+
+    bicubic: Scores
+    mdsr: Scores
+    gain_db: float
 
 
 @dataclass(frozen=True)
@@ -27,48 +53,21 @@ class Comparison:
     bicubic: Picture | None  # None where nothing shows it (no slider, no ground truth)
     output: Picture
     truth: Picture | None
-    metrics: dict | None
+    metrics: Metrics | None
     info: RunInfo
 
 
-def _eight_bit(pic: Picture) -> np.ndarray:
-    """uint8 RGB (H, W, 3) of the colour planes, alpha ignored (for metrics and bicubic)."""
-    rgb = np.repeat(pic.rgb.mean(axis=2, keepdims=True), 3, axis=2) if pic.grey else pic.rgb
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
-
-
-def _resize_picture(pic: Picture, scale: float, size: tuple[int, int]) -> Picture:
-    """MATLAB bicubic of a picture: 8-bit colour through uint8 (rounded after each pass, as the
-    literature's bicubic baseline), 16-bit colour and alpha in float."""
-    if pic.bit_depth == 8:
-        rgb = imresize(_eight_bit(pic), scale, size=size).astype(np.float32) / 255.0
-    else:
-        rgb = np.clip(imresize(pic.rgb.astype(np.float64), scale, size=size), 0, 1).astype(np.float32)
-    alpha = None
-    if pic.alpha is not None:
-        alpha = np.clip(imresize(pic.alpha.astype(np.float64), scale, size=size), 0, 1).astype(np.float32)
-    return replace(pic, rgb=rgb, alpha=alpha)
-
-
-def bicubic_upscale(pic: Picture, scale: int) -> Picture:
-    h, w = pic.rgb.shape[:2]
-    return _resize_picture(pic, scale, (h * scale, w * scale))
-
-
-def downscale_picture(pic: Picture, scale: int) -> Picture:
-    """Crop to a multiple of ``scale``, then MATLAB ``imresize(img, 1/scale)``."""
-    h, w = pic.rgb.shape[:2]
+def own_truth(pic: Picture, scale: int) -> tuple[Picture, Picture]:
+    """(LR, truth) where the picture is its own ground truth: cropped to a multiple of ``scale``, and
+    that crop downscaled with MATLAB's bicubic."""
+    w, h = pic.size
     if min(h, w) < 2 * scale:
         raise ImageError(
-            f"the image is {w}x{h}; to use it as its own ground truth at {scale}x it must be at least {2 * scale} pixels on each side"
+            f"the image is {w}x{h}; to use it as its own ground truth at {scale}x it must be at least "
+            f"{2 * scale} pixels on each side"
         )
-    cropped = crop_picture(pic, (h - h % scale, w - w % scale))
-    return _resize_picture(cropped, 1 / scale, (cropped.rgb.shape[0] // scale, cropped.rgb.shape[1] // scale))
-
-
-def crop_picture(pic: Picture, size_hw: tuple[int, int]) -> Picture:
-    h, w = size_hw
-    return replace(pic, rgb=pic.rgb[:h, :w], alpha=None if pic.alpha is None else pic.alpha[:h, :w])
+    lr = bicubic_downscale(pic, scale)
+    return lr, crop_picture(pic, (lr.rgb.shape[0] * scale, lr.rgb.shape[1] * scale))
 
 
 def check_ground_truth_size(lr_size: tuple[int, int], truth_size: tuple[int, int], scale: int) -> None:
@@ -88,17 +87,16 @@ def fit_ground_truth(lr: Picture, truth: Picture, scale: int) -> Picture:
     return crop_picture(truth, (h * scale, w * scale))
 
 
-def score(pic: Picture, truth: Picture, scale: int) -> dict:
+def score(pic: Picture, truth: Picture, scale: int) -> Scores:
     """PSNR/SSIM of one picture against the truth: Y channel, shave = scale, 8-bit (``mdsr.metrics``)."""
-    out8, truth8 = _eight_bit(pic), _eight_bit(truth)
-    return {"psnr": round(psnr(out8, truth8, shave=scale), 4), "ssim": round(ssim(out8, truth8, shave=scale), 4)}
+    out8, truth8 = rgb8(pic), rgb8(truth)
+    return Scores(psnr=round(psnr(out8, truth8, shave=scale), 4), ssim=round(ssim(out8, truth8, shave=scale), 4))
 
 
-def measure(output: Picture, truth: Picture, bicubic: Picture, scale: int) -> dict:
+def measure(output: Picture, truth: Picture, bicubic: Picture, scale: int) -> Metrics:
     """PSNR/SSIM (Y channel, shave = scale) of MDSR-BAM and bicubic against the truth, and the gain."""
-    scores = {"bicubic": score(bicubic, truth, scale), "mdsr": score(output, truth, scale)}
-    scores["gain_db"] = round(scores["mdsr"]["psnr"] - scores["bicubic"]["psnr"], 4)
-    return scores
+    ours, theirs = score(output, truth, scale), score(bicubic, truth, scale)
+    return Metrics(bicubic=theirs, mdsr=ours, gain_db=round(ours.psnr - theirs.psnr, 4))
 
 
 def compare(
@@ -121,8 +119,7 @@ def compare(
     other keywords are ``upscale_picture``'s.
     """
     if self_truth:
-        truth, pic = pic, downscale_picture(pic, scale)
-        truth = crop_picture(truth, (pic.rgb.shape[0] * scale, pic.rgb.shape[1] * scale))
+        pic, truth = own_truth(pic, scale)
     elif truth is not None:
         truth = fit_ground_truth(pic, truth, scale)
     output, info = upscale_picture(
@@ -136,20 +133,18 @@ def compare(
 
 def error_map(output: Picture, truth: Picture, gain: float = 4.0) -> np.ndarray:
     """|output - truth| on the Y channel, amplified ``gain`` times, as a uint8 heat map (H, W, 3)."""
-    from mdsr.metrics import rgb_to_y
-
-    diff = np.abs(rgb_to_y(_eight_bit(output)) - rgb_to_y(_eight_bit(truth)))
+    diff = np.abs(rgb_to_y(rgb8(output)) - rgb_to_y(rgb8(truth)))
     level = np.clip(diff * gain / 255.0, 0, 1)
     # black -> red -> yellow -> white, so small errors stay dark and large ones stand out
     r = np.clip(level * 3, 0, 1)
     g = np.clip(level * 3 - 1, 0, 1)
     b = np.clip(level * 3 - 2, 0, 1)
-    return (np.stack([r, g, b], axis=2) * 255).round().astype(np.uint8)
+    return to_uint(np.stack([r, g, b], axis=2))
 
 
 def most_detailed_region(pic: Picture, size: int) -> tuple[int, int]:
     """Top-left (x, y), in the picture's pixels, of the ``size``-square window with the most gradient energy."""
-    grey = _eight_bit(pic).astype(np.float64).mean(axis=2)
+    grey = rgb8(pic).astype(np.float64).mean(axis=2)
     h, w = grey.shape
     size = min(size, h, w)
     energy = np.zeros_like(grey)

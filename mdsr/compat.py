@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mdsr.imaging import pil_to_tensor, tensor_to_array, tensor_to_pil, upscale_array
+from mdsr.imaging import array_to_tensor, bicubic_upscale, read_rgb8, tensor_to_array, to_uint
 from mdsr.inference import super_resolve
 from mdsr.model import MDSR
 from mdsr.weights import load_model
@@ -46,15 +46,15 @@ class ImageLoader:
     @staticmethod
     def load_image(image: Image.Image) -> torch.Tensor:
         """PIL image -> (1, 3, H, W) float tensor in [0, 1]."""
-        return pil_to_tensor(image)
+        return array_to_tensor(read_rgb8(image))
 
     @staticmethod
     def save_image(pred: torch.Tensor, output_file: str | os.PathLike) -> None:
-        tensor_to_pil(pred).save(output_file)
+        Image.fromarray(to_uint(tensor_to_array(pred))).save(output_file)
 
     @staticmethod
     def save_compare(inputs: torch.Tensor, pred: torch.Tensor, output_file: str | os.PathLike) -> None:
         """Bicubic upscale of the input beside the prediction, side by side."""
-        lr, sr = tensor_to_array(inputs), tensor_to_array(pred)
-        bicubic = upscale_array(lr, sr.shape[0] // lr.shape[0])
+        lr, sr = to_uint(tensor_to_array(inputs)), to_uint(tensor_to_array(pred))
+        bicubic = bicubic_upscale(lr, sr.shape[0] // lr.shape[0])
         Image.fromarray(np.hstack([bicubic, sr])).save(output_file)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mdsr.imaging import downscale_array, load_image_array, modcrop
+from mdsr.imaging import array_to_tensor, bicubic_downscale, modcrop, read_rgb8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -96,7 +96,7 @@ class PatchDataset:
         def readable() -> Iterable[tuple[str, np.ndarray]]:
             for path in list_images(folders):
                 try:
-                    yield str(path), load_image_array(path)
+                    yield str(path), read_rgb8(path)
                 except (OSError, ValueError) as err:
                     warnings.warn(f"skipping {path}: {err}", stacklevel=2)
 
@@ -110,13 +110,12 @@ class PatchDataset:
     ) -> PatchDataset:
         """A Hugging Face ``datasets.Dataset`` in super-image's layout (an ``hr`` column of images
         or file paths); LR is remade with the MATLAB bicubic so every scale comes from one HR."""
-        from mdsr.imaging import pil_to_array
 
         def rows() -> Iterable[tuple[str, np.ndarray]]:
             for i, row in enumerate(dataset):
                 value = row[column]
                 try:
-                    yield f"{column}[{i}]", (load_image_array(value) if isinstance(value, str) else pil_to_array(value))
+                    yield f"{column}[{i}]", read_rgb8(value)
                 except (OSError, ValueError) as err:
                     warnings.warn(f"skipping row {i}: {err}", stacklevel=2)
 
@@ -164,13 +163,12 @@ def dihedral(patch: np.ndarray, k: int) -> np.ndarray:
 
 
 def _to_batch(patches: list[np.ndarray]) -> torch.Tensor:
-    batch = np.stack([np.ascontiguousarray(p) for p in patches])  # (B, H, W, 3) uint8
-    return torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    return array_to_tensor(np.stack(patches))  # (B, H, W, 3) uint8 -> (B, 3, H, W) in [0, 1]
 
 
 def _cached_downscale(hr: np.ndarray, scale: int, cache_dir: str | os.PathLike | None) -> np.ndarray:
     if cache_dir is None:
-        return downscale_array(hr, scale)
+        return bicubic_downscale(hr, scale)
     key = hashlib.sha256(hr.tobytes() + repr(hr.shape).encode()).hexdigest()[:32]
     path = Path(cache_dir) / f"{key}_x{scale}.npy"
     if path.exists():
@@ -178,7 +176,7 @@ def _cached_downscale(hr: np.ndarray, scale: int, cache_dir: str | os.PathLike |
             return np.load(path)
         except (OSError, ValueError):
             pass  # a damaged cache entry is simply remade
-    lr = downscale_array(hr, scale)
+    lr = bicubic_downscale(hr, scale)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
@@ -204,7 +202,7 @@ def warm_lr_cache(
 def _warm_one(job: tuple[str, tuple[int, ...], int, str]) -> None:
     path, scales, lcm, cache_dir = job
     try:
-        hr = modcrop(load_image_array(path), lcm)
+        hr = modcrop(read_rgb8(path), lcm)
     except (OSError, ValueError):
         return  # the dataset itself reports unreadable files
     for s in scales:

@@ -22,8 +22,16 @@ import numpy as np
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from mdsr.imaging import array_to_tensor, downscale_array, load_image_array, modcrop, tensor_to_array, upscale_array
-from mdsr.inference import EDGE_PADDING, Precision, prepare, super_resolve
+from mdsr.imaging import (
+    array_to_tensor,
+    bicubic_downscale,
+    bicubic_upscale,
+    modcrop,
+    read_rgb8,
+    tensor_to_array,
+    to_uint,
+)
+from mdsr.inference import EDGE_PADDING, Precision, model_for_precision, super_resolve
 from mdsr.metrics import psnr, ssim
 from mdsr.model import MDSR
 
@@ -48,11 +56,11 @@ def load_benchmark(folder: str | os.PathLike, scale: int) -> list[Pair]:
     lr_dirs = [folder / "LR_bicubic_symmetric" / f"X{scale}", folder / "LR_bicubic" / f"X{scale}"]
     pairs = []
     for path in sorted(p for p in hr_dir.iterdir() if p.is_file()):
-        hr = modcrop(load_image_array(path), scale)
+        hr = modcrop(read_rgb8(path), scale)
         lr_file = next(
             (d / f"{path.stem}x{scale}.png" for d in lr_dirs if (d / f"{path.stem}x{scale}.png").exists()), None
         )
-        lr = load_image_array(lr_file) if lr_file else downscale_array(hr, scale)
+        lr = read_rgb8(lr_file) if lr_file else bicubic_downscale(hr, scale)
         if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
             raise ValueError(f"{lr_file}: LR size does not match HR {path.name} at x{scale}")
         pairs.append(Pair(path.stem, lr, hr))
@@ -66,7 +74,7 @@ def load_benchmark_super_image(folder: str | os.PathLike, scale: int) -> list[Pa
     resized (PIL bicubic) to LR size times s where it was not divisible."""
     pairs = []
     for path in sorted(p for p in (Path(folder) / "HR").iterdir() if p.is_file()):
-        hr = Image.fromarray(load_image_array(path))
+        hr = Image.fromarray(read_rgb8(path))
         lr = hr.resize((hr.width // scale, hr.height // scale), Image.BICUBIC)
         if hr.size != (lr.width * scale, lr.height * scale):
             hr = hr.resize((lr.width * scale, lr.height * scale), Image.BICUBIC)
@@ -76,10 +84,12 @@ def load_benchmark_super_image(folder: str | os.PathLike, scale: int) -> list[Pa
 
 def validate(model: MDSR, pairs: list[Pair], scale: int, *, precision: Precision = "fp32") -> float:
     """Mean standard-protocol PSNR of ``model`` over ``pairs``."""
-    model, precision = prepare(model, precision)  # an int8 copy is made once, not per image
+    model, precision = model_for_precision(model, precision)  # an int8 copy is made once, not per image
     scores = [
         psnr(
-            tensor_to_array(super_resolve(model, array_to_tensor(p.lr), scale, precision=precision)), p.hr, shave=scale
+            to_uint(tensor_to_array(super_resolve(model, array_to_tensor(p.lr), scale, precision=precision))),
+            p.hr,
+            shave=scale,
         )
         for p in pairs
     ]
@@ -128,7 +138,7 @@ def evaluate(
     """One ``Result`` per dataset and scale (see the module docstring for the protocols)."""
     if protocol not in ("standard", "super-image"):
         raise ValueError(f"protocol must be 'standard' or 'super-image', got {protocol!r}")
-    model, precision = prepare(model, precision)  # an int8 copy is made once, not per image
+    model, precision = model_for_precision(model, precision)  # an int8 copy is made once, not per image
     results = []
     for folder in folders:
         for scale in scales:
@@ -152,7 +162,7 @@ def evaluate(
                     edge_padding=EDGE_PADDING if protocol == "standard" else 0,  # super-image ran the bare network
                 )
                 if protocol == "standard":
-                    out, bic = tensor_to_array(sr), upscale_array(pair.lr, scale)
+                    out, bic = to_uint(tensor_to_array(sr)), bicubic_upscale(pair.lr, scale)
                     scores = (
                         psnr(out, pair.hr, shave=scale),
                         ssim(out, pair.hr, shave=scale),
@@ -160,7 +170,7 @@ def evaluate(
                         ssim(bic, pair.hr, shave=scale),
                     )
                 else:
-                    out = sr[0].permute(1, 2, 0).numpy() * 255.0
+                    out = tensor_to_array(sr) * 255.0
                     lr_img = Image.fromarray(pair.lr)
                     bic = np.asarray(lr_img.resize((lr_img.width * scale, lr_img.height * scale), Image.BICUBIC))
                     scores = super_image_metrics(out, pair.hr, scale) + super_image_metrics(bic, pair.hr, scale)

@@ -1,4 +1,4 @@
-"""Images in and out: MATLAB-exact bicubic resizing and the PIL <-> tensor edge of the package.
+"""The image layer: MATLAB-exact bicubic, decoding any user image, and the one way to integers and tensors.
 
 Resizing follows MATLAB's ``imresize(img, scale, 'bicubic')`` exactly, as the super-resolution
 literature's LR images were made with it (and as BasicSR's ``matlab_functions.imresize`` does):
@@ -11,8 +11,12 @@ range after each of the two passes, a float image is not rounded. The border is 
 MATLAB clamps indices; the SelfExSR benchmark pack). Contributions are accumulated in index order in
 float64, as MATLAB does, so that ties round the same way and every LR file is reproduced bit for bit.
 
-At the edges the package speaks PIL; inside it speaks float RGB tensors in [0, 1], shape (1, 3, H, W).
-``pil_to_tensor``/``tensor_to_pil`` are the one pair of conversions (rounding before casting).
+Images travel as ``Picture``s: float32 RGB in [0, 1] plus alpha, greyness and bit depth, decoded by
+the one decoder (``read_image``/``picture_from_pil``: any mode, EXIF orientation, 16 bits, clear errors).
+``to_uint`` is the one rounding of floats to 8 or 16 bits, ``rgb8`` the one 8-bit RGB view (metrics,
+training data, the bicubic baseline), and ``array_to_tensor``/``tensor_to_array`` the one pair between
+(H, W, C) arrays and the network's (1, C, H, W) float tensors. ``bicubic_upscale``/``bicubic_downscale``
+take an array or a picture.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Literal, overload
 
 import numpy as np
 import torch
@@ -121,63 +125,8 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
     return img[: h - h % scale, : w - w % scale]
 
 
-def downscale_array(hr: np.ndarray, scale: int, *, border: Border = "symmetric") -> np.ndarray:
-    """The literature's LR image: HR cropped to a multiple of ``scale``, then ``imresize(hr, 1/scale)``."""
-    hr = modcrop(hr, scale)
-    if min(hr.shape[:2]) < scale:
-        raise ValueError(f"a {hr.shape[1]}x{hr.shape[0]} image is too small to downscale by {scale}")
-    return imresize(hr, 1 / scale, border=border, size=(hr.shape[0] // scale, hr.shape[1] // scale))
-
-
-def upscale_array(lr: np.ndarray, scale: int) -> np.ndarray:
-    """MATLAB ``imresize(lr, scale, 'bicubic')``: the bicubic baseline of the literature's tables."""
-    return imresize(lr, scale, size=(lr.shape[0] * scale, lr.shape[1] * scale))
-
-
 # --------------------------------------------------------------------------------------------------
-# PIL <-> arrays and tensors
-# --------------------------------------------------------------------------------------------------
-
-
-def pil_to_array(image: Image.Image) -> np.ndarray:
-    """Any PIL image as uint8 RGB (H, W, 3), EXIF orientation applied (for training and metrics)."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257.0).round().clip(0, 255).astype(np.uint8))
-    return np.asarray(image.convert("RGB"))
-
-
-def load_image_array(path: str | bytes) -> np.ndarray:
-    """Read an image file as uint8 RGB (H, W, 3)."""
-    with Image.open(path) as image:
-        image.seek(0)
-        return pil_to_array(image)
-
-
-def array_to_tensor(array: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) or float [0, 1] (H, W, 3) -> float tensor (1, 3, H, W) in [0, 1]."""
-    t = torch.from_numpy(np.array(array, copy=True)).permute(2, 0, 1)[None]
-    return t.float().div_(255.0) if array.dtype == np.uint8 else t.float()
-
-
-def tensor_to_array(tensor: torch.Tensor) -> np.ndarray:
-    """Float tensor (1, 3, H, W) in [0, 1] -> uint8 (H, W, 3), clamped and rounded before the cast."""
-    t = tensor.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8)
-    return t[0].permute(1, 2, 0).cpu().numpy()
-
-
-def pil_to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL image -> float RGB tensor (1, 3, H, W) in [0, 1]."""
-    return array_to_tensor(pil_to_array(image))
-
-
-def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
-    """Float RGB tensor (1, 3, H, W) in [0, 1] -> uint8 RGB PIL image."""
-    return Image.fromarray(tensor_to_array(tensor))
-
-
-# --------------------------------------------------------------------------------------------------
-# User images: any mode, alpha, 16-bit, EXIF orientation, with clear errors
+# Pictures: decoding any user image, with clear errors
 # --------------------------------------------------------------------------------------------------
 
 DEFAULT_MAX_INPUT_PIXELS = 16_000_000
@@ -331,15 +280,124 @@ def _png_bit_depth(image: Image.Image) -> int | None:
         fp.seek(pos)
 
 
+# --------------------------------------------------------------------------------------------------
+# Integers and tensors: the one place that rounds, the one array <-> tensor pair
+# --------------------------------------------------------------------------------------------------
+
+
+def to_uint(values: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """Float values in [0, 1] as uint8 (``bit_depth`` 8) or uint16 (16): scaled to the type's range,
+    rounded half to even, clipped. Every rounding of a float image to integers in the package is this
+    one (MATLAB's imresize rounds integer images its own way, in ``_cast_like``)."""
+    maximum, dtype = (65535.0, np.uint16) if bit_depth == 16 else (255.0, np.uint8)
+    scaled = values * np.float32(maximum)  # in place from here on: outputs can be hundreds of MB
+    np.rint(scaled, out=scaled)
+    return np.clip(scaled, 0, maximum, out=scaled).astype(dtype)
+
+
+def colour_planes(pic: Picture) -> np.ndarray:
+    """The picture's colour as floats: (H, W, 3), or (H, W, 1) for grey, the mean of its three planes
+    (a network's output of a grey input is grey again only up to rounding)."""
+    return pic.rgb.mean(axis=2, keepdims=True) if pic.grey else pic.rgb
+
+
+def rgb8(pic: Picture) -> np.ndarray:
+    """uint8 RGB (H, W, 3) of the colour, alpha ignored: what metrics and the 8-bit bicubic see."""
+    planes = to_uint(colour_planes(pic))
+    return np.repeat(planes, 3, axis=2) if pic.grey else planes
+
+
+def read_rgb8(source) -> np.ndarray:
+    """A path, file object or PIL image as uint8 RGB (H, W, 3), as ``read_image`` decodes it (EXIF
+    orientation applied, 16 bits rounded to 8) with no pixel limit but PIL's own: training data and
+    benchmarks."""
+    return rgb8(read_image(source, max_pixels=None))
+
+
+def array_to_tensor(array: np.ndarray) -> torch.Tensor:
+    """(H, W, C) or a batch (B, H, W, C), uint8 or float in [0, 1] -> float32 (1 or B, C, H, W) in
+    [0, 1]: a contiguous copy, never sharing the array's memory."""
+    batch = array if array.ndim == 4 else array[None]
+    values = torch.from_numpy(np.array(batch, copy=True)).permute(0, 3, 1, 2)
+    values = values.float().div_(255.0) if batch.dtype == np.uint8 else values.float()
+    return values.contiguous()
+
+
+def tensor_to_array(tensor: torch.Tensor) -> np.ndarray:
+    """Float tensor (1, C, H, W) -> float32 (H, W, C), not rounded (``to_uint`` rounds); a view where the
+    tensor is float32 on the CPU, so large outputs are not copied."""
+    return tensor.detach()[0].permute(1, 2, 0).float().cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------------------
+# Bicubic on pictures and arrays
+# --------------------------------------------------------------------------------------------------
+
+
+def resize_plane(values: np.ndarray, scale: float, size: tuple[int, int], border: Border = "symmetric") -> np.ndarray:
+    """A float plane or image (alpha, 16-bit colour) by MATLAB bicubic in float64, clipped to [0, 1]."""
+    resized = imresize(values.astype(np.float64), scale, size=size, border=border)
+    return np.clip(resized, 0, 1).astype(np.float32)
+
+
+def _resize_picture(pic: Picture, scale: float, size: tuple[int, int], border: Border = "symmetric") -> Picture:
+    """8-bit colour through uint8 (rounded after each pass, as the literature's bicubic baseline);
+    16-bit colour and alpha in float."""
+    if pic.bit_depth == 8:
+        rgb = imresize(rgb8(pic), scale, size=size, border=border).astype(np.float32) / 255.0
+    else:
+        rgb = resize_plane(pic.rgb, scale, size, border)
+    alpha = None if pic.alpha is None else resize_plane(pic.alpha, scale, size, border)
+    return replace(pic, rgb=rgb, alpha=alpha)
+
+
+def crop_picture(pic: Picture, size_hw: tuple[int, int]) -> Picture:
+    """The top-left (height, width) of the picture."""
+    h, w = size_hw
+    return replace(pic, rgb=pic.rgb[:h, :w], alpha=None if pic.alpha is None else pic.alpha[:h, :w])
+
+
+@overload
+def bicubic_upscale(image: Picture, scale: int) -> Picture: ...
+@overload
+def bicubic_upscale(image: np.ndarray, scale: int) -> np.ndarray: ...
+def bicubic_upscale(image, scale):
+    """MATLAB ``imresize(image, scale, 'bicubic')``, the bicubic baseline of the literature's tables. An
+    array keeps its dtype (integers rounded after each pass, as MATLAB does); a picture is resized as
+    ``_resize_picture`` says."""
+    if isinstance(image, Picture):
+        h, w = image.rgb.shape[:2]
+        return _resize_picture(image, scale, (h * scale, w * scale))
+    return imresize(image, scale, size=(image.shape[0] * scale, image.shape[1] * scale))
+
+
+@overload
+def bicubic_downscale(image: Picture, scale: int, *, border: Border = "symmetric") -> Picture: ...
+@overload
+def bicubic_downscale(image: np.ndarray, scale: int, *, border: Border = "symmetric") -> np.ndarray: ...
+def bicubic_downscale(image, scale, *, border="symmetric"):
+    """The literature's LR image: cropped to a multiple of ``scale`` (``modcrop``), then MATLAB
+    ``imresize(image, 1/scale)``; an array or a picture, as ``bicubic_upscale``."""
+    h, w = image.rgb.shape[:2] if isinstance(image, Picture) else image.shape[:2]
+    if min(h, w) < scale:
+        raise ImageError(f"a {w}x{h} image is too small to downscale by {scale}")
+    size = (h // scale, w // scale)
+    if isinstance(image, Picture):
+        return _resize_picture(crop_picture(image, (h - h % scale, w - w % scale)), 1 / scale, size, border)
+    return imresize(modcrop(image, scale), 1 / scale, border=border, size=size)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pictures out: integer arrays, PIL, files, previews
+# --------------------------------------------------------------------------------------------------
+
+
 def picture_to_array(pic: Picture) -> np.ndarray:
     """The picture as an integer array in its own depth: (H, W) grey, (H, W, 2) grey+alpha,
     (H, W, 3) RGB or (H, W, 4) RGBA; uint8 or uint16."""
-    maximum, dtype = (65535.0, np.uint16) if pic.bit_depth == 16 else (255.0, np.uint8)
-    colour = pic.rgb.mean(axis=2, keepdims=True) if pic.grey else pic.rgb
+    colour = colour_planes(pic)
     planes = colour if pic.alpha is None else np.concatenate([colour, pic.alpha[:, :, None]], axis=2)
-    scaled = planes * np.float32(maximum)  # in place from here on: outputs can be hundreds of MB
-    np.rint(scaled, out=scaled)
-    array = np.clip(scaled, 0, maximum, out=scaled).astype(dtype)
+    array = to_uint(planes, pic.bit_depth)
     return array[:, :, 0] if array.shape[2] == 1 else array
 
 
@@ -350,8 +408,7 @@ def picture_to_pil(pic: Picture) -> Image.Image:
     """
     if pic.bit_depth == 16 and pic.grey and pic.alpha is None:
         return Image.fromarray(picture_to_array(pic))  # uint16 (H, W) -> "I;16"
-    eight = Picture(pic.rgb, pic.alpha, grey=pic.grey, bit_depth=8)
-    return Image.fromarray(picture_to_array(eight))
+    return Image.fromarray(picture_to_array(replace(pic, bit_depth=8)))
 
 
 def save_picture(pic: Picture, path) -> None:
@@ -375,8 +432,9 @@ def save_picture(pic: Picture, path) -> None:
 
 def preview_rgb(pic: Picture, background: float = 0.5) -> np.ndarray:
     """uint8 RGB (H, W, 3) for display: alpha composited over a neutral grey, 16 bits reduced to 8."""
-    rgb = pic.rgb.mean(axis=2, keepdims=True).repeat(3, axis=2) if pic.grey else pic.rgb
+    rgb = colour_planes(pic)
     if pic.alpha is not None:
         a = pic.alpha[:, :, None]
         rgb = rgb * a + background * (1 - a)
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    planes = to_uint(rgb)
+    return np.repeat(planes, 3, axis=2) if planes.shape[2] == 1 else planes

@@ -22,11 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
-import numpy as np
 import torch
 from PIL import Image
 
-from mdsr.imaging import ImageError, Picture, picture_from_pil, picture_to_pil, upscale_array
+from mdsr.imaging import (
+    ImageError,
+    Picture,
+    array_to_tensor,
+    picture_from_pil,
+    picture_to_pil,
+    resize_plane,
+    tensor_to_array,
+)
 from mdsr.model import MDSR
 from mdsr.quantize import cached_int8_model, int8_available, is_int8
 
@@ -128,9 +135,10 @@ def resolve_precision(precision: Precision, device: torch.device | str = "cpu") 
     return precision
 
 
-def prepare(model: MDSR, precision: Precision) -> tuple[MDSR, Mode]:
-    """The model to run and its mode: int8 asked of an fp32 model runs its int8 copy (made once, ~0.4 s
-    with its calibration, and kept with the model until its weights change), and an int8 model runs as int8."""
+def model_for_precision(model: MDSR, precision: Precision) -> tuple[MDSR, Mode]:
+    """The model to run at ``precision`` and the mode it resolves to: the model itself for fp32 and bf16;
+    for int8, an int8 copy (deep-copied and quantised once, ~0.4 s with its calibration, then kept with
+    the model until its weights change); an int8 model runs as int8."""
     device = next(model.parameters()).device
     if is_int8(model):
         if precision not in ("auto", "int8"):
@@ -168,7 +176,7 @@ def super_resolve(
     network, as super-image runs it.
     """
     model.check_scale(scale)
-    model, mode = prepare(model, precision)
+    model, mode = model_for_precision(model, precision)
     lr = lr.to(next(model.parameters()).device)
     if not self_ensemble:
         return _single_pass(model, lr, scale, mode, tile, progress, edge_padding)
@@ -336,16 +344,15 @@ def upscale_picture(
             f"a {w}x{h} image upscaled {scale}x would be {w * scale}x{h * scale} "
             f"= {h * w * scale * scale:,} pixels; the output limit is {max_output_pixels:,} pixels"
         )
-    model, mode = prepare(model, precision)
+    model, mode = model_for_precision(model, precision)
     device = next(model.parameters()).device
     tile_size = choose_tile(h, w, scale, tile)
     started = time.perf_counter()
-    lr = torch.from_numpy(np.ascontiguousarray(pic.rgb)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
-    sr = super_resolve(model, lr, scale, precision=mode, tile=tile_size, self_ensemble=self_ensemble, progress=progress)
-    rgb = sr[0].permute(1, 2, 0).cpu().numpy()
-    alpha = None
-    if pic.alpha is not None:
-        alpha = np.clip(upscale_array(pic.alpha.astype(np.float64), scale), 0, 1).astype(np.float32)
+    sr = super_resolve(
+        model, array_to_tensor(pic.rgb), scale, precision=mode, tile=tile_size, self_ensemble=self_ensemble,
+        progress=progress,
+    )  # fmt: skip
+    alpha = None if pic.alpha is None else resize_plane(pic.alpha, scale, (h * scale, w * scale))
     info = RunInfo(
         scale=scale,
         precision=mode,
@@ -354,7 +361,7 @@ def upscale_picture(
         self_ensemble=self_ensemble,
         seconds=time.perf_counter() - started,
     )
-    return Picture(rgb, alpha, grey=pic.grey, bit_depth=pic.bit_depth, notes=pic.notes), info
+    return Picture(tensor_to_array(sr), alpha, grey=pic.grey, bit_depth=pic.bit_depth, notes=pic.notes), info
 
 
 def upscale(

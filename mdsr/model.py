@@ -133,6 +133,9 @@ class MDSR(nn.Module):
     def __init__(self, config: MdsrConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or MdsrConfig()
+        # Where the weights came from, as strings: a safetensors file's metadata (config, provenance), the
+        # file of a super-image checkpoint, empty for fresh weights. Every loader fills it.
+        self.metadata: dict[str, str] = {}
         block = dict(n_feats=config.n_feats, res_scale=config.res_scale, bam=config.bam, reduction=config.reduction)
         self.head = nn.Sequential(conv3x3(3, config.n_feats))
         self.pre_process = nn.ModuleDict(

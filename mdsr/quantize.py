@@ -155,10 +155,10 @@ def calibration_images() -> list[torch.Tensor]:
     """Three photographs bundled with scikit-image (public domain / CC0), as small LR inputs."""
     from skimage import data
 
-    from mdsr.imaging import array_to_tensor, downscale_array
+    from mdsr.imaging import array_to_tensor, bicubic_downscale
 
     photos = (data.astronaut(), data.coffee(), data.chelsea())
-    return [array_to_tensor(downscale_array(photo, 8)) for photo in photos]
+    return [array_to_tensor(bicubic_downscale(photo, 8)) for photo in photos]
 
 
 @torch.inference_mode()

@@ -186,7 +186,9 @@ def load_super_image_file(path: Path, *, scale: int | None) -> MDSR:
     config = infer_config(state)
     if scale is not None and scale not in config.scales:
         raise WeightsError(f"{path} holds scales {config.scales}, not {scale}")
-    return load_state_strict(MDSR(config), state, str(path))
+    model = load_state_strict(MDSR(config), state, str(path))
+    model.metadata = {"format": "super-image", "file": Path(path).name, "config": json.dumps(config.to_dict())}
+    return model
 
 
 def infer_config(state: Mapping[str, torch.Tensor]) -> MdsrConfig:
@@ -329,14 +331,16 @@ class WeightStore:
     Sources: ``"auto"`` (the published ``eugenesiow/mdsr-bam`` where the Hub was reachable when the store
     was made, or where they are in the local cache; else the bundled file), ``None`` (bundled), or
     anything ``load_model`` takes. If "auto" cannot load the published weights, it falls back to the
-    bundled ones and says why in ``note``, never an error. ``prepare`` moves each model where it runs.
+    bundled ones and says why in ``note``, never an error. ``place`` moves each model where it runs (the
+    CPU, or CUDA on ZeroGPU). Reduced-precision copies are made once per model by
+    ``inference.model_for_precision``, so a store holds one model per (source, scale, precision).
     """
 
     MAX_FILES = 4  # weights from files (uploads, a folder) kept at once; the oldest is dropped first
 
-    def __init__(self, *, online: bool | None = None, prepare: Callable[[MDSR], MDSR] = lambda m: m) -> None:
+    def __init__(self, *, online: bool | None = None, place: Callable[[MDSR], MDSR] = lambda m: m) -> None:
         self.online = hub_reachable() if online is None else online
-        self._prepare = prepare
+        self._place = place
         self._loaded: dict[tuple[str | None, int | None], LoadedWeights] = {}
         self._files: list[tuple[str, int]] = []
 
@@ -346,7 +350,7 @@ class WeightStore:
         key = (source, None if source is None else scale)  # the bundled file holds every scale
         if key not in self._loaded:
             name = BUNDLED_NAME if source is None else str(source)
-            self._loaded[key] = LoadedWeights(self._prepare(load_model(source, scale=scale)), name)
+            self._loaded[key] = LoadedWeights(self._place(load_model(source, scale=scale)), name)
         return self._loaded[key]
 
     def get_file(self, path: str | os.PathLike, scale: int, *, max_bytes: int) -> LoadedWeights:
@@ -361,7 +365,7 @@ class WeightStore:
             raise WeightsError(f"{path.name} is {path.stat().st_size:,} bytes; the limit for weights is {max_bytes:,}")
         key = (str(path), scale)
         if key not in self._loaded:
-            model = self._prepare(load_model(path, scale=scale))
+            model = self._place(load_model(path, scale=scale))
             self._loaded[key] = LoadedWeights(model, path.name, about=describe(path))
             self._files.append(key)
             if len(self._files) > self.MAX_FILES:

@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from mdsr.inference import CpuKind
+from mdsr.imaging import array_to_tensor, read_rgb8, tensor_to_array, to_uint
+from mdsr.inference import CpuKind, super_resolve
 from mdsr.model import MDSR, MdsrConfig
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -100,6 +101,16 @@ def chelsea() -> Image.Image:
 def crop(image: Image.Image, size: tuple[int, int], offset: tuple[int, int] = (0, 0)) -> Image.Image:
     x, y = offset
     return image.crop((x, y, x + size[0], y + size[1]))
+
+
+def as_tensor(image: Image.Image) -> torch.Tensor:
+    """A PIL photo as the network takes it: float (1, 3, H, W) in [0, 1]."""
+    return array_to_tensor(read_rgb8(image))
+
+
+def super_resolve_8bit(model: MDSR, lr: np.ndarray, scale: int, **options) -> np.ndarray:
+    """uint8 (H, W, 3) through ``super_resolve``, the output rounded to uint8 as the benchmarks score it."""
+    return to_uint(tensor_to_array(super_resolve(model, array_to_tensor(lr), scale, **options)))
 
 
 def as_array(image: Image.Image) -> np.ndarray:

@@ -33,7 +33,11 @@ def test_ab_puts_weights_b_left_and_a_right_with_both_scores_and_the_difference(
     (left, right), full, _, zoom, metrics, maps, info, _ = ab(app_module, mine, app_module.BUNDLED)
     bicubic_run = ab(app_module, mine, app_module.VERSUS_BICUBIC)
     bundled_run = ab(app_module, None, app_module.VERSUS_BICUBIC, weights=app_module.BUNDLED)
-    assert np.array_equal(left, bundled_run[1]) and np.array_equal(right, full) and np.array_equal(full, bicubic_run[1])
+    assert (
+        np.array_equal(left, bundled_run.output)
+        and np.array_equal(right, full)
+        and np.array_equal(full, bicubic_run.output)
+    )
     assert "| A: mine.safetensors |" in metrics and "| B: mdsr-bam-x234.safetensors |" in metrics
     assert "**A − B**" in metrics and "slider:** B: mdsr-bam-x234.safetensors ◀ ▶ A: mine.safetensors" in info
     assert [label for _, label in maps] == [

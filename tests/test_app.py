@@ -8,7 +8,7 @@ from conftest import ROOT, running_app
 from PIL import Image
 from sample_files import photo, write
 
-from mdsr.inference import prepare
+from mdsr.inference import model_for_precision
 from mdsr.quantize import int8_available
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -55,10 +55,10 @@ def test_each_scale_gives_the_right_output_size(client, tmp_path, scale):
 
 def test_ground_truth_mode_reports_mdsr_above_bicubic(client, tmp_path):
     truth = Image.open(EXAMPLES / "coffee.png").crop((150, 90, 390, 282))  # 240x192, divisible by 3
-    from mdsr.imaging import downscale_array
+    from mdsr.imaging import bicubic_downscale
 
     truth.save(tmp_path / "truth.png")
-    Image.fromarray(downscale_array(np.asarray(truth), 3)).save(tmp_path / "lr.png")
+    Image.fromarray(bicubic_downscale(np.asarray(truth), 3)).save(tmp_path / "lr.png")
     _, report = call(client, tmp_path / "lr.png", 3, tmp_path / "truth.png")
     m = report["metrics"]
     assert m["mdsr"]["psnr"] > m["bicubic"]["psnr"] and m["gain_db"] > 0
@@ -132,31 +132,39 @@ def test_an_unreachable_hub_is_a_clear_message(app_module, monkeypatch, tmp_path
     photo((20, 16)).save(tmp_path / "ok.png")
     with pytest.raises(gr.Error, match="could not download eugenesiow/mdsr-bam .* work offline"):
         app_module.run_comparison(
-            str(tmp_path / "ok.png"), 2, app_module.GT_NONE, None, app_module.HUB, False, "auto", lambda *a, **k: None
-        )
+            str(tmp_path / "ok.png"), scale=2, gt_mode=app_module.GT_NONE, gt_image=None, weights=app_module.HUB,
+            self_ensemble=False, precision="auto", progress=lambda *a, **k: None,
+        )  # fmt: skip
 
 
 @pytest.mark.skipif(not int8_available(), reason="this PyTorch has no oneDNN int8 convolution")
 def test_the_int8_option_runs_int8_and_keeps_the_copy(app_module):
-    args = (str(EXAMPLES / "coffee_lr_x3.png"), 3, app_module.GT_NONE, None, app_module.BUNDLED, False, "int8")
-    (first, _), (again, _) = (app_module.run_comparison(*args, progress=lambda *a, **k: None) for _ in range(2))
+    request = dict(
+        scale=3, gt_mode=app_module.GT_NONE, gt_image=None, weights=app_module.BUNDLED, self_ensemble=False,
+        precision="int8", progress=lambda *a, **k: None,
+    )  # fmt: skip
+    image = str(EXAMPLES / "coffee_lr_x3.png")
+    (first, _), (again, _) = (app_module.run_comparison(image, **request) for _ in range(2))
     assert first.info.precision == again.info.precision == "int8"
     model = app_module.get_weights(app_module.BUNDLED, 3).model
-    assert prepare(model, "int8")[0] is prepare(app_module.get_weights(app_module.BUNDLED, 2).model, "int8")[0]
+    assert (
+        model_for_precision(model, "int8")[0]
+        is model_for_precision(app_module.get_weights(app_module.BUNDLED, 2).model, "int8")[0]
+    )
 
 
 def test_the_ui_handler_fills_every_output(app_module):
     outputs = app_module.upscale_ui(
-        str(EXAMPLES / "chelsea_lr_x2.png"),
-        2,
-        app_module.GT_UPLOAD,
-        str(EXAMPLES / "chelsea.png"),
-        app_module.BUNDLED,
-        False,
-        "auto",
-        True,
-        50,
-        50,
+        image=str(EXAMPLES / "chelsea_lr_x2.png"),
+        scale=2,
+        gt_mode=app_module.GT_UPLOAD,
+        gt_image=str(EXAMPLES / "chelsea.png"),
+        weights=app_module.BUNDLED,
+        self_ensemble=False,
+        precision="auto",
+        auto_zoom=True,
+        zoom_x=50,
+        zoom_y=50,
         progress=lambda *a, **k: None,
     )
     (bicubic, output), full, _download, zoom, metrics, errors, info, state = outputs

@@ -12,7 +12,7 @@ from PIL import Image
 from sample_files import photo, write
 
 from mdsr.batch import check_batch_work, collect, upscale_batch
-from mdsr.imaging import ImageError, downscale_array
+from mdsr.imaging import ImageError, bicubic_downscale
 
 EXAMPLES = ROOT / "examples"
 
@@ -62,7 +62,7 @@ def test_the_whole_batch_counts_towards_the_work_limit(tmp_path):
 
 def test_a_batch_writes_a_zip_of_pngs_scores_ground_truths_and_reports_bad_files(tmp_path):
     hr = photo((96, 72))
-    Image.fromarray(downscale_array(np.asarray(hr), 2)).save(tmp_path / "cup.png")
+    Image.fromarray(bicubic_downscale(np.asarray(hr), 2)).save(tmp_path / "cup.png")
     hr.save(tmp_path / "cup_truth.png")
     write(tmp_path, "not_an_image")
     items = collect([str(tmp_path / "cup.png"), str(tmp_path / "notes.png")], max_images=8, max_unpacked_bytes=10**6)

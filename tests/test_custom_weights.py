@@ -26,8 +26,9 @@ def app_module():
 
 def run_mine(app_module, my_file=None, my_listed=None, scale=2):
     return app_module.upscale_ui(
-        str(EXAMPLES / "chelsea_lr_x2.png"), scale, app_module.GT_NONE, None, app_module.MINE, False, "fp32",
-        True, 50, 50, my_file=my_file, my_listed=my_listed, progress=lambda *a, **k: None,
+        image=str(EXAMPLES / "chelsea_lr_x2.png"), scale=scale, gt_mode=app_module.GT_NONE, gt_image=None,
+        weights=app_module.MINE, self_ensemble=False, precision="fp32", auto_zoom=True, zoom_x=50, zoom_y=50,
+        my_file=my_file, my_listed=my_listed, progress=lambda *a, **k: None,
     )  # fmt: skip
 
 
@@ -35,14 +36,14 @@ def test_an_uploaded_safetensors_file_runs_and_is_named_with_its_provenance(app_
     path = save_weights(tiny(), tmp_path / "mine.safetensors", metadata={"note": "fine-tuned on cats", "steps": 300})
     outputs = run_mine(app_module, my_file=str(path))
     expected = compare(tiny(), read_image(str(EXAMPLES / "chelsea_lr_x2.png")), 2, precision="fp32")
-    assert np.array_equal(outputs[1], preview_rgb(expected.output))
-    assert "mine.safetensors weights — fine-tuned on cats; 300 steps" in outputs[6]
+    assert np.array_equal(outputs.output, preview_rgb(expected.output))
+    assert "mine.safetensors weights — fine-tuned on cats; 300 steps" in outputs.info
 
 
 def test_a_super_image_pt_file_runs(app_module, tmp_path):
     folder = super_image_folder(tmp_path / "si", tiny(scales=(2,)), 2)
     outputs = run_mine(app_module, my_file=str(folder / "pytorch_model_2x.pt"))
-    assert outputs[1].shape == (300, 450, 3) and "pytorch_model_2x.pt weights" in outputs[6]
+    assert outputs.output.shape == (300, 450, 3) and "pytorch_model_2x.pt weights" in outputs.info
 
 
 @pytest.mark.parametrize(
@@ -92,7 +93,7 @@ def test_the_folder_lists_safetensors_files_with_their_provenance(tmp_path):
 def test_a_file_from_the_folder_is_picked_by_name_only(app_module, tmp_path, monkeypatch):
     save_weights(tiny(), tmp_path / "listed.safetensors", metadata={"note": "from the folder"})
     monkeypatch.setattr(app_module, "WEIGHTS_DIR", str(tmp_path))
-    assert "listed.safetensors weights — from the folder" in run_mine(app_module, my_listed="listed.safetensors")[6]
+    assert "listed.safetensors weights — from the folder" in run_mine(app_module, my_listed="listed.safetensors").info
 
 
 def test_uploaded_weights_are_kept_for_a_few_files_only(tmp_path):

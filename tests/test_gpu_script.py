@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT, crop
 
 from mdsr.data import _cached_downscale, list_images, warm_lr_cache
-from mdsr.imaging import load_image_array, modcrop
+from mdsr.imaging import modcrop, read_rgb8
 from mdsr.train import FIT_FROM, FIT_TO, TrainConfig, fit_steps, train
 from mdsr.weights import load_model
 
@@ -74,7 +74,7 @@ def test_the_parallel_lr_cache_equals_the_serial_one(data_folder, tmp_path):
     files = list_images([data_folder / "train"])
     warm_lr_cache(files, scales=(2, 3, 4), cache_dir=tmp_path / "parallel", workers=2)
     for path in files:
-        hr = modcrop(load_image_array(path), 12)
+        hr = modcrop(read_rgb8(path), 12)
         for s in (2, 3, 4):
             serial = _cached_downscale(hr, s, tmp_path / "serial")
             assert np.array_equal(_cached_downscale(hr, s, tmp_path / "parallel"), serial)

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import BENCHMARK, needs_data
 from PIL import Image
 from sample_files import write
 
 from mdsr.imaging import (
     ImageError,
-    downscale_array,
+    array_to_tensor,
+    bicubic_downscale,
+    bicubic_upscale,
     imresize,
-    load_image_array,
     picture_to_array,
     picture_to_pil,
     read_image,
+    read_rgb8,
+    rgb8,
     save_picture,
-    upscale_array,
+    tensor_to_array,
+    to_uint,
 )
 
 
@@ -37,7 +42,7 @@ def test_every_benchmark_lr_file_is_reproduced_bit_for_bit():
         border = "symmetric" if "symmetric" in lr_file.parts[-3] else "replicate"
         name = lr_file.stem[: -len(f"x{scale}")]
         hr_file = next((lr_file.parents[2] / "HR").glob(f"{name}.*"))
-        ours = downscale_array(load_image_array(hr_file), scale, border=border)
+        ours = bicubic_downscale(read_rgb8(hr_file), scale, border=border)
         expected = np.asarray(Image.open(lr_file).convert("RGB"))
         if ours.shape != expected.shape or not np.array_equal(ours, expected):
             mismatched.append(str(lr_file))
@@ -46,7 +51,7 @@ def test_every_benchmark_lr_file_is_reproduced_bit_for_bit():
 
 def test_symmetric_and_replicate_borders_differ_only_at_the_edges(astronaut):
     hr = np.asarray(astronaut)
-    sym, rep = downscale_array(hr, 4, border="symmetric"), downscale_array(hr, 4, border="replicate")
+    sym, rep = bicubic_downscale(hr, 4, border="symmetric"), bicubic_downscale(hr, 4, border="replicate")
     assert np.array_equal(sym[2:-2, 2:-2], rep[2:-2, 2:-2])
     assert not np.array_equal(sym, rep)
 
@@ -54,14 +59,14 @@ def test_symmetric_and_replicate_borders_differ_only_at_the_edges(astronaut):
 def test_a_constant_image_stays_constant_at_every_scale():
     flat = np.full((30, 27, 3), 117, dtype=np.uint8)
     for scale in (2, 3, 4):
-        assert np.all(downscale_array(flat, scale) == 117)
-        assert np.all(upscale_array(flat, scale) == 117)
+        assert np.all(bicubic_downscale(flat, scale) == 117)
+        assert np.all(bicubic_upscale(flat, scale) == 117)
 
 
 def test_downscale_crops_to_a_multiple_of_the_scale_first(chelsea):
     hr = np.asarray(chelsea)  # 451x300
-    assert downscale_array(hr, 3).shape == (100, 150, 3)
-    assert downscale_array(hr, 4).shape == (75, 112, 3)
+    assert bicubic_downscale(hr, 3).shape == (100, 150, 3)
+    assert bicubic_downscale(hr, 4).shape == (75, 112, 3)
 
 
 def test_float_images_are_not_rounded():
@@ -72,7 +77,7 @@ def test_float_images_are_not_rounded():
 
 def test_an_image_smaller_than_the_scale_cannot_be_downscaled():
     with pytest.raises(ValueError, match="too small"):
-        downscale_array(np.zeros((3, 3, 3), np.uint8), 4)
+        bicubic_downscale(np.zeros((3, 3, 3), np.uint8), 4)
 
 
 @pytest.mark.parametrize(
@@ -138,3 +143,45 @@ def test_animated_images_use_the_first_frame_and_say_so(tmp_path):
     pic = read_image(write(tmp_path, "animated_gif"))
     assert pic.size == (64, 48)
     assert any("first of its 3 frames" in note for note in pic.notes)
+
+
+def test_8_bit_rgb_of_a_16_bit_colour_file_is_rounded_not_truncated(tmp_path):
+    import cv2
+
+    path = write(tmp_path, "rgb16_png")
+    deep = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[:, :, ::-1].astype(np.float64)
+    assert np.array_equal(read_rgb8(path), np.round(deep / 257).astype(np.uint8))
+
+
+def test_8_bit_rgb_of_a_grey_image_repeats_its_grey(tmp_path):
+    path = write(tmp_path, "grey16_png")
+    grey = np.round(np.asarray(Image.open(path), dtype=np.float64) / 257).astype(np.uint8)
+    assert np.array_equal(read_rgb8(path), np.repeat(grey[:, :, None], 3, axis=2))
+
+
+def test_to_uint_rounds_half_to_even_and_clips():
+    values = np.array([-0.1, 0.5 / 255, 1.5 / 255, 254.5 / 255, 1.2], dtype=np.float64)
+    assert to_uint(values).tolist() == [0, 0, 2, 254, 255]
+    assert to_uint(np.array([1.0, 0.5]), 16).tolist() == [65535, 32768]
+
+
+def test_arrays_and_tensors_convert_both_ways_without_sharing_memory(chelsea):
+    photo = np.asarray(chelsea)
+    tensor = array_to_tensor(photo)
+    assert tensor.shape == (1, 3, 300, 451) and tensor.dtype == torch.float32 and tensor.is_contiguous()
+    assert np.array_equal(to_uint(tensor_to_array(tensor)), photo)
+    floats = photo.astype(np.float32) / 255
+    array_to_tensor(floats).zero_()
+    assert floats.max() > 0
+
+
+def test_a_batch_of_arrays_becomes_a_batch_of_tensors(chelsea):
+    batch = np.stack([np.asarray(chelsea)[:32, :48]] * 4)
+    assert array_to_tensor(batch).shape == (4, 3, 32, 48)
+
+
+def test_bicubic_of_an_8_bit_picture_equals_bicubic_of_its_array(chelsea):
+    photo = np.asarray(chelsea)
+    pic = read_image(chelsea)
+    assert np.array_equal(rgb8(bicubic_upscale(pic, 3)), bicubic_upscale(photo, 3))
+    assert np.array_equal(rgb8(bicubic_downscale(pic, 3)), bicubic_downscale(photo, 3))

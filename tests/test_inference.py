@@ -5,37 +5,37 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import crop
+from conftest import as_tensor, crop
 from PIL import Image
 from sample_files import write
 
-from mdsr.imaging import ImageError, pil_to_tensor, read_image
+from mdsr.imaging import ImageError, read_image
 from mdsr.inference import CpuKind, bf16_supported, resolve_precision, super_resolve, upscale, upscale_picture
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_tiled_inference_equals_whole_image_inference(tiny_model, astronaut, scale):
-    lr = pil_to_tensor(crop(astronaut, (150, 110), (180, 60)))
+    lr = as_tensor(crop(astronaut, (150, 110), (180, 60)))
     whole = super_resolve(tiny_model, lr, scale, precision="fp32")
     tiled = super_resolve(tiny_model, lr, scale, tile=32, precision="fp32")
     assert (whole - tiled).abs().max().item() < 1e-5
 
 
 def test_self_ensemble_commutes_with_flipping_the_input(tiny_model, chelsea):
-    lr = pil_to_tensor(crop(chelsea, (40, 32), (200, 100)))
+    lr = as_tensor(crop(chelsea, (40, 32), (200, 100)))
     flipped_first = super_resolve(tiny_model, lr.flip(3), 2, self_ensemble=True, precision="fp32")
     flipped_after = super_resolve(tiny_model, lr, 2, self_ensemble=True, precision="fp32").flip(3)
     assert (flipped_first - flipped_after).abs().max().item() < 1e-5
 
 
 def test_self_ensemble_differs_from_a_single_pass(tiny_model, chelsea):
-    lr = pil_to_tensor(crop(chelsea, (40, 32), (200, 100)))
+    lr = as_tensor(crop(chelsea, (40, 32), (200, 100)))
     assert not torch.allclose(super_resolve(tiny_model, lr, 2, self_ensemble=True), super_resolve(tiny_model, lr, 2))
 
 
 def test_self_ensemble_progress_counts_every_tile_of_every_pass(tiny_model, coffee):
     calls = []
-    lr = pil_to_tensor(crop(coffee, (40, 20)))
+    lr = as_tensor(crop(coffee, (40, 20)))
     super_resolve(tiny_model, lr, 2, tile=20, self_ensemble=True, progress=lambda n, t: calls.append((n, t)))
     assert calls == [(n, 16) for n in range(1, 17)]
 
@@ -43,7 +43,7 @@ def test_self_ensemble_progress_counts_every_tile_of_every_pass(tiny_model, coff
 def test_progress_reports_every_tile(tiny_model, coffee):
     calls = []
     super_resolve(
-        tiny_model, pil_to_tensor(crop(coffee, (100, 70))), 2, tile=32, progress=lambda n, t: calls.append((n, t))
+        tiny_model, as_tensor(crop(coffee, (100, 70))), 2, tile=32, progress=lambda n, t: calls.append((n, t))
     )
     assert calls == [(n, 12) for n in range(1, 13)]
 
@@ -126,7 +126,7 @@ def test_run_info_reports_what_ran(tiny_model, coffee):
 
 
 def test_without_edge_padding_it_is_the_bare_network(tiny_model, coffee):
-    lr = pil_to_tensor(crop(coffee, (40, 30)))
+    lr = as_tensor(crop(coffee, (40, 30)))
     with torch.inference_mode():
         bare = tiny_model(lr, 3).clamp(0, 1)
     assert torch.allclose(super_resolve(tiny_model, lr, 3, edge_padding=0, precision="fp32"), bare, atol=1e-5)

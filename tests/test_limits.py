@@ -50,7 +50,8 @@ from PIL import Image
 import numpy as np
 import app
 Image.fromarray(np.random.default_rng(0).integers(0, 255, ({side}, {side}, 3), dtype=np.uint8)).save({str(tmp_path / "big.png")!r})
-app.run_comparison({str(tmp_path / "big.png")!r}, 2, app.GT_NONE, None, app.BUNDLED, False, "auto", lambda *a, **k: None, with_bicubic=False)
+app.run_comparison({str(tmp_path / "big.png")!r}, scale=2, gt_mode=app.GT_NONE, gt_image=None, weights=app.BUNDLED,
+                   self_ensemble=False, precision="auto", progress=lambda *a, **k: None, with_bicubic=False)
 print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -68,8 +69,9 @@ def test_a_request_over_the_memory_estimate_is_refused_before_any_work(tmp_path)
     photo((side, side)).save(tmp_path / "big.png")
     with pytest.raises(app.gr.Error, match=r"a 620x620 image at 4x with the bicubic view .* about 1,598 MB; the limit"):
         app.run_comparison(
-            str(tmp_path / "big.png"), 4, app.GT_NONE, None, app.BUNDLED, False, "auto", lambda *a, **k: None
-        )
+            str(tmp_path / "big.png"), scale=4, gt_mode=app.GT_NONE, gt_image=None, weights=app.BUNDLED,
+            self_ensemble=False, precision="auto", progress=lambda *a, **k: None,
+        )  # fmt: skip
     assert big.size == (400, 300)
 
 
@@ -88,12 +90,14 @@ sys.path.insert(0, {str(ROOT)!r})
 import numpy as np
 from PIL import Image
 import app
-from mdsr.imaging import downscale_array
+from mdsr.imaging import bicubic_downscale
 hr = np.random.default_rng(0).integers(0, 255, ({side} * 4, {side} * 4, 3), dtype=np.uint8)
 Image.fromarray(hr).save({str(tmp_path / "hr.png")!r})
-Image.fromarray(downscale_array(hr, 4)).save({str(tmp_path / "lr.png")!r})
+Image.fromarray(bicubic_downscale(hr, 4)).save({str(tmp_path / "lr.png")!r})
 del hr
-app.upscale_ui({str(tmp_path / "lr.png")!r}, 4, app.GT_UPLOAD, {str(tmp_path / "hr.png")!r}, app.BUNDLED, False, "auto", True, 50, 50, progress=lambda *a, **k: None)
+app.upscale_ui(image={str(tmp_path / "lr.png")!r}, scale=4, gt_mode=app.GT_UPLOAD, gt_image={str(tmp_path / "hr.png")!r},
+               weights=app.BUNDLED, self_ensemble=False, precision="auto", auto_zoom=True, zoom_x=50, zoom_y=50,
+               progress=lambda *a, **k: None)
 print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import BENCHMARK, ROOT, needs_data
+from conftest import BENCHMARK, ROOT, needs_data, super_resolve_8bit
 
 import mdsr
 from mdsr.evaluate import load_benchmark
-from mdsr.imaging import array_to_tensor, downscale_array, load_image_array, tensor_to_array, upscale_array
+from mdsr.imaging import bicubic_downscale, bicubic_upscale, modcrop, read_rgb8
 from mdsr.inference import super_resolve
 from mdsr.metrics import psnr
 from mdsr.weights import BUNDLED_PATH, read_metadata
@@ -37,16 +37,15 @@ def test_the_shipped_file_holds_all_scales_and_its_provenance(model):
 
 
 def example_pair(scale: int) -> tuple[np.ndarray, np.ndarray]:
-    hr = load_image_array(ROOT / "examples" / f"{EXAMPLES[scale]}.png")
-    hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
-    return downscale_array(hr, scale), hr
+    hr = modcrop(read_rgb8(ROOT / "examples" / f"{EXAMPLES[scale]}.png"), scale)
+    return bicubic_downscale(hr, scale), hr
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_the_shipped_weights_beat_bicubic_on_a_bundled_photo(model, scale):
     lr, hr = example_pair(scale)
-    ours = psnr(tensor_to_array(super_resolve(model, array_to_tensor(lr), scale, precision="fp32")), hr, shave=scale)
-    bicubic = psnr(upscale_array(lr, scale), hr, shave=scale)
+    ours = psnr(super_resolve_8bit(model, lr, scale, precision="fp32"), hr, shave=scale)
+    bicubic = psnr(bicubic_upscale(lr, scale), hr, shave=scale)
     assert ours - bicubic >= EXAMPLE_GAIN_FLOOR[scale]
 
 
@@ -59,8 +58,8 @@ def test_a_flat_grey_stays_flat_out_to_the_corners(model, scale):
 
 def test_tiled_inference_costs_no_psnr_with_the_shipped_weights(model):
     lr, hr = example_pair(4)
-    whole = psnr(tensor_to_array(super_resolve(model, array_to_tensor(lr), 4, precision="fp32")), hr, shave=4)
-    tiled = psnr(tensor_to_array(super_resolve(model, array_to_tensor(lr), 4, tile=40, precision="fp32")), hr, shave=4)
+    whole = psnr(super_resolve_8bit(model, lr, 4, precision="fp32"), hr, shave=4)
+    tiled = psnr(super_resolve_8bit(model, lr, 4, tile=40, precision="fp32"), hr, shave=4)
     assert abs(whole - tiled) < 0.01
 
 
@@ -68,11 +67,6 @@ def test_tiled_inference_costs_no_psnr_with_the_shipped_weights(model):
 def test_set5_x2_psnr_does_not_regress(model):
     pairs = load_benchmark(BENCHMARK / "Set5", 2)
     with torch.inference_mode():
-        score = np.mean(
-            [
-                psnr(tensor_to_array(super_resolve(model, array_to_tensor(p.lr), 2, precision="fp32")), p.hr, shave=2)
-                for p in pairs
-            ]
-        )
+        score = np.mean([psnr(super_resolve_8bit(model, p.lr, 2, precision="fp32"), p.hr, shave=2) for p in pairs])
     assert score >= SET5_X2_FLOOR
     assert score > 33.66 + 3.0  # bicubic's 33.66 dB

@@ -9,14 +9,14 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import BENCHMARK, needs_data
+from conftest import BENCHMARK, as_tensor, needs_data, super_resolve_8bit
 from skimage import data as skdata
 
 import mdsr
 from mdsr import quantize
 from mdsr.evaluate import load_benchmark, validate
-from mdsr.imaging import array_to_tensor, downscale_array, pil_to_tensor, tensor_to_array
-from mdsr.inference import prepare, super_resolve, upscale_picture
+from mdsr.imaging import array_to_tensor, bicubic_downscale
+from mdsr.inference import model_for_precision, super_resolve, upscale_picture
 from mdsr.metrics import psnr
 from mdsr.quantize import Int8Branch, Int8Conv2d, int8_available, int8_model, is_int8
 from mdsr.train import TrainConfig, train
@@ -37,7 +37,7 @@ def shipped_int8(shipped):
 def photo_features(model, image) -> torch.Tensor:
     """Real activations: the shipped head's features of a photo, as the trunk's first conv sees them."""
     with torch.inference_mode():
-        return model.head(pil_to_tensor(image)).contiguous(memory_format=torch.channels_last)
+        return model.head(as_tensor(image)).contiguous(memory_format=torch.channels_last)
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -56,9 +56,7 @@ def test_refining_cuts_the_upsamplers_error_to_under_half(shipped, chelsea):
     # The upsampler's input mixes channels of very different ranges: one 8-bit scale fits it badly.
     conv = shipped.upsample["2"][0][0]
     with torch.inference_mode():
-        x = shipped.features(pil_to_tensor(chelsea.crop((0, 0, 96, 80))), 2).contiguous(
-            memory_format=torch.channels_last
-        )
+        x = shipped.features(as_tensor(chelsea.crop((0, 0, 96, 80))), 2).contiguous(memory_format=torch.channels_last)
         plain, refined = Int8Conv2d(conv)(x), Int8Conv2d(conv, refine=True)(x)
         assert relative_error(refined, conv(x)) < relative_error(plain, conv(x)) / 2
 
@@ -83,17 +81,15 @@ def test_an_int8_convolution_leaves_its_input_untouched(shipped, chelsea):
 def rocket_pair(scale: int) -> tuple[np.ndarray, np.ndarray]:
     """SpaceX's DSCOVR launch photo (public domain), from scikit-image: not among the calibration photos."""
     hr = skdata.rocket()[: 420 - 420 % scale, : 636 - 636 % scale]
-    return downscale_array(hr, scale), hr
+    return bicubic_downscale(hr, scale), hr
 
 
 @needs_int8
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_int8_keeps_the_shipped_weights_psnr_within_a_hundredth_of_a_db(shipped, shipped_int8, scale):
     lr, hr = rocket_pair(scale)
-    fp32 = psnr(tensor_to_array(super_resolve(shipped, array_to_tensor(lr), scale, precision="fp32")), hr, shave=scale)
-    int8 = psnr(
-        tensor_to_array(super_resolve(shipped_int8, array_to_tensor(lr), scale, precision="int8")), hr, shave=scale
-    )
+    fp32 = psnr(super_resolve_8bit(shipped, lr, scale, precision="fp32"), hr, shave=scale)
+    int8 = psnr(super_resolve_8bit(shipped_int8, lr, scale, precision="int8"), hr, shave=scale)
     assert abs(int8 - fp32) < 0.01
 
 
@@ -139,8 +135,8 @@ def test_int8_layers_refuse_to_train(shipped_int8):
 @needs_int8
 def test_auto_converts_once_and_reuses_the_copy(tiny_model, coffee):
     lr = array_to_tensor(np.asarray(coffee)[:32, :32])
-    first, mode = prepare(tiny_model, "int8")
-    again, _ = prepare(tiny_model, "int8")
+    first, mode = model_for_precision(tiny_model, "int8")
+    again, _ = model_for_precision(tiny_model, "int8")
     assert mode == "int8" and again is first and "_int8_copy" not in tiny_model.state_dict()
     assert torch.equal(
         super_resolve(tiny_model, lr, 2, precision="int8"), super_resolve(first, lr, 2, precision="int8")
@@ -149,10 +145,10 @@ def test_auto_converts_once_and_reuses_the_copy(tiny_model, coffee):
 
 @needs_int8
 def test_the_int8_copy_is_remade_when_the_weights_change(tiny_model):
-    first, _ = prepare(tiny_model, "int8")
+    first, _ = model_for_precision(tiny_model, "int8")
     with torch.no_grad():
         tiny_model.head[0][0].weight.mul_(2)
-    assert prepare(tiny_model, "int8")[0] is not first
+    assert model_for_precision(tiny_model, "int8")[0] is not first
 
 
 def test_int8_where_it_cannot_run_is_a_clear_error(tiny_model, monkeypatch):
@@ -164,7 +160,7 @@ def test_int8_where_it_cannot_run_is_a_clear_error(tiny_model, monkeypatch):
 @needs_int8
 def test_an_int8_model_refuses_an_explicit_fp32_run(shipped_int8):
     with pytest.raises(ValueError, match="converted to int8"):
-        prepare(shipped_int8, "fp32")
+        model_for_precision(shipped_int8, "fp32")
 
 
 @needs_int8

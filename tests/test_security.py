@@ -66,8 +66,9 @@ def test_self_ensemble_work_is_bounded_with_a_message_that_states_the_limit(tmp_
         app.gr.Error, match=r"2000x1600 output pixels x 8 passes \(self-ensemble\) = 25,600,000; the limit"
     ):
         app.run_comparison(
-            str(tmp_path / "big.png"), 2, app.GT_NONE, None, app.BUNDLED, True, "auto", lambda *a, **k: None
-        )
+            str(tmp_path / "big.png"), scale=2, gt_mode=app.GT_NONE, gt_image=None, weights=app.BUNDLED,
+            self_ensemble=True, precision="auto", progress=lambda *a, **k: None,
+        )  # fmt: skip
 
 
 def test_one_client_cannot_queue_more_than_its_share(url):

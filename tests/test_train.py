@@ -16,7 +16,7 @@ import torch
 from conftest import crop
 
 from mdsr.data import PatchDataset, dihedral, step_generator
-from mdsr.imaging import downscale_array
+from mdsr.imaging import bicubic_downscale
 from mdsr.inference import CpuKind
 from mdsr.train import NonFiniteLossError, TrainConfig, train, training_precision
 from mdsr.weights import load_model
@@ -40,7 +40,7 @@ def test_lr_and_hr_patches_are_aligned_at_every_scale(astronaut):
             lr, hr = data.sample(batch_size=2, scale=scale, generator=step_generator(seed=0, rank=0, step=step))
             for i in range(2):
                 hr_patch = (hr[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-                remade = downscale_array(hr_patch, scale).astype(int)
+                remade = bicubic_downscale(hr_patch, scale).astype(int)
                 lr_patch = (lr[i].permute(1, 2, 0).numpy() * 255).round().astype(int)
                 # The kernel reaches 2 LR pixels, so compare the interior; flips that transpose change the
                 # order of MATLAB's two rounded passes (off by a level or two), a misalignment by tens.

@@ -13,9 +13,8 @@ import pytest
 import torch
 from conftest import super_image_folder, tiny
 
-import mdsr
 from mdsr import weights
-from mdsr.model import MDSR
+from mdsr.model import MDSR, MdsrConfig
 from mdsr.weights import WeightsError, load_model, read_metadata, save_weights
 
 
@@ -41,6 +40,14 @@ def test_super_image_folder_loads_and_its_mean_shift_is_ignored(tmp_path):
     model = tiny(scales=(3,))
     folder = super_image_folder(tmp_path / "mdsr-bam", model, 3)
     assert same_weights(load_model(folder, scale=3), model)
+
+
+def test_every_source_records_where_its_weights_came_from(tmp_path):
+    saved = load_model(save_weights(tiny(), tmp_path / "w.safetensors", metadata={"note": "mine"}))
+    checkpoint = load_model(super_image_folder(tmp_path / "mdsr-bam", tiny(scales=(3,)), 3), scale=3)
+    assert tiny().metadata == {} and saved.metadata["note"] == "mine"
+    assert checkpoint.metadata["format"] == "super-image" and checkpoint.metadata["file"] == "pytorch_model_3x.pt"
+    assert MdsrConfig.from_dict(json.loads(checkpoint.metadata["config"])) == checkpoint.config
 
 
 def test_a_missing_scale_in_a_folder_names_what_is_there(tmp_path):
@@ -115,7 +122,3 @@ def test_hf_hub_offline_is_honoured_without_touching_the_network(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert "offline or unreachable" in out.stdout
-
-
-def test_the_public_api_names_the_loader_and_saver():
-    assert mdsr.load_model is load_model and mdsr.save_weights is save_weights
