@@ -50,6 +50,8 @@ WEIGHTS_DIR = os.environ.get("MDSR_WEIGHTS_DIR")
 GT_NONE = "none"
 GT_UPLOAD = "upload the original (HR) image"
 GT_SELF = "use my image as ground truth"
+# The UI's initial options, with which an example row runs.
+DEFAULTS = dict(weights=AUTO, self_ensemble=False, precision="auto", auto_zoom=True, zoom_x=50, zoom_y=50)
 
 # Weights are loaded on first use and kept; whether the Hub is reachable is decided once, here (3 s at most,
 # at once under HF_HUB_OFFLINE). On a ZeroGPU Space the models live on CUDA (to_serving_device).
@@ -397,20 +399,10 @@ def zoom_of(view, auto_zoom, zoom_x, zoom_y):
 
 def run_example(image, scale, gt_mode, gt_image):
     """An example row with the default options (cached the first time someone clicks it)."""
-    result = upscale_ui(
-        image=image,
-        scale=scale,
-        gt_mode=gt_mode,
-        gt_image=gt_image,
-        weights=AUTO,
-        self_ensemble=False,
-        precision="auto",
-        auto_zoom=True,
-        zoom_x=50,
-        zoom_y=50,
-        progress=lambda *args, **kwargs: None,
-    )
-    return result.shown()
+    no_progress = lambda *args, **kwargs: None  # noqa: E731
+    return upscale_ui(
+        image=image, scale=scale, gt_mode=gt_mode, gt_image=gt_image, **DEFAULTS, progress=no_progress
+    ).shown()
 
 
 BATCH_COLUMNS = ["file", "size in", "size out", "seconds", "PSNR", "SSIM", "bicubic PSNR", "error"]
@@ -522,7 +514,9 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                     elem_id="gt-image",
                 )
             with gr.Accordion("Options", open=False):
-                weights = gr.Radio([AUTO, BUNDLED, HUB, MINE], value=AUTO, label="Weights", elem_id="weights")
+                weights = gr.Radio(
+                    [AUTO, BUNDLED, HUB, MINE], value=DEFAULTS["weights"], label="Weights", elem_id="weights"
+                )
                 my_file = UploadedFile(
                     label="Your weights: a .safetensors file from `mdsr train` / `mdsr export`, or a super-image .pt",
                     file_types=[".safetensors", ".pt"],
@@ -542,7 +536,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                     visible=bool(weights_in_folder(WEIGHTS_DIR)),
                 )
                 self_ensemble = gr.Checkbox(
-                    False, label="Self-ensemble (8 flips/rotations averaged: ~8x slower, sharper)"
+                    DEFAULTS["self_ensemble"], label="Self-ensemble (8 flips/rotations averaged: ~8x slower, sharper)"
                 )
                 precision = gr.Radio(
                     [
@@ -551,7 +545,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                         ("bf16", "bf16"),
                         ("int8 (CPU only: 2-3x faster; 0.005 dB from fp32 on average, up to 0.012 dB)", "int8"),
                     ],
-                    value="auto",
+                    value=DEFAULTS["precision"],
                     label="Precision",
                     elem_id="precision",
                 )
@@ -569,9 +563,9 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                 elem_id="zoom",
             )
             with gr.Row():
-                auto_zoom = gr.Checkbox(True, label="Most detailed region")
-                zoom_x = gr.Slider(0, 100, value=50, step=1, label="Region x (%)")
-                zoom_y = gr.Slider(0, 100, value=50, step=1, label="Region y (%)")
+                auto_zoom = gr.Checkbox(DEFAULTS["auto_zoom"], label="Most detailed region")
+                zoom_x = gr.Slider(0, 100, value=DEFAULTS["zoom_x"], step=1, label="Region x (%)")
+                zoom_y = gr.Slider(0, 100, value=DEFAULTS["zoom_y"], step=1, label="Region y (%)")
             errors = gr.Gallery(label="Error maps (with a ground truth)", columns=2, format="png", elem_id="errors")
             output = gr.Image(
                 label="MDSR-BAM output (full resolution)", format="png", interactive=False, elem_id="output"

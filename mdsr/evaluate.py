@@ -124,6 +124,37 @@ class Result:
     per_image: list[dict] = field(default_factory=list)
 
 
+SCORES = ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
+
+
+def score_pair(
+    model: MDSR, pair: Pair, scale: int, *, protocol: Protocol, precision: Precision, self_ensemble: bool
+) -> dict:
+    """One image's row: its name, and MDSR-BAM's and bicubic's PSNR/SSIM as ``protocol`` measures them."""
+    sr = super_resolve(
+        model,
+        array_to_tensor(pair.lr),
+        scale,
+        precision=precision,
+        self_ensemble=self_ensemble,
+        edge_padding=EDGE_PADDING if protocol == "standard" else 0,  # super-image ran the bare network
+    )
+    if protocol == "standard":
+        out, bic = to_uint(tensor_to_array(sr)), bicubic_upscale(pair.lr, scale)
+        scores = (
+            psnr(out, pair.hr, shave=scale),
+            ssim(out, pair.hr, shave=scale),
+            psnr(bic, pair.hr, shave=scale),
+            ssim(bic, pair.hr, shave=scale),
+        )
+    else:
+        out = tensor_to_array(sr) * 255.0
+        lr_img = Image.fromarray(pair.lr)
+        bic = np.asarray(lr_img.resize((lr_img.width * scale, lr_img.height * scale), Image.BICUBIC))
+        scores = super_image_metrics(out, pair.hr, scale) + super_image_metrics(bic, pair.hr, scale)
+    return {"name": pair.name, **dict(zip(SCORES, scores, strict=True))}
+
+
 def evaluate(
     model: MDSR,
     folders: list[str | os.PathLike],
@@ -139,57 +170,32 @@ def evaluate(
     if protocol not in ("standard", "super-image"):
         raise ValueError(f"protocol must be 'standard' or 'super-image', got {protocol!r}")
     model, precision = model_for_precision(model, precision)  # an int8 copy is made once, not per image
+    load = load_benchmark if protocol == "standard" else load_benchmark_super_image
     results = []
     for folder in folders:
         for scale in scales:
             model.check_scale(scale)
-            pairs = (
-                load_benchmark(folder, scale) if protocol == "standard" else load_benchmark_super_image(folder, scale)
-            )
-            rows = []
-            iterator = pairs
+            pairs = load(folder, scale)
             if show_progress:
                 from tqdm import tqdm
 
-                iterator = tqdm(pairs, desc=f"{Path(folder).name} x{scale}", unit="img", leave=False)
-            for pair in iterator:
-                sr = super_resolve(
-                    model,
-                    array_to_tensor(pair.lr),
-                    scale,
-                    precision=precision,
-                    self_ensemble=self_ensemble,
-                    edge_padding=EDGE_PADDING if protocol == "standard" else 0,  # super-image ran the bare network
-                )
-                if protocol == "standard":
-                    out, bic = to_uint(tensor_to_array(sr)), bicubic_upscale(pair.lr, scale)
-                    scores = (
-                        psnr(out, pair.hr, shave=scale),
-                        ssim(out, pair.hr, shave=scale),
-                        psnr(bic, pair.hr, shave=scale),
-                        ssim(bic, pair.hr, shave=scale),
-                    )
-                else:
-                    out = tensor_to_array(sr) * 255.0
-                    lr_img = Image.fromarray(pair.lr)
-                    bic = np.asarray(lr_img.resize((lr_img.width * scale, lr_img.height * scale), Image.BICUBIC))
-                    scores = super_image_metrics(out, pair.hr, scale) + super_image_metrics(bic, pair.hr, scale)
-                rows.append(
-                    dict(
-                        zip(("name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"), (pair.name, *scores), strict=True)
-                    )
-                )
-            mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")}
+                pairs = tqdm(pairs, desc=f"{Path(folder).name} x{scale}", unit="img", leave=False)
+            rows = [
+                score_pair(model, pair, scale, protocol=protocol, precision=precision, self_ensemble=self_ensemble)
+                for pair in pairs
+            ]
+            mean = {k: float(np.mean([r[k] for r in rows])) for k in SCORES}
+            dataset = Path(folder).name
             results.append(
                 Result(
-                    dataset=Path(folder).name,
+                    dataset=dataset,
                     scale=scale,
                     images=len(rows),
                     weights=weights,
                     protocol=protocol,
                     per_image=rows,
                     **mean,
-                )
+                )  # fmt: skip
             )
     return results
 

@@ -159,12 +159,7 @@ def test_the_ui_handler_fills_every_output(app_module):
         scale=2,
         gt_mode=app_module.GT_UPLOAD,
         gt_image=str(EXAMPLES / "chelsea.png"),
-        weights=app_module.BUNDLED,
-        self_ensemble=False,
-        precision="auto",
-        auto_zoom=True,
-        zoom_x=50,
-        zoom_y=50,
+        **{**app_module.DEFAULTS, "weights": app_module.BUNDLED},
         progress=lambda *a, **k: None,
     )
     (bicubic, output), full, _download, zoom, metrics, errors, info, state = outputs
