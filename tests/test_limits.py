@@ -44,8 +44,6 @@ def test_the_largest_api_request_peaks_under_1_5_gb(tmp_path):
 
     side = int(app.MAX_INPUT_PIXELS**0.5)  # the largest accepted square, at x2 (x4 of it is over the output cap)
     code = f"""
-import sys
-sys.path.insert(0, {str(ROOT)!r})
 from PIL import Image
 import numpy as np
 import app
@@ -85,8 +83,6 @@ def test_the_largest_ground_truth_request_at_4x_peaks_under_1_5_gb(tmp_path):
         s for s in range(16, 2000, 8) if app.estimated_peak_mb(s * s, 16 * s * s, full_views=True) <= app.MAX_REQUEST_MB
     )
     code = f"""
-import sys
-sys.path.insert(0, {str(ROOT)!r})
 import numpy as np
 from PIL import Image
 import app
