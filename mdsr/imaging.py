@@ -303,8 +303,11 @@ def colour_planes(pic: Picture) -> np.ndarray:
 
 def rgb8(pic: Picture) -> np.ndarray:
     """uint8 RGB (H, W, 3) of the colour, alpha ignored: what metrics and the 8-bit bicubic see."""
-    planes = to_uint(colour_planes(pic))
-    return np.repeat(planes, 3, axis=2) if pic.grey else planes
+    return _three_planes(to_uint(colour_planes(pic)))
+
+
+def _three_planes(planes: np.ndarray) -> np.ndarray:
+    return np.repeat(planes, 3, axis=2) if planes.shape[2] == 1 else planes
 
 
 def read_rgb8(source) -> np.ndarray:
@@ -436,5 +439,4 @@ def preview_rgb(pic: Picture, background: float = 0.5) -> np.ndarray:
     if pic.alpha is not None:
         a = pic.alpha[:, :, None]
         rgb = rgb * a + background * (1 - a)
-    planes = to_uint(rgb)
-    return np.repeat(planes, 3, axis=2) if planes.shape[2] == 1 else planes
+    return _three_planes(to_uint(rgb))
