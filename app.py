@@ -20,6 +20,7 @@ from mdsr.batch import check_batch_work, collect, upscale_batch
 from mdsr.compare import Comparison, check_ground_truth_size, compare, error_map, zoom_panel
 from mdsr.imaging import ImageError, image_size, preview_rgb, read_image, save_picture
 from mdsr.inference import on_zerogpu, to_serving_device
+from mdsr.limits import check_memory, check_work
 from mdsr.model import SUPPORTED_SCALES, parse_scale
 from mdsr.weights import PUBLISHED_ID, LoadedWeights, WeightsError, WeightStore, describe, weights_in_folder
 
@@ -31,10 +32,10 @@ OUTPUT_DIR = Path(gr.utils.get_upload_folder()) / "mdsr-results"
 OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
 
 MAX_FILE_BYTES = 20_000_000  # per file, however it arrives (upload, data: URL, cached example)
-MAX_INPUT_PIXELS = 1_100_000  # e.g. 1200x900: the whole-image trunk needs ~850 bytes per input pixel (see check_memory)
+MAX_INPUT_PIXELS = 1_100_000  # e.g. 1200x900: the whole-image trunk needs ~850 bytes per input pixel (mdsr.limits)
 MAX_OUTPUT_PIXELS = 4096 * 4096
-MAX_WORK_PIXELS = 4096 * 4096
-MAX_REQUEST_MB = 1500  # estimated peak memory of one request (estimated_peak_mb), for a 2-vCPU Space  # output pixels x network passes (self-ensemble runs it 8 times)
+MAX_WORK_PIXELS = 4096 * 4096  # output pixels x network passes (self-ensemble runs it 8 times)
+MAX_REQUEST_MB = 1500  # estimated peak memory of one request (mdsr.limits.estimated_peak_mb), for a 2-vCPU Space
 MAX_BATCH_IMAGES = 16  # per batch request; the work limit covers all of them together
 MAX_JOBS_PER_CLIENT = 2  # waiting or running, per client address: one caller cannot fill the queue (16)
 KEEP_RESULTS_S = 900  # our PNGs and Gradio's cached files older than this are deleted
@@ -265,8 +266,8 @@ def run_comparison(
     try:
         scale = parse_scale(scale)
         pic = read_image(image, max_pixels=MAX_INPUT_PIXELS)
-        check_work(pic, scale, self_ensemble, models)
-        check_memory(pic, scale, full_views=with_bicubic or gt_mode != GT_NONE)
+        check_work(pic.size, scale, self_ensemble=self_ensemble, models=models, limit=MAX_WORK_PIXELS)
+        check_memory(pic.size, scale, full_views=with_bicubic or gt_mode != GT_NONE, limit_mb=MAX_REQUEST_MB)
         truth = None
         if gt_mode == GT_UPLOAD:
             if gt_image is None:
@@ -292,39 +293,6 @@ def run_comparison(
         return comparison, loaded
     except (ImageError, WeightsError, ValueError) as err:
         raise gr.Error(str(err), print_exception=False) from None
-
-
-def estimated_peak_mb(input_pixels: int, output_pixels: int, *, full_views: bool) -> float:
-    """The server's peak RSS for one request, from measurements (fresh process, bundled weights, fp32):
-    ~410 MB at rest, ~850 bytes per input pixel for the whole-image trunk, and per output pixel ~25 bytes
-    for the PNG alone or ~140 with the bicubic view, a ground truth and its PSNR/SSIM (measured 1.44 GB at
-    1095x1095 x2 without them; 1.11 GB at 512x512 x4 and 3.20 GB at 1024x1024 x4 with a ground truth)."""
-    return 410 + 850e-6 * input_pixels + (140e-6 if full_views else 25e-6) * output_pixels
-
-
-def check_memory(pic, scale: int, *, full_views: bool) -> None:
-    """One request may need at most MAX_REQUEST_MB of memory (estimated before any work is done)."""
-    w, h = pic.size
-    need = estimated_peak_mb(w * h, w * h * scale * scale, full_views=full_views)
-    if need > MAX_REQUEST_MB:
-        views = " with the bicubic view and ground-truth metrics" if full_views else ""
-        raise ValueError(
-            f"a {w}x{h} image at {scale}x{views} needs about {need:,.0f} MB; the limit per request is "
-            f"{MAX_REQUEST_MB:,} MB (use a smaller image or scale)"
-        )
-
-
-def check_work(pic, scale: int, self_ensemble: bool, models: int = 1) -> None:
-    """One request may ask for at most MAX_WORK_PIXELS output pixels times network passes (8 for
-    self-ensemble, each for every model an A/B comparison runs)."""
-    h, w = pic.rgb.shape[:2]
-    passes = (8 if self_ensemble else 1) * models
-    work = h * w * scale * scale * passes
-    if work > MAX_WORK_PIXELS:
-        ensemble = "self-ensemble" + (": 8 each" if models > 1 else "")
-        why = ", ".join(([f"{models} models (A/B)"] if models > 1 else []) + ([ensemble] if self_ensemble else []))
-        what = f"{w * scale}x{h * scale} output pixels" + (f" x {passes} passes ({why})" if passes > 1 else "")
-        raise ValueError(f"this request is {what} = {work:,}; the limit per request is {MAX_WORK_PIXELS:,}")
 
 
 class UiResult(NamedTuple):

@@ -11,6 +11,8 @@ import pytest
 from conftest import ROOT, call, data_url, running_app
 from sample_files import photo
 
+from mdsr.limits import estimated_peak_mb
+
 
 def disk_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
@@ -62,7 +64,7 @@ def test_a_request_over_the_memory_estimate_is_refused_before_any_work(tmp_path)
 
     photo((400, 300)).save(tmp_path / "lr.png")  # photo() pads: only the size matters here
     big = app.read_image(str(tmp_path / "lr.png"))
-    assert app.estimated_peak_mb(1000 * 1000, 16_000_000, full_views=True) > app.MAX_REQUEST_MB
+    assert estimated_peak_mb(1000 * 1000, 16_000_000, full_views=True) > app.MAX_REQUEST_MB
     side = 620  # x4 with the bicubic view: 410 + 850e-6 * 384,400 + 140e-6 * 6,150,400 = 1,598 MB
     photo((side, side)).save(tmp_path / "big.png")
     with pytest.raises(app.gr.Error, match=r"a 620x620 image at 4x with the bicubic view .* about 1,598 MB; the limit"):
@@ -80,7 +82,7 @@ def test_the_largest_ground_truth_request_at_4x_peaks_under_1_5_gb(tmp_path):
     import app
 
     side = max(
-        s for s in range(16, 2000, 8) if app.estimated_peak_mb(s * s, 16 * s * s, full_views=True) <= app.MAX_REQUEST_MB
+        s for s in range(16, 2000, 8) if estimated_peak_mb(s * s, 16 * s * s, full_views=True) <= app.MAX_REQUEST_MB
     )
     code = f"""
 import numpy as np
