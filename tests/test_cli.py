@@ -28,19 +28,8 @@ def test_upscale_writes_each_image_at_the_scale(tmp_path, tiny_weights, coffee, 
 
 def test_compare_writes_bicubic_beside_the_output(tmp_path, tiny_weights, coffee):
     crop(coffee, (50, 40)).save(tmp_path / "coffee.png")
-    main(
-        [
-            "upscale",
-            str(tmp_path / "coffee.png"),
-            "-s",
-            "2",
-            "-o",
-            str(tmp_path / "out"),
-            "--weights",
-            tiny_weights,
-            "--compare",
-        ]
-    )
+    argv = ["upscale", str(tmp_path / "coffee.png"), "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights]
+    main([*argv, "--compare"])
     assert Image.open(tmp_path / "out" / "coffee_x2_compare.png").size == (200, 80)
 
 
@@ -69,19 +58,8 @@ def test_16_bit_and_alpha_files_keep_their_kind(tmp_path, tiny_weights):
 
     write(tmp_path, "rgb16_png")
     write(tmp_path, "rgba_png")
-    main(
-        [
-            "upscale",
-            str(tmp_path / "rgb16.png"),
-            str(tmp_path / "rgba.png"),
-            "-s",
-            "2",
-            "-o",
-            str(tmp_path / "out"),
-            "--weights",
-            tiny_weights,
-        ]
-    )
+    files = [str(tmp_path / "rgb16.png"), str(tmp_path / "rgba.png")]
+    main(["upscale", *files, "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights])
     assert cv2.imread(str(tmp_path / "out" / "rgb16_x2.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
     assert Image.open(tmp_path / "out" / "rgba_x2.png").mode == "RGBA"
 
