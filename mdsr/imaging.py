@@ -217,11 +217,9 @@ def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> 
     if isinstance(source, Image.Image):
         return picture_from_pil(source, max_pixels=max_pixels)
     try:
-        deep = _read_deep_colour(source, max_pixels) if isinstance(source, (str, os.PathLike)) else None
-        if deep is not None:
-            return deep
-        with Image.open(source) as image:
-            return picture_from_pil(image, max_pixels=max_pixels)
+        with Image.open(source) as image:  # opened once: the header decides whether OpenCV reads it instead
+            deep = _read_deep_colour(source, image, max_pixels) if isinstance(source, (str, os.PathLike)) else None
+            return deep if deep is not None else picture_from_pil(image, max_pixels=max_pixels)
     except Image.DecompressionBombError as err:
         declared = re.search(r"\((\d+) pixels\)", str(err))
         size = f" ({int(declared.group(1)):,} pixels)" if declared else ""
@@ -244,19 +242,14 @@ def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> 
         raise ImageError(f"the image data could not be decoded ({err})") from err
 
 
-def _read_deep_colour(path, max_pixels: int | None) -> Picture | None:
-    """A 16-bit colour image (H, W, 3|4) via OpenCV, or None when the file is anything else."""
+def _read_deep_colour(path, image: Image.Image, max_pixels: int | None) -> Picture | None:
+    """The file at ``path`` (open as ``image``) via OpenCV if it is 16-bit colour (H, W, 3|4), else None."""
     path = os.fspath(path)
     if not str(path).lower().endswith((".png", ".tif", ".tiff")):
         return None
-    try:
-        with Image.open(path) as probe:
-            deep = probe.mode in ("RGB", "RGBA") and (_png_bit_depth(probe) == 16 or probe.format == "TIFF")
-            if not deep:
-                return None
-            _check_pixels(probe.width, probe.height, max_pixels)
-    except (OSError, SyntaxError, Image.DecompressionBombError):
+    if image.mode not in ("RGB", "RGBA") or not (_png_bit_depth(image) == 16 or image.format == "TIFF"):
         return None
+    _check_pixels(image.width, image.height, max_pixels)
     import cv2
 
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -321,9 +314,8 @@ def array_to_tensor(array: np.ndarray) -> torch.Tensor:
     """(H, W, C) or a batch (B, H, W, C), uint8 or float in [0, 1] -> float32 (1 or B, C, H, W) in
     [0, 1]: a contiguous copy, never sharing the array's memory."""
     batch = array if array.ndim == 4 else array[None]
-    values = torch.from_numpy(np.array(batch, copy=True)).permute(0, 3, 1, 2)
-    values = values.float().div_(255.0) if batch.dtype == np.uint8 else values.float()
-    return values.contiguous()
+    values = torch.from_numpy(np.array(batch.transpose(0, 3, 1, 2), order="C"))  # one copy, already NCHW
+    return values.float().div_(255.0) if batch.dtype == np.uint8 else values.float()
 
 
 def tensor_to_array(tensor: torch.Tensor) -> np.ndarray:
