@@ -5,7 +5,6 @@ Run locally with `python app.py`; on Hugging Face Spaces this file is the Space'
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import time
 import uuid
@@ -16,8 +15,18 @@ from typing import NamedTuple
 import gradio as gr
 import numpy as np
 
+from mdsr import serving
 from mdsr.batch import check_batch_work, collect, upscale_batch
 from mdsr.compare import Comparison, check_ground_truth_size, compare, error_map, zoom_panel
+from mdsr.gradio_adapter import (
+    base_preprocess,
+    check_gradio_internals,
+    is_received,
+    jobs_by_client,
+    save_inline_upload,
+    serialize_admission,
+    upload_folder,
+)
 from mdsr.imaging import ImageError, image_size, preview_rgb, read_image, save_picture
 from mdsr.inference import on_zerogpu, to_serving_device
 from mdsr.limits import check_memory, check_work
@@ -28,7 +37,7 @@ HERE = Path(__file__).parent
 EXAMPLES = HERE / "examples"
 # Results are written inside Gradio's cache, so Gradio serves them without a copy of its own; files older
 # than KEEP_RESULTS_S are deleted whenever a new one is written.
-OUTPUT_DIR = Path(gr.utils.get_upload_folder()) / "mdsr-results"
+OUTPUT_DIR = upload_folder() / "mdsr-results"
 OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
 
 MAX_FILE_BYTES = 20_000_000  # per file, however it arrives (upload, data: URL, cached example)
@@ -37,8 +46,16 @@ MAX_OUTPUT_PIXELS = 4096 * 4096
 MAX_WORK_PIXELS = 4096 * 4096  # output pixels x network passes (self-ensemble runs it 8 times)
 MAX_REQUEST_MB = 1500  # estimated peak memory of one request (mdsr.limits.estimated_peak_mb), for a 2-vCPU Space
 MAX_BATCH_IMAGES = 16  # per batch request; the work limit covers all of them together
-MAX_JOBS_PER_CLIENT = 2  # waiting or running, per client address: one caller cannot fill the queue (16)
+MAX_JOBS_PER_CLIENT = 2  # waiting or running, per client address: one caller cannot fill the queue
+MAX_JOBS = 16  # waiting or running, in all
 KEEP_RESULTS_S = 900  # our PNGs and Gradio's cached files older than this are deleted
+LIMITS = serving.Limits(
+    file_bytes=MAX_FILE_BYTES, input_pixels=MAX_INPUT_PIXELS, output_pixels=MAX_OUTPUT_PIXELS,
+    work_pixels=MAX_WORK_PIXELS, memory_mb=MAX_REQUEST_MB, batch_images=MAX_BATCH_IMAGES,
+    batch_bytes=MAX_FILE_BYTES, jobs_per_client=MAX_JOBS_PER_CLIENT, jobs=MAX_JOBS,
+)  # fmt: skip
+# X-Forwarded-For is believed only from these (MDSR_TRUSTED_PROXIES; the Space's proxy on Hugging Face).
+TRUSTED_PROXIES = serving.trusted_proxies()
 AUTO = "auto: published weights where the Hub has them, else bundled"
 BUNDLED = "bundled (offline)"
 HUB = f"{PUBLISHED_ID} (Hugging Face Hub)"
@@ -80,8 +97,8 @@ def as_received(component, payload):
         return None
     files = payload.root if hasattr(payload, "root") else [payload]
     if not all(f.path or (f.url or "").startswith("data:") for f in files):
-        return type(component).__base__.preprocess(component, payload)
-    received = [received_file(f, component.GRADIO_CACHE) for f in files]
+        return base_preprocess(component, payload)
+    received = [received_file(f) for f in files]
     return received if hasattr(payload, "root") else received[0]
 
 
@@ -102,51 +119,38 @@ class UploadedFile(gr.File):  # weights files and batch images
     is_template, preprocess = True, as_received
 
 
-def received_file(payload, cache: str) -> str | Refused:
+def received_file(payload) -> str | Refused:
     """The path of a file that came with the request, or why it is refused."""
     if not payload.path:
         # Inline data skips the upload limit: check its decoded size before decoding it.
         size = len(payload.url.partition(",")[2]) * 3 // 4
         if size > MAX_FILE_BYTES:
             return Refused(file_size_message(size))
-        return gr.processing_utils.save_base64_to_cache(payload.url, cache)
+        return save_inline_upload(payload.url)
     path = Path(payload.path).resolve()
     # A raw API call can name any path; only files Gradio received (or cached) for a request are opened,
     # and the answer is the same whether or not the path exists.
-    if not any(gr.utils.is_in_or_equal(path, folder) for folder in (gr.utils.get_upload_folder(), cache)):
+    if not is_received(path):
         return Refused("only files uploaded with the request can be used")
     size = path.stat().st_size if path.is_file() else 0
     return Refused(file_size_message(size)) if size > MAX_FILE_BYTES else str(path)
 
 
 def client_address(request) -> str:
-    """The caller's address. Behind a proxy (Hugging Face Spaces: the peer is a private or loopback
-    address) it is the last X-Forwarded-For entry, the one the proxy itself added; entries before it are
-    whatever the client sent, so they are not trusted. A public peer is the caller itself."""
+    """The caller's address: the peer, or behind a trusted proxy the address it forwarded (mdsr.serving)."""
     peer = request.client.host if request.client else "unknown"
-    forwarded = [a.strip() for a in request.headers.get("x-forwarded-for", "").split(",") if a.strip()]
-    try:
-        behind_proxy = ipaddress.ip_address(peer).is_private or ipaddress.ip_address(peer).is_loopback
-    except ValueError:
-        behind_proxy = False
-    return forwarded[-1] if forwarded and behind_proxy else peer
-
-
-def jobs_of(address: str) -> int:
-    """This caller's events waiting in the queue or running now."""
-    queue = demo._queue  # Gradio has no per-client limit of its own: count its events
-    waiting = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
-    running = [e for job in queue.active_jobs if job for e in job]
-    return sum(1 for e in waiting + running if e.request is not None and client_address(e.request) == address)
+    return serving.client_address(peer, request.headers.get("x-forwarded-for", ""), TRUSTED_PROXIES)
 
 
 def admit(request: gr.Request, values: tuple) -> list:
     """Run when a request arrives, before it joins the queue (Gradio's validator): refused uploads and a
     caller with enough requests waiting are answered here, each with its sentence."""
     verdicts = [gr.validate(not isinstance(v, Refused), v.message if isinstance(v, Refused) else "") for v in values]
-    if jobs_of(client_address(request)) >= MAX_JOBS_PER_CLIENT:
-        message = f"you already have {MAX_JOBS_PER_CLIENT} requests waiting or running; wait for one to finish"
-        verdicts[0] = gr.validate(False, message)
+    jobs = jobs_by_client(demo, client_address)  # exact: admissions are serialized (serialize_admission)
+    try:
+        serving.check_share(jobs[client_address(request)], sum(jobs.values()), LIMITS)
+    except serving.RefusedError as refusal:
+        verdicts[0] = gr.validate(False, str(refusal))
     return verdicts
 
 
@@ -625,7 +629,9 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
         concurrency_id="model",
     )
 
-demo.queue(max_size=16, default_concurrency_limit=1)
+demo.queue(max_size=MAX_JOBS, default_concurrency_limit=1)
+check_gradio_internals(demo)
+serialize_admission(demo)
 
 if __name__ == "__main__":
     demo.launch(max_file_size=MAX_FILE_BYTES)

@@ -3,13 +3,18 @@ files, smuggle oversized data: URLs, send malformed scales or ask for too much w
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import threading
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import ROOT, call, data_url, running_app, submit
 from sample_files import photo
+
+from mdsr import serving
 
 EXAMPLES = ROOT / "examples"
 
@@ -89,19 +94,97 @@ def test_one_client_cannot_queue_more_than_its_share(url):
             assert "event: complete" in response.read().decode()
 
 
-class FakeRequest:
-    def __init__(self, peer: str, forwarded: str = "") -> None:
-        self.client = type("Client", (), {"host": peer})()
-        self.headers = {"x-forwarded-for": forwarded} if forwarded else {}
+def burst(url: str, bodies: list[tuple[list, str]]) -> list[tuple[str, str]]:
+    """Send every (data, X-Forwarded-For) at the same moment from its own thread; ("queued", event id) or
+    ("refused", message) for each."""
+    barrier = threading.Barrier(len(bodies))
+
+    def send(body: tuple[list, str]) -> tuple[str, str]:
+        request = submit(url, body[0])
+        request.add_header("X-Forwarded-For", body[1])
+        barrier.wait()
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return "queued", json.loads(response.read())["event_id"]
+        except urllib.error.HTTPError as err:
+            return "refused", err.read().decode()
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(send, bodies))
 
 
-def test_behind_a_proxy_the_client_is_the_address_the_proxy_added():
+def wait_for(url: str, event_ids: list[str]) -> None:
+    for event_id in event_ids:
+        with urllib.request.urlopen(f"{url}gradio_api/call/upscale/{event_id}", timeout=300) as response:
+            assert "event: complete" in response.read().decode()
+
+
+@pytest.fixture
+def busy_app(monkeypatch):
+    """A fresh app whose model is busy with one slow request from 198.51.100.1 while a test sends more;
+    requests say who they are for with X-Forwarded-For, believed from this machine's loopback proxy."""
     import app
 
-    assert app.client_address(FakeRequest("10.1.2.3", "6.6.6.6, 203.0.113.7")) == "203.0.113.7"
+    monkeypatch.setattr(app, "TRUSTED_PROXIES", (ipaddress.ip_network("127.0.0.0/8"),))
+    with running_app() as address:
+        slow = burst(address, [([data_url(photo((400, 300))), 4, None, "fp32"], "198.51.100.1")])
+        yield address
+        wait_for(address, [slow[0][1]])
 
 
-def test_a_public_peer_cannot_choose_its_address_with_a_header():
+def test_simultaneous_requests_from_one_client_are_admitted_up_to_its_share(busy_app):
     import app
 
-    assert app.client_address(FakeRequest("93.184.216.34", "203.0.113.7")) == "93.184.216.34"
+    small = [data_url(photo((32, 24))), 2, None, "auto"]
+    answers = burst(busy_app, [(small, "198.51.100.1")] * 16)
+    queued = [event for kind, event in answers if kind == "queued"]
+    assert len(queued) == app.MAX_JOBS_PER_CLIENT - 1  # the slow request holds one of its places
+    refused = [message for kind, message in answers if kind == "refused"]
+    assert all(f"you already have {app.MAX_JOBS_PER_CLIENT} requests waiting or running" in m for m in refused)
+    wait_for(busy_app, queued)
+
+
+def test_simultaneous_requests_from_many_clients_are_admitted_up_to_the_queue_size(busy_app):
+    import app
+
+    small = [data_url(photo((32, 24))), 2, None, "auto"]
+    answers = burst(busy_app, [(small, f"203.0.113.{n}") for n in range(1, 25)])
+    queued = [event for kind, event in answers if kind == "queued"]
+    assert len(queued) == app.MAX_JOBS - 1
+    assert all("the demo is busy" in message for kind, message in answers if kind == "refused")
+    wait_for(busy_app, queued)
+
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+SPACE_PROXY = serving.trusted_proxies({"SPACE_ID": "someone/mdsr"})
+
+
+def test_behind_a_trusted_proxy_the_client_is_the_address_the_proxy_added():
+    assert serving.client_address("10.1.2.3", "6.6.6.6, 203.0.113.7", SPACE_PROXY) == "203.0.113.7"
+
+
+def test_a_peer_that_is_no_trusted_proxy_cannot_choose_its_address_with_a_header():
+    assert serving.client_address("93.184.216.34", "203.0.113.7", SPACE_PROXY) == "93.184.216.34"
+    assert serving.client_address("10.1.2.3", "203.0.113.7", ()) == "10.1.2.3"  # a LAN peer, no proxy configured
+
+
+def test_only_the_space_proxy_or_configured_proxies_are_trusted():
+    assert serving.trusted_proxies({}) == ()
+    assert serving.trusted_proxies({"MDSR_TRUSTED_PROXIES": "192.0.2.7, 2001:db8::/32"}) == (
+        ipaddress.ip_network("192.0.2.7/32"),
+        ipaddress.ip_network("2001:db8::/32"),
+    )
+    with pytest.raises(ValueError, match="MDSR_TRUSTED_PROXIES: 'proxy.local' is not an address or network"):
+        serving.trusted_proxies({"MDSR_TRUSTED_PROXIES": "proxy.local"})
+
+
+def test_hops_of_trusted_proxies_are_skipped_from_the_right():
+    assert serving.client_address("127.0.0.1", "203.0.113.9, 127.0.0.5", LOOPBACK) == "203.0.113.9"
+
+
+def test_the_gradio_internals_the_demo_relies_on_are_present():
+    import app
+    from mdsr.gradio_adapter import check_gradio_internals
+
+    check_gradio_internals(app.demo)
+    assert getattr(app.demo._queue.push, "serialized", False)
