@@ -24,6 +24,7 @@ from typing import Literal, TypeVar
 
 import torch
 from PIL import Image
+from torch.nn import functional
 
 from mdsr.imaging import (
     ImageError,
@@ -36,9 +37,11 @@ from mdsr.imaging import (
 )
 from mdsr.model import MDSR
 from mdsr.quantize import cached_int8_model, int8_available, is_int8
+from mdsr.streaming import StreamedTrunk
 
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 Mode = Literal["fp32", "bf16", "int8"]
+Trunk = Literal["whole", "streamed"]
 ProgressCallback = Callable[[int, int], None]
 F = TypeVar("F", bound=Callable)
 
@@ -105,18 +108,20 @@ def bf16_available(device: torch.device | str = "cpu") -> bool:
 
 
 def auto_precision(device: torch.device | str = "cpu") -> Mode:
-    """The fastest precision whose PSNR stays within 0.01 dB of fp32 on every image (README, Performance):
+    """The fastest precision within the "no visible change" bar (README, Performance): against fp32, PSNR
+    moves by at most 0.01 dB on average over each of Set5, Set14 and BSD100 at x2, x3 and x4, and by at
+    most 0.1 dB on any one image of them or of the bundled photos.
 
     - CUDA: bf16 where the GPU has it (tensor cores).
-    - Every CPU: fp32. With the bundled weights neither faster path holds that bar on every Set5 image:
-      int8 moves one image by 0.014 dB at x4 (2-3x fp32's speed; mean within 0.005 dB on Set5, Set14
-      and BSD100), bf16 by up to 0.033 dB at x2, even where the CPU has it natively. Both stay one
-      choice away (``precision="int8"``, ``"bf16"``).
+    - CPUs with 8-bit dot products (AVX-512 VNNI, AVX-VNNI, AMX): int8 (``mdsr.quantize``), 2.5-3.5x
+      fp32's speed there; with the bundled weights its mean PSNR change is at most 0.005 dB per set and
+      scale, 0.04 dB on the worst image.
+    - Other CPUs: fp32 (int8 runs there on oneDNN's older kernels, with weights halved to avoid overflow).
     """
     device = torch.device(device)
     if device.type == "cuda":
         return "bf16" if bf16_supported(device) else "fp32"
-    return "fp32"
+    return "int8" if device.type == "cpu" and host_cpu().int8 and int8_available(device) else "fp32"
 
 
 def resolve_precision(precision: Precision, device: torch.device | str = "cpu") -> Mode:
@@ -166,31 +171,40 @@ def super_resolve(
     self_ensemble: bool = False,
     progress: ProgressCallback | None = None,
     edge_padding: int = EDGE_PADDING,
+    trunk: Trunk = "whole",
 ) -> torch.Tensor:
     """(1, 3, H, W) float in [0, 1] -> (1, 3, H*s, W*s) float, clamped to [0, 1].
 
     ``tile`` (LR pixels) bounds the HR stage's memory; None runs it whole. ``self_ensemble`` is
     EDSR's "+": the mean over the 8 flips/rotations of the input, each undone. ``progress`` is called
-    with (tiles done, tiles in all). ``edge_padding`` LR pixels of the input's edge are replicated
-    around it for the network and cropped from the result (see ``EDGE_PADDING``); 0 is the bare
-    network, as super-image runs it.
+    with (steps done, steps in all): a step is one block of the trunk or one HR tile. ``edge_padding`` LR
+    pixels of the input's edge are replicated around it for the network and cropped from the result
+    (see ``EDGE_PADDING``); 0 is the bare network, as super-image runs it. ``trunk``: "whole" keeps
+    the trunk's maps of the whole image (fastest), "streamed" computes the same features in the memory
+    of one map (``mdsr.streaming``; CPU, ~1.6x the trunk's time).
     """
     model.check_scale(scale)
     model, mode = model_for_precision(model, precision)
     lr = lr.to(next(model.parameters()).device)
-    if not self_ensemble:
-        return _single_pass(model, lr, scale, mode, tile, progress, edge_padding)
-    per_pass = len(_tile_boxes(lr.shape[2], lr.shape[3], tile))
+    passes = 8 if self_ensemble else 1
+    per_pass = trunk_steps(model, scale) + len(_tile_boxes(lr.shape[2], lr.shape[3], tile))
     acc = None
-    for k in range(8):
+    for k in range(passes):
 
-        def report(n: int, _total: int, k: int = k) -> None:
+        def report(n: int, k: int = k) -> None:
             if progress is not None:
-                progress(k * per_pass + n, 8 * per_pass)
+                progress(k * per_pass + n, passes * per_pass)
 
-        out = _undo_dihedral(_single_pass(model, _dihedral(lr, k), scale, mode, tile, report, edge_padding), k)
+        x = _dihedral(lr, k) if self_ensemble else lr
+        out = _single_pass(model, x, scale, mode, tile, report, edge_padding, trunk)
+        out = _undo_dihedral(out, k) if self_ensemble else out
         acc = out if acc is None else acc.add_(out)
-    return acc.div_(8)
+    return acc if passes == 1 else acc.div_(passes)
+
+
+def trunk_steps(model: MDSR, scale: int) -> int:
+    """Progress steps of the trunk: the head, every residual block, and the body's end."""
+    return 2 + len(model.pre_process[str(scale)]) + len(model.body) - 1
 
 
 def _single_pass(
@@ -199,21 +213,33 @@ def _single_pass(
     scale: int,
     mode: Mode,
     tile: int | None,
-    progress: ProgressCallback | None,
+    report: Callable[[int], None],
     pad: int,
+    trunk: Trunk,
 ) -> torch.Tensor:
     device = lr.device
     _, _, h, w = lr.shape
-    if pad:
-        lr = torch.nn.functional.pad(lr, (pad, pad, pad, pad), mode="replicate")
-    lr = lr.contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout: ~20% faster on CPU
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        report(done)
+
     with autocast(mode, device):
-        stripe = None if device.type == "cuda" else choose_stripe(lr.shape[2], lr.shape[3])  # a GPU wants big launches
-        feats = model.features(lr, scale, stripe=stripe)
+        if trunk == "streamed" and device.type == "cpu":
+            fmap = StreamedTrunk(model, lr, scale, pad=pad, progress=step).features()
+            feats, release = fmap.tensor, fmap.release_above
+        else:
+            padded = functional.pad(lr, (pad, pad, pad, pad), mode="replicate") if pad else lr
+            padded = padded.contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout: ~20% faster
+            stripe = None if device.type == "cuda" else choose_stripe(padded.shape[2], padded.shape[3])
+            feats = model.features(padded, scale, stripe=stripe, progress=step)
+            del padded
+            release = None
         _, _, fh, fw = feats.shape
-        tiles = _tile_boxes(h, w, tile)
         out = torch.empty((1, 3, h * scale, w * scale), dtype=torch.float32, device=device)
-        for n, (y0, y1, x0, x1) in enumerate(tiles, start=1):
+        for y0, y1, x0, x1 in _tile_boxes(h, w, tile):
             # Pad the tile with its halo (from the padded features), run the local HR stage, keep only
             # the tile's own pixels.
             ty0, tx0 = y0 + pad, x0 + pad
@@ -224,8 +250,9 @@ def _single_pass(
             out[:, :, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = hr[
                 :, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale
             ]
-            if progress is not None:
-                progress(n, len(tiles))
+            if release is not None and x1 == w:  # a row of tiles done: later tiles read from their halo down
+                release(y1 + pad - HALO)
+            step()
     return out.clamp_(0, 1)
 
 

@@ -12,6 +12,7 @@ Unlike super-image, one model may hold several scales sharing head, body and tai
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -155,19 +156,27 @@ class MDSR(nn.Module):
         if scale not in self.config.scales:
             raise ValueError(f"this model upscales by {', '.join(map(str, self.scales))}; got scale {scale}")
 
-    def features(self, x: torch.Tensor, scale: int, *, stripe: int | None = None) -> torch.Tensor:
+    def features(
+        self, x: torch.Tensor, scale: int, *, stripe: int | None = None, progress: Callable[[], None] | None = None
+    ) -> torch.Tensor:
         """LR-resolution features before upsampling: (B, 3, H, W) -> (B, C, H, W).
 
-        ``stripe`` (rows, inference only) bounds the memory of the convolutions' intermediates.
+        ``stripe`` (rows, inference only) bounds the memory of the convolutions' intermediates;
+        ``progress`` is called after the head, each residual block and the body's end.
         """
         self.check_scale(scale)
+        step = progress or (lambda: None)
         x = self.head(x)
+        step()
         for block in self.pre_process[str(scale)]:
             x = block(x, stripe)
+            step()
         res = x
         for block in self.body[:-1]:
             res = block(res, stripe)
+            step()
         res = in_stripes(self.body[-1], res, stripe, halo=1)
+        step()
         return res + x if torch.is_grad_enabled() else res.add_(x)
 
     def reconstruct(self, features: torch.Tensor, scale: int) -> torch.Tensor:

@@ -25,6 +25,7 @@ import copy
 import functools
 import math
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -50,15 +51,34 @@ def _int8_probe() -> bool:
         return False
 
 
-def _quantize(x: torch.Tensor) -> torch.Tensor:
-    """fp32 (channels-last) -> quint8 with one affine scale from the tensor's own range."""
-    lo, hi = torch.aminmax(x.permute(0, 2, 3, 1))  # a dense view: one flat pass
-    lo, hi = min(lo.item(), 0.0), max(hi.item(), 0.0)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError("int8 inference got non-finite activations")
-    scale = (hi - lo) / 255 or 1.0
-    zero_point = min(255, max(0, round(-lo / scale)))
-    return _quantize_per_tensor(x, scale, zero_point)
+@dataclass(frozen=True)
+class QParams:
+    """One affine uint8 quantisation: value = scale * (q - zero_point)."""
+
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def for_range(cls, lo: float, hi: float) -> QParams:
+        """The parameters that cover [min(lo, 0), max(hi, 0)] in 256 steps."""
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError("int8 inference got non-finite activations")
+        scale = (hi - lo) / 255 or 1.0
+        return cls(scale, min(255, max(0, round(-lo / scale))))
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> QParams:
+        """For a channels-last tensor's own range."""
+        lo, hi = torch.aminmax(x.permute(0, 2, 3, 1))  # a dense view: one flat pass
+        return cls.for_range(lo.item(), hi.item())
+
+
+def _quantize(x: torch.Tensor, qparams: QParams | None = None) -> torch.Tensor:
+    """fp32 (channels-last) -> quint8, with ``qparams`` or one affine scale from the tensor's own range
+    (streamed inference passes the range of the whole map, of which ``x`` is a stripe)."""
+    qparams = qparams or QParams.of(x)
+    return _quantize_per_tensor(x, qparams.scale, qparams.zero_point)
 
 
 def _quantize_per_tensor(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
@@ -94,6 +114,9 @@ class Int8Conv2d(nn.Module):
         self.bias = None if conv.bias is None else conv.bias.detach().float().cpu()
         self.geometry = (list(conv.stride), list(conv.padding), [1, 1], 1)
         self.packed = torch.ops.onednn.qconv_prepack(qweight, self.weight_scale, 1.0, 0, *self.geometry, None)
+        # What the integers stand for: streamed inference takes a channel mean of this convolution's output
+        # from sums of its input by linearity (mdsr.streaming).
+        self.dequantized_weight = qweight.float() * self.weight_scale[:, None, None, None]
         self.relu, self.refine = relu, refine
 
     def run(self, q: torch.Tensor, scale: float, zero_point: int, *, out_scale: float | None = None) -> torch.Tensor:
@@ -104,10 +127,11 @@ class Int8Conv2d(nn.Module):
             "relu" if self.relu else "none", [], "",
         )  # fmt: skip
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, qparams: QParams | None = None) -> torch.Tensor:
+        """fp32 in, fp32 out; ``x`` quantised with ``qparams``, or with its own range where None."""
         _inference_only()
         x = x.float().contiguous(memory_format=torch.channels_last)
-        q = _quantize(x)
+        q = _quantize(x, qparams)
         out = self.run(_bytes(q), q.q_scale(), q.q_zero_point())
         if not self.refine:
             return out
@@ -138,12 +162,25 @@ class Int8Branch(nn.Module):
         _inference_only()
         if self.relu_scale is None:
             return self.second(self.first(x))
-        q = _quantize(x.float().contiguous(memory_format=torch.channels_last))
-        quantized = (_bytes(q), q.q_scale(), q.q_zero_point())
-        hidden = self.first.run(*quantized, out_scale=self.relu_scale)
-        if hidden.permute(0, 2, 3, 1).amax().item() < 255:  # nothing clipped
+        quantized = self.quantized_input(x, QParams.of(x))
+        hidden = self.hidden_at_relu_scale(quantized)
+        if not saturated(hidden):
             return self.second.run(hidden, self.relu_scale, 0)
         return self.second(self.first.run(*quantized))  # fp32 out: the second conv takes its own range
+
+    def quantized_input(self, x: torch.Tensor, qparams: QParams) -> tuple[torch.Tensor, float, int]:
+        """(uint8 bytes, scale, zero point) of the block's input, as the first convolution takes it."""
+        q = _quantize(x.float().contiguous(memory_format=torch.channels_last), qparams)
+        return _bytes(q), q.q_scale(), q.q_zero_point()
+
+    def hidden_at_relu_scale(self, quantized: tuple[torch.Tensor, float, int]) -> torch.Tensor:
+        """The ReLU's output as uint8 at the calibrated ``relu_scale`` (255 where it saturates)."""
+        return self.first.run(*quantized, out_scale=self.relu_scale)
+
+
+def saturated(hidden: torch.Tensor) -> bool:
+    """True where a uint8 ReLU output reached 255: its calibrated scale was exceeded somewhere."""
+    return hidden.permute(0, 2, 3, 1).amax().item() >= 255
 
 
 def _inference_only() -> None:

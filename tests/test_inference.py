@@ -33,19 +33,24 @@ def test_self_ensemble_differs_from_a_single_pass(tiny_model, chelsea):
     assert not torch.allclose(super_resolve(tiny_model, lr, 2, self_ensemble=True), super_resolve(tiny_model, lr, 2))
 
 
-def test_self_ensemble_progress_counts_every_tile_of_every_pass(tiny_model, coffee):
+TINY_TRUNK_STEPS = 6  # head, 2 pre-process blocks, 2 body blocks, the body's end
+
+
+def test_self_ensemble_progress_counts_every_step_of_every_pass(tiny_model, coffee):
     calls = []
     lr = as_tensor(crop(coffee, (40, 20)))
     super_resolve(tiny_model, lr, 2, tile=20, self_ensemble=True, progress=lambda n, t: calls.append((n, t)))
-    assert calls == [(n, 16) for n in range(1, 17)]
+    total = 8 * (TINY_TRUNK_STEPS + 2)
+    assert calls == [(n, total) for n in range(1, total + 1)]
 
 
-def test_progress_reports_every_tile(tiny_model, coffee):
+def test_progress_reports_every_block_and_tile(tiny_model, coffee):
     calls = []
     super_resolve(
         tiny_model, as_tensor(crop(coffee, (100, 70))), 2, tile=32, progress=lambda n, t: calls.append((n, t))
     )
-    assert calls == [(n, 12) for n in range(1, 13)]
+    total = TINY_TRUNK_STEPS + 12
+    assert calls == [(n, total) for n in range(1, total + 1)]
 
 
 # The CPU kinds seen so far (flags as /proc/cpuinfo lists them, abridged) and one without VNNI.
@@ -55,11 +60,22 @@ XEON_AMX = "avx2 avx512f avx512_bf16 avx512_vnni amx_bf16 amx_tile amx_int8"
 AVX2_ONLY = "sse4_2 avx avx2 fma"
 
 
-@pytest.mark.parametrize("flags", [AMD_EPYC_BF16, XEON_VNNI, XEON_AMX, AVX2_ONLY])
-def test_auto_is_fp32_on_every_cpu_kind(flags, monkeypatch):
-    # int8 and bf16 each move some Set5 image by more than 0.01 dB with the bundled weights.
+@pytest.mark.parametrize("flags", [AMD_EPYC_BF16, XEON_VNNI, XEON_AMX])
+def test_auto_is_int8_on_cpus_with_8_bit_dot_products(flags, monkeypatch):
     monkeypatch.setattr("mdsr.inference.host_cpu", lambda: CpuKind.from_flags(flags))
     monkeypatch.setattr("mdsr.inference.int8_available", lambda device="cpu": True)
+    assert resolve_precision("auto") == "int8"
+
+
+def test_auto_is_fp32_on_cpus_without_them(monkeypatch):
+    monkeypatch.setattr("mdsr.inference.host_cpu", lambda: CpuKind.from_flags(AVX2_ONLY))
+    monkeypatch.setattr("mdsr.inference.int8_available", lambda device="cpu": True)
+    assert resolve_precision("auto") == "fp32"
+
+
+def test_auto_is_fp32_where_this_pytorch_has_no_int8_convolution(monkeypatch):
+    monkeypatch.setattr("mdsr.inference.host_cpu", lambda: CpuKind.from_flags(XEON_VNNI))
+    monkeypatch.setattr("mdsr.inference.int8_available", lambda device="cpu": False)
     assert resolve_precision("auto") == "fp32"
 
 
