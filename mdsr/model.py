@@ -12,8 +12,9 @@ Unlike super-image, one model may hold several scales sharing head, body and tai
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from numbers import Integral, Real
 
 import torch
 from torch import nn
@@ -21,6 +22,16 @@ from torch import nn
 from mdsr.attention import BalancedAttention
 
 SUPPORTED_SCALES = (2, 3, 4)
+# The MDSR/EDSR family's sizes: MDSR's deepest body has 80 blocks, EDSR's widest 256 channels. A config
+# beyond them is no model of this family, only a way to make a loader allocate gigabytes.
+MAX_RESBLOCKS = 80
+MAX_FEATS = 256
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters: for messages about values from untrusted input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_scale(value: object) -> int:
@@ -28,8 +39,11 @@ def parse_scale(value: object) -> int:
     anything else, a string, a fraction, NaN, a list or nothing, is a ValueError naming the choices."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value in SUPPORTED_SCALES:
         return int(value)
-    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-    raise ValueError(f"scale must be 2, 3 or 4 (a number); got {shown}")
+    raise ValueError(f"scale must be 2, 3 or 4 (a number); got {shown(value)}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)  # True is an int to Python, not to a config
 
 
 @dataclass(frozen=True)
@@ -44,21 +58,59 @@ class MdsrConfig:
     reduction: int = 16
 
     def __post_init__(self) -> None:
-        if not self.scales or any(s not in SUPPORTED_SCALES for s in self.scales):
-            raise ValueError(f"scales must be a non-empty subset of {SUPPORTED_SCALES}, got {self.scales}")
-        if self.n_feats % self.reduction:
-            raise ValueError(f"n_feats ({self.n_feats}) must be divisible by reduction ({self.reduction})")
-        object.__setattr__(self, "scales", tuple(sorted(set(int(s) for s in self.scales))))
+        # Configs come from files anyone can upload: each field is checked for its type and range, so
+        # that a wrong one is a sentence here instead of an exception (or gigabytes) in the constructor.
+        for name, top in (("n_resblocks", MAX_RESBLOCKS), ("n_feats", MAX_FEATS)):
+            value = getattr(self, name)
+            if not _is_int(value) or not 1 <= value <= top:
+                raise ValueError(f"{name} must be a whole number from 1 to {top}; got {shown(value)}")
+            object.__setattr__(self, name, int(value))
+        if not _is_int(self.reduction) or self.reduction < 1 or self.n_feats % self.reduction:
+            raise ValueError(
+                f"reduction must be a whole number that divides n_feats ({self.n_feats}); got {shown(self.reduction)}"
+            )
+        object.__setattr__(self, "reduction", int(self.reduction))
+        res_scale = self.res_scale
+        # NaN fails the range test (every comparison with it is false), infinity fails its upper end.
+        if not isinstance(res_scale, Real) or isinstance(res_scale, bool) or not 0 < res_scale <= 1:
+            raise ValueError(f"res_scale must be a number above 0 and at most 1; got {shown(res_scale)}")
+        object.__setattr__(self, "res_scale", float(res_scale))
+        if not isinstance(self.bam, bool):
+            raise ValueError(f"bam must be true or false; got {shown(self.bam)}")
+        scales = self.scales
+        if (
+            not isinstance(scales, (list, tuple))
+            or not scales
+            or any(not _is_int(s) or s not in SUPPORTED_SCALES for s in scales)
+        ):
+            raise ValueError(f"scales must be a non-empty subset of {SUPPORTED_SCALES}, got {shown(scales)}")
+        object.__setattr__(self, "scales", tuple(sorted(set(int(s) for s in scales))))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> MdsrConfig:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        if "scales" in known:
-            known["scales"] = tuple(known["scales"])
-        return cls(**known)
+    def from_dict(cls, data: Mapping[str, object]) -> MdsrConfig:
+        """A config from its fields (a JSON object); other keys are ignored, wrong values are a ValueError."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"an MDSR config must be an object of named fields; got {type(data).__name__}")
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def parameter_count(config: MdsrConfig) -> int:
+    """The number of weights of ``MDSR(config)``, by arithmetic: a loader knows a config's size before it
+    allocates anything."""
+    f = config.n_feats
+
+    def conv(c_in: int, c_out: int) -> int:
+        return 9 * c_in * c_out + c_out
+
+    hidden = f // config.reduction
+    attention = 2 * f * hidden + hidden + 49 if config.bam else 0  # fc1, fc2, PReLU, 7x7 spatial conv
+    block = 2 * conv(f, f) + attention
+    upsample = {2: conv(f, 4 * f), 3: conv(f, 9 * f), 4: 2 * conv(f, 4 * f)}
+    blocks = config.n_resblocks + 2 * len(config.scales)  # the body, and two pre-process blocks per scale
+    return conv(3, f) + blocks * block + conv(f, f) + sum(upsample[s] for s in config.scales) + conv(f, 3)
 
 
 def conv3x3(c_in: int, c_out: int) -> nn.Sequential:

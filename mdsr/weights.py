@@ -12,13 +12,24 @@ weights where the Hub (or the local Hugging Face cache) has them, else the bundl
 
 Legacy ``.pt`` files are read with ``torch.load(weights_only=True)``: a pickle that carries code is
 refused and nothing in it runs. Loads are strict and name the missing or unexpected keys.
+
+Weights files may come from anyone (the demo takes uploads), so a file is checked before it costs
+memory: its config is validated (types and the family's sizes), the tensors it must hold are worked out
+on the ``meta`` device (which allocates nothing) and compared with the file's names, shapes and dtypes
+(read from a safetensors header, or from a ``.pt`` archive whose unpacked size was bounded first), and
+only then are tensors read and the model built. Values must be finite floats. Whatever a crafted file
+does, the caller gets a ``WeightsError`` of one sentence that names the file by its name, never its
+folder (a server's paths are nobody's business).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+import re
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +37,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from mdsr.model import MDSR, SUPPORTED_SCALES, MdsrConfig
+from mdsr.model import MDSR, SUPPORTED_SCALES, MdsrConfig, parameter_count, shown
 
 BUNDLED_DIR = Path(__file__).parent / "weights"
 BUNDLED_NAME = "mdsr-bam-x234.safetensors"
@@ -37,47 +48,132 @@ IGNORED_KEYS = ("sub_mean.weight", "sub_mean.bias", "add_mean.weight", "add_mean
 # Prefixes that training wrappers add (DataParallel/DDP, torch.compile).
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
+# Stored weights are converted to float32 on load; other dtypes (integers, bool, float8) are no MDSR weights.
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+SAFETENSORS_FLOATS = ("F16", "BF16", "F32", "F64")  # the same dtypes, as a safetensors header names them
+
+# A config is about a hundred characters of JSON; this much leaves room and bounds what json.loads may build.
+MAX_CONFIG_CHARS = 4096
+
+# What a .pt archive (torch.save's zip) may unpack to before torch.load reads it. torch.save stores its
+# members uncompressed, and weights (noise-like float mantissas) barely deflate, so a real checkpoint unpacks
+# to about its own size even when re-zipped; twice its size, plus 1 MiB for the small records, leaves room
+# and keeps what torch.load allocates bounded by the file's own size. A ratio rather than a fixed number of
+# bytes: a deflate bomb of 390 KB would otherwise still cost as much as the bound (200 MB, say), while a
+# large local checkpoint (the family's largest is 460 MB) must still load from the command line.
+MAX_UNPACKED_RATIO = 2
+UNPACKED_SLACK_BYTES = 1 << 20
+# Members of a .pt archive: one per tensor plus a few records. The family's largest model has about 700
+# tensors, and a training checkpoint (which --init takes) adds Adam's state, some 2,000 members in all.
+# Python's zipfile keeps some 500 bytes for each of the 46-byte directory entries it parses, so a directory
+# of nothing but entries would cost ten times the file: they are counted before it parses them.
+MAX_ARCHIVE_MEMBERS = 8192
+# The pickle of a .pt (a few hundred bytes per tensor) is unpickled into Python objects that may be several
+# times its size: a pickle far larger than a state dict's is refused before torch.load reads it.
+MAX_PICKLE_BYTES = 4 << 20
+
 
 class WeightsError(ValueError):
     """A weights source that cannot be used, with a message meant for the user."""
 
 
+def clean_key(key: str) -> str | None:
+    """``key`` without wrapper prefixes; None for super-image's unused mean-shift tensors."""
+    for prefix in WRAPPER_PREFIXES:
+        while key.startswith(prefix):
+            key = key[len(prefix) :]
+    return None if key in IGNORED_KEYS else key
+
+
 def clean_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Strip wrapper prefixes and drop super-image's unused mean-shift tensors."""
-    cleaned = {}
-    for key, value in state.items():
-        for prefix in WRAPPER_PREFIXES:
-            while key.startswith(prefix):
-                key = key[len(prefix) :]
-        if key not in IGNORED_KEYS:
-            cleaned[key] = value
-    return cleaned
+    return {clean: value for key, value in state.items() if (clean := clean_key(key)) is not None}
 
 
-def load_state_strict(model: MDSR, state: Mapping[str, torch.Tensor], source: str) -> MDSR:
-    state = clean_state_dict(state)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
+def expected_shapes(config: MdsrConfig) -> dict[str, tuple[int, ...]]:
+    """The state dict ``MDSR(config)`` has, as key -> shape: built on the meta device, which allocates
+    nothing, so that a file is compared with its config before any tensor of it is read."""
+    with torch.device("meta"):
+        model = MDSR(config)
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def check_fit(
+    found: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]], source: str, scales: tuple[int, ...]
+) -> None:
+    """A WeightsError unless ``found`` (cleaned key -> shape) has exactly the keys and shapes expected."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
     if missing or unexpected:
         parts = []
         if missing:
             parts.append(f"missing keys {_short(missing)}")
         if unexpected:
             parts.append(f"unexpected keys {_short(unexpected)}")
-        raise WeightsError(f"{source} does not fit an MDSR {model.config.scales} model: {'; '.join(parts)}")
+        raise WeightsError(f"{source} does not fit an MDSR {scales} model: {'; '.join(parts)}")
+    for key, shape in found.items():
+        if tuple(shape) != expected[key]:
+            raise WeightsError(f"{source}: {key} has shape {tuple(shape)}, the model expects {expected[key]}")
+
+
+def _check_float(key: str, is_float: bool, dtype: object, source: str) -> None:
+    if not is_float:
+        raise WeightsError(f"{source}: {key} holds {dtype} values, and weights must be floating-point numbers")
+
+
+def _check_finite(key: str, value: torch.Tensor, source: str) -> None:
+    # A NaN or infinite weight turns every picture black (or into noise): a damaged file, said as such.
+    if not bool(torch.isfinite(value).all()):
+        raise WeightsError(f"{source}: {key} holds NaN or infinite values, so these weights are damaged")
+
+
+def load_state_strict(model: MDSR, state: Mapping[str, torch.Tensor], source: str) -> MDSR:
+    """Copy ``state`` into ``model`` after checking its keys, shapes, dtypes and values."""
+    state = clean_state_dict(state)
+    own = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    check_fit({key: tuple(value.shape) for key, value in state.items()}, own, source, model.config.scales)
     for key, value in state.items():
-        if value.shape != own[key].shape:
-            raise WeightsError(
-                f"{source}: {key} has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}"
-            )
+        _check_float(key, value.dtype in FLOAT_DTYPES, str(value.dtype).removeprefix("torch."), source)
+        _check_finite(key, value, source)
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model.eval()
 
 
+def _built(config: MdsrConfig, state: Mapping[str, torch.Tensor], source: str) -> MDSR:
+    """``MDSR(config)`` holding a copy of ``state``, whose keys, shapes and dtypes were checked against
+    ``config`` already: only its values remain to check. A copy, not the tensors themselves: safetensors'
+    tensors map the file, which may change or vanish once loaded."""
+    for key, value in state.items():
+        _check_finite(key, value, source)
+    model = MDSR(config)
+    own = model.state_dict()
+    with torch.no_grad():
+        for key, value in state.items():
+            own[key].copy_(value)  # converts float16 on the way, with no float32 copy of the whole file
+    return model.eval()
+
+
 def _short(keys: list[str], limit: int = 6) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+    listed = ", ".join(keys[:limit])
+    return listed + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+@contextmanager
+def _refusing(path: Path) -> Iterator[None]:
+    """Any failure a crafted file still causes deep inside torch or safetensors becomes a sentence naming
+    the file (the checks above give better ones; this is the net under them), never a traceback."""
+    try:
+        yield
+    except WeightsError:
+        raise
+    except Exception as err:  # the boundary between an untrusted file and the caller
+        raise WeightsError(f"{path.name} could not be read as MDSR weights ({type(err).__name__})") from err
+
+
+def _holding_scale(config: MdsrConfig, scale: int | None, source: str) -> MdsrConfig:
+    if scale is not None and scale not in config.scales:
+        raise WeightsError(f"{source} holds scales {config.scales}, not {scale}")
+    return config
 
 
 # --------------------------------------------------------------------------------------------------
@@ -111,23 +207,64 @@ def save_weights(
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata strings of a safetensors file (config, provenance)."""
+    path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except Exception as err:  # safetensors raises its own error types for damaged files
-        raise WeightsError(f"{path} is not a readable safetensors file ({err})") from err
+        raise WeightsError(f"{path.name} is not a readable safetensors file ({_reason(err, path)})") from err
+
+
+def _reason(err: BaseException, path: Path) -> str:
+    """An error's first line, short, naming the file by its name only (libraries may quote the full path)."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0].replace(str(path), path.name)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def config_from_metadata(metadata: Mapping[str, str], source: str) -> MdsrConfig:
+    """The ``MdsrConfig`` a safetensors file's metadata carries, or a WeightsError saying what is wrong."""
+    if "config" not in metadata:
+        raise WeightsError(f"{source} has no MDSR config in its metadata; was it written by mdsr.save_weights?")
+    text = metadata["config"]
+    if len(text) > MAX_CONFIG_CHARS:
+        raise WeightsError(
+            f"{source} has a config of {len(text):,} characters, and an MDSR config is a few hundred at most"
+        )
+    try:
+        data = json.loads(text)
+    except RecursionError as err:  # json.loads recurses once per nesting level
+        raise WeightsError(f"{source} has a config nested too deeply to be an MDSR config") from err
+    except ValueError as err:  # JSONDecodeError, and the rare ValueError of a number too long to convert
+        raise WeightsError(f"{source} has a config that is not valid JSON ({err})") from err
+    try:
+        return MdsrConfig.from_dict(data)
+    except ValueError as err:
+        raise WeightsError(f"{source} has an invalid MDSR config: {err}") from err
 
 
 def load_safetensors(path: str | os.PathLike, *, scale: int | None = None) -> MDSR:
-    metadata = read_metadata(path)
-    if "config" not in metadata:
-        raise WeightsError(f"{path} has no MDSR config in its metadata; was it written by mdsr.save_weights?")
-    config = MdsrConfig.from_dict(json.loads(metadata["config"]))
-    with safe_open(str(path), framework="pt") as f:
-        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
-    model = load_state_strict(MDSR(config), state, str(path))
-    if scale is not None:
-        model.check_scale(scale)
+    """This project's format. The header alone is checked (config, then every tensor's name, shape and
+    dtype against the model the config describes) before any tensor is read."""
+    path = Path(path)
+    with _refusing(path):
+        metadata = read_metadata(path)
+        config = _holding_scale(config_from_metadata(metadata, path.name), scale, path.name)
+        # Each weight takes at least 2 bytes (float16): a file smaller than that cannot hold its model.
+        size, count = path.stat().st_size, parameter_count(config)
+        if size < 2 * count:
+            raise WeightsError(
+                f"{path.name} is {size:,} bytes, too small for the {count:,} weights its config describes"
+            )
+        with safe_open(str(path), framework="pt") as f:
+            names = {clean: key for key in f.keys() if (clean := clean_key(key)) is not None}  # noqa: SIM118
+            slices = {clean: f.get_slice(key) for clean, key in names.items()}
+            check_fit(
+                {k: tuple(s.get_shape()) for k, s in slices.items()}, expected_shapes(config), path.name, config.scales
+            )
+            for key, piece in slices.items():
+                _check_float(key, piece.get_dtype() in SAFETENSORS_FLOATS, piece.get_dtype(), path.name)
+            state = {clean: f.get_tensor(key) for clean, key in names.items()}
+        model = _built(config, state, path.name)
     model.metadata = metadata
     return model
 
@@ -135,7 +272,7 @@ def load_safetensors(path: str | os.PathLike, *, scale: int | None = None) -> MD
 def load_bundled() -> MDSR:
     if not BUNDLED_PATH.exists():
         raise WeightsError(
-            f"the bundled weights ({BUNDLED_PATH}) are not in this installation; "
+            f"the bundled weights ({BUNDLED_NAME}) are not in this installation; "
             "pass a weights file, a super-image folder or a Hub id instead"
         )
     return load_safetensors(BUNDLED_PATH)
@@ -148,7 +285,7 @@ def load_model(source: str | os.PathLike | None = None, *, scale: int | None = N
     path = Path(source)
     if path.suffix == ".safetensors" or path.is_file():
         if not path.exists():
-            raise WeightsError(f"weights file not found: {path}")
+            raise WeightsError(f"weights file not found: {path.name}")
         if path.suffix == ".safetensors":
             return load_safetensors(path, scale=scale)
         return load_super_image_file(path, scale=scale)
@@ -174,41 +311,134 @@ def _checked(model: MDSR, scale: int) -> MDSR:
 
 
 def load_super_image_file(path: Path, *, scale: int | None) -> MDSR:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors come in many types; all mean "not safe or not weights"
-        raise WeightsError(
-            f"{path} is not a plain weights file that loads safely ({type(err).__name__}: {err})"
-        ) from err
-    if not isinstance(state, Mapping):
-        raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict")
-    state = state.get("model", state) if isinstance(state.get("model"), Mapping) else state
-    config = infer_config(state)
-    if scale is not None and scale not in config.scales:
-        raise WeightsError(f"{path} holds scales {config.scales}, not {scale}")
-    model = load_state_strict(MDSR(config), state, str(path))
-    model.metadata = {"format": "super-image", "file": Path(path).name, "config": json.dumps(config.to_dict())}
+    """A super-image ``.pt`` (a state dict for one scale), or a training checkpoint holding one under
+    ``"model"``. The archive's unpacked size is bounded before ``torch.load``; the config inferred from the
+    tensors is checked, and so are their shapes against the model it describes, before that model is built."""
+    path = Path(path)
+    with _refusing(path):
+        check_archive(path)
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # pickle errors come in many types; all mean "not safe or not weights"
+            raise WeightsError(
+                f"{path.name} is not a plain weights file that loads safely ({type(err).__name__})"
+            ) from err
+        state = _state_dict_in(loaded, path.name)
+        try:
+            config = infer_config(state)
+        except WeightsError as err:
+            raise WeightsError(f"{path.name}: {err}") from err
+        _holding_scale(config, scale, path.name)
+        check_fit({k: tuple(v.shape) for k, v in state.items()}, expected_shapes(config), path.name, config.scales)
+        for key, value in state.items():
+            _check_float(key, value.dtype in FLOAT_DTYPES, str(value.dtype).removeprefix("torch."), path.name)
+        model = _built(config, state, path.name)
+    model.metadata = {"format": "super-image", "file": path.name, "config": json.dumps(config.to_dict())}
     return model
 
 
+def check_archive(path: Path) -> None:
+    """Refuse a ``.pt`` zip whose members would unpack to far more than the file itself (a deflate bomb),
+    or that has more members, or a larger pickle, than a state dict has. Legacy (non-zip) pickles are left
+    to ``torch.load``: it fills their tensors from the file itself (a storage the pickle claims but the
+    file lacks is allocated, never touched, then refused), so they cost about their size."""
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"  # torch.load's own test for its zip format
+    if not is_zip:
+        return
+    # An upper bound on the directory entries any zip reader can find: each one starts with this signature.
+    # Counted in the raw bytes, before Python's zipfile (or torch's) parses and keeps them all.
+    if _count_in_file(path, b"PK\x01\x02") > MAX_ARCHIVE_MEMBERS:
+        raise WeightsError(
+            f"{path.name} is an archive of over {MAX_ARCHIVE_MEMBERS:,} members, far more than weights have"
+        )
+    limit = MAX_UNPACKED_RATIO * path.stat().st_size + UNPACKED_SLACK_BYTES
+    too_large = WeightsError(f"{path.name} unpacks to more than {limit:,} bytes, far more than weights of its size")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            # The directory's sizes are what torch allocates for each member: bounded first...
+            if sum(m.file_size for m in members) > limit:
+                raise too_large
+            # ...then every member is unpacked and counted, so that data disagreeing with the directory
+            # (a crafted archive) is refused here rather than met inside torch.load.
+            total = 0
+            for member in members:
+                # torch's zip reader finds records by name regardless of case: DATA.PKL is a pickle to it too
+                pickle_limit = MAX_PICKLE_BYTES if member.filename.lower().endswith(".pkl") else limit
+                size = 0
+                with archive.open(member) as stream:
+                    while chunk := stream.read(1 << 20):
+                        total, size = total + len(chunk), size + len(chunk)
+                        if total > limit:
+                            raise too_large
+                        if size > pickle_limit:
+                            raise WeightsError(
+                                f"{path.name} holds a pickle of over {MAX_PICKLE_BYTES:,} bytes, "
+                                "far more than a state dict needs"
+                            )
+    except WeightsError:
+        raise
+    except Exception as err:  # zipfile's BadZipFile, zlib.error, EOFError, NotImplementedError (a compression it lacks)
+        raise WeightsError(f"{path.name} is a damaged or unsupported zip archive ({_reason(err, path)})") from err
+
+
+def _count_in_file(path: Path, needle: bytes, chunk: int = 1 << 20) -> int:
+    """Occurrences of ``needle`` in the file, read in chunks that overlap by its length less one byte."""
+    count, tail = 0, b""
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            data = tail + block
+            count += data.count(needle)
+            tail = data[-(len(needle) - 1) :]  # too short to hold a match, so none is counted twice
+    return count
+
+
+def _state_dict_in(loaded: object, source: str) -> dict[str, torch.Tensor]:
+    """The cleaned state dict a loaded ``.pt`` holds (itself, or its ``"model"`` entry): names to tensors."""
+    if not isinstance(loaded, Mapping):
+        raise WeightsError(f"{source} holds a {type(loaded).__name__}, not a state dict")
+    state = loaded["model"] if isinstance(loaded.get("model"), Mapping) else loaded
+    for key, value in state.items():
+        plain = isinstance(value, torch.Tensor) and value.layout == torch.strided and value.device.type == "cpu"
+        if not isinstance(key, str) or not plain:
+            raise WeightsError(f"{source} holds {type(value).__name__} under {shown(key)}, not a plain tensor")
+    return clean_state_dict(state)
+
+
+# A key's block or scale number: digits only (int() alone would take " 7", "1_0" or other scripts' digits).
+_NUMBERED = re.compile(r"(body|upsample)\.(\d{1,6})\.")
+
+
 def infer_config(state: Mapping[str, torch.Tensor]) -> MdsrConfig:
-    """The architecture of a super-image state dict, which carries no config of its own."""
+    """The architecture of a super-image state dict, which carries no config of its own. Only well-formed
+    keys are read here; any other key is an unexpected one for the strict comparison that follows."""
     state = clean_state_dict(state)
-    scales = sorted({int(k.split(".")[1]) for k in state if k.startswith("upsample.")})
-    if "head.0.0.weight" not in state or not scales or any(s not in SUPPORTED_SCALES for s in scales):
+    numbers: dict[str, set[int]] = {"body": set(), "upsample": set()}
+    for key in state:
+        if match := _NUMBERED.match(key):
+            numbers[match[1]].add(int(match[2]))
+    scales = sorted(numbers["upsample"])
+    head = state.get("head.0.0.weight")
+    if head is None or head.ndim != 4 or not scales or any(s not in SUPPORTED_SCALES for s in scales):
         raise WeightsError(
             f"these are not MDSR weights (no head.0.0.weight or no upsampler for 2, 3 or 4; found scales {scales})"
         )
-    n_feats = state["head.0.0.weight"].shape[0]
+    if not numbers["body"]:
+        raise WeightsError("these are not MDSR weights (no body.N tensors)")
+    n_feats = head.shape[0]
     fc1 = next((v for k, v in state.items() if k.endswith("attention.ca.fc1.weight")), None)
-    last_body = max(int(k.split(".")[1]) for k in state if k.startswith("body."))  # the body's final conv
-    return MdsrConfig(
-        n_resblocks=last_body,
-        n_feats=n_feats,
-        bam=fc1 is not None,
-        reduction=n_feats // fc1.shape[0] if fc1 is not None else 16,
-        scales=tuple(scales),
-    )
+    hidden = fc1.shape[0] if fc1 is not None and fc1.ndim else 0
+    try:
+        return MdsrConfig(
+            n_resblocks=max(numbers["body"]),  # the body's final conv comes after its blocks
+            n_feats=n_feats,
+            bam=fc1 is not None,
+            reduction=(n_feats // hidden if hidden else 0) if fc1 is not None else 16,
+            scales=tuple(scales),
+        )
+    except ValueError as err:
+        raise WeightsError(f"these tensors describe no MDSR model of this family ({err})") from err
 
 
 def load_super_image_folder(folder: Path, *, scale: int | None) -> MDSR:
@@ -217,21 +447,26 @@ def load_super_image_folder(folder: Path, *, scale: int | None) -> MDSR:
     if scale is None:
         if len(candidates) != 1:
             found = ", ".join(p.name for p in candidates) or "none"
-            raise WeightsError(f"{folder} holds several or no pytorch_model_{{s}}x.pt files ({found}); pass scale=")
+            raise WeightsError(
+                f"{folder.name} holds several or no pytorch_model_{{s}}x.pt files ({found}); pass scale="
+            )
         weights = candidates[0]
     else:
         weights = folder / f"pytorch_model_{scale}x.pt"
         if not weights.exists():
             found = ", ".join(p.name for p in candidates) or "none"
-            raise WeightsError(f"{folder} has no {weights.name} (it holds: {found})")
+            raise WeightsError(f"{folder.name} has no {weights.name} (it holds: {found})")
     config_file = folder / "config.json"
     if config_file.exists():
         try:
-            info = json.loads(config_file.read_text())
-        except json.JSONDecodeError as err:
-            raise WeightsError(f"{config_file} is not valid JSON ({err})") from err
-        if info.get("model_type", "MDSR").upper() != "MDSR":
-            raise WeightsError(f"{folder} holds a {info.get('model_type')} model, not MDSR")
+            info = json.loads(config_file.read_text(encoding="utf-8"))
+        except RecursionError as err:
+            raise WeightsError(f"config.json in {folder.name} is nested too deeply to be a model's config") from err
+        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+            raise WeightsError(f"config.json in {folder.name} is not valid JSON ({err})") from err
+        model_type = info.get("model_type", "MDSR") if isinstance(info, dict) else None
+        if not isinstance(model_type, str) or model_type.upper() != "MDSR":
+            raise WeightsError(f"{folder.name} holds a {shown(model_type)} model, not MDSR")
     return load_super_image_file(weights, scale=scale)
 
 
@@ -361,8 +596,12 @@ class WeightStore:
             raise WeightsError(
                 f"{path.name}: weights must be a .safetensors file (mdsr train/export) or a super-image .pt"
             )
-        if path.stat().st_size > max_bytes:
-            raise WeightsError(f"{path.name} is {path.stat().st_size:,} bytes; the limit for weights is {max_bytes:,}")
+        try:
+            size = path.stat().st_size
+        except OSError as err:
+            raise WeightsError(f"{path.name} could not be read ({err.strerror or type(err).__name__})") from err
+        if size > max_bytes:
+            raise WeightsError(f"{path.name} is {size:,} bytes; the limit for weights is {max_bytes:,}")
         key = (str(path), scale)
         if key not in self._loaded:
             model = self._place(load_model(path, scale=scale))

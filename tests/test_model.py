@@ -11,7 +11,7 @@ import torch
 from fixtures.formula_weights import formula_state  # tests/ is on the path (conftest), fixtures/ a namespace package
 from safetensors import safe_open
 
-from mdsr.model import MDSR, MdsrConfig
+from mdsr.model import MDSR, MdsrConfig, parameter_count
 from mdsr.weights import load_state_strict
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -101,3 +101,77 @@ def test_constructor_arguments_are_keyword_only():
 
     with pytest.raises(TypeError):
         ResBlock(64, 0.1, True, 16)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        MdsrConfig(),
+        MdsrConfig(n_resblocks=2, n_feats=16, reduction=4),
+        MdsrConfig(n_resblocks=1, n_feats=8, reduction=8, scales=(4, 2), bam=False),
+        MdsrConfig(n_resblocks=3, n_feats=24, reduction=3, scales=(3,)),
+    ],
+)
+def test_parameter_count_is_the_number_of_the_models_weights(config):
+    assert parameter_count(config) == sum(p.numel() for p in MDSR(config).parameters())
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("n_feats", "64"),
+        ("n_feats", 64.5),
+        ("n_feats", True),
+        ("n_resblocks", 2.0),
+        ("reduction", "16"),
+        ("res_scale", "0.1"),
+        ("res_scale", True),
+        ("bam", 1),
+        ("scales", "234"),
+        ("scales", 2),
+        ("scales", [2.0]),
+        ("scales", [True]),
+    ],
+)
+def test_config_refuses_a_field_of_the_wrong_type(field, value):
+    with pytest.raises(ValueError, match=f"^{field} must be"):
+        MdsrConfig.from_dict({field: value})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("n_resblocks", 0),
+        ("n_resblocks", 81),
+        ("n_feats", 0),
+        ("n_feats", -64),
+        ("n_feats", 257),
+        ("reduction", 0),
+        ("reduction", -16),
+        ("reduction", 5),
+        ("res_scale", 0),
+        ("res_scale", 1.5),
+        ("res_scale", float("nan")),
+        ("res_scale", float("inf")),
+        ("scales", []),
+        ("scales", [2, 8]),
+    ],
+)
+def test_config_refuses_sizes_outside_the_mdsr_family(field, value):
+    with pytest.raises(ValueError, match=f"^{field} must be"):
+        MdsrConfig.from_dict({field: value})
+
+
+def test_the_largest_sizes_of_the_family_are_accepted():
+    config = MdsrConfig(n_resblocks=80, n_feats=256, reduction=256, res_scale=1, scales=[2])
+    assert (config.res_scale, config.scales) == (1.0, (2,))
+
+
+@pytest.mark.parametrize("data", [[1, 2], "n_feats", None, 64])
+def test_a_config_that_is_not_an_object_of_fields_is_refused(data):
+    with pytest.raises(ValueError, match="an MDSR config must be an object of named fields"):
+        MdsrConfig.from_dict(data)
+
+
+def test_unknown_config_keys_are_ignored():
+    assert MdsrConfig.from_dict({"n_feats": 32, "scale": 2, "model_type": "MDSR"}) == MdsrConfig(n_feats=32)
