@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mdsr.compare import fit_ground_truth, score
-from mdsr.data import IMAGE_SUFFIXES
+from mdsr.files import IMAGE_SUFFIXES
 from mdsr.imaging import ImageError, bicubic_upscale, image_size, read_image, save_picture
 from mdsr.inference import Precision, upscale_picture
 from mdsr.model import MDSR
@@ -45,7 +45,7 @@ def collect(paths: Sequence[str], *, max_images: int, max_unpacked_bytes: int) -
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 for member in archive.infolist():
-                    if member.is_dir() or Path(member.filename).suffix.lower() not in IMAGE_SUFFIXES + (".gif",):
+                    if member.is_dir() or Path(member.filename).suffix.lower() not in IMAGE_SUFFIXES:
                         continue
                     with archive.open(member) as f:
                         data = f.read(max_unpacked_bytes - unpacked + 1)  # the directory may lie: read, bounded

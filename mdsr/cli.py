@@ -76,13 +76,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 def expand_inputs(inputs: Sequence[str]) -> list[Path]:
     """Files as given, folders as their image files (sorted); a missing path is an error."""
-    from mdsr.data import IMAGE_SUFFIXES
+    from mdsr.files import IMAGE_SUFFIXES
 
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + (".gif",))
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise FileNotFoundError(f"{path} holds no images")
             files += found

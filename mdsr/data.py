@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mdsr.files import atomic_path, is_image_name
 from mdsr.imaging import array_to_tensor, bicubic_downscale, modcrop, read_rgb8
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def list_images(folders: Iterable[str | os.PathLike]) -> list[Path]:
@@ -33,7 +32,7 @@ def list_images(folders: Iterable[str | os.PathLike]) -> list[Path]:
             continue
         if not folder.is_dir():
             raise FileNotFoundError(f"training folder not found: {folder}")
-        files += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files += sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p))
     return files
 
 
@@ -177,11 +176,8 @@ def _cached_downscale(hr: np.ndarray, scale: int, cache_dir: str | os.PathLike |
         except (OSError, ValueError):
             pass  # a damaged cache entry is simply remade
     lr = bicubic_downscale(hr, scale)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, lr)
-    os.replace(tmp, path)
     return lr
 
 

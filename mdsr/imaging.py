@@ -310,10 +310,13 @@ def read_rgb8(source) -> np.ndarray:
     return rgb8(read_image(source, max_pixels=None))
 
 
-def array_to_tensor(array: np.ndarray) -> torch.Tensor:
+def array_to_tensor(array: np.ndarray, *, copy: bool = True) -> torch.Tensor:
     """(H, W, C) or a batch (B, H, W, C), uint8 or float in [0, 1] -> float32 (1 or B, C, H, W) in
-    [0, 1]: a contiguous copy, never sharing the array's memory."""
+    [0, 1]: a contiguous copy, never sharing the array's memory; with ``copy=False`` a float32 array is
+    viewed instead (channels-last strides, read-only use: the streamed trunk reads rows of it)."""
     batch = array if array.ndim == 4 else array[None]
+    if not copy and batch.dtype == np.float32:
+        return torch.from_numpy(batch).permute(0, 3, 1, 2)
     values = torch.from_numpy(np.array(batch.transpose(0, 3, 1, 2), order="C"))  # one copy, already NCHW
     return values.float().div_(255.0) if batch.dtype == np.uint8 else values.float()
 

@@ -35,6 +35,7 @@ from mdsr.imaging import (
     resize_plane,
     tensor_to_array,
 )
+from mdsr.limits import trunk_mb
 from mdsr.model import MDSR
 from mdsr.quantize import cached_int8_model, int8_available, is_int8
 from mdsr.streaming import StreamedTrunk
@@ -42,11 +43,12 @@ from mdsr.streaming import StreamedTrunk
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 Mode = Literal["fp32", "bf16", "int8"]
 Trunk = Literal["whole", "streamed"]
+TrunkChoice = Literal["auto", "whole", "streamed"]
 ProgressCallback = Callable[[int, int], None]
 F = TypeVar("F", bound=Callable)
 
 STRIPE_ABOVE_PIXELS = 512 * 512
-STRIPE_PIXELS = 128 * 1024
+STRIPE_PIXELS = 96 * 1024  # a stripe's float map (~25 MB) stays under glibc's mmap threshold: no page faults
 
 # Receptive radius of the HR stage in LR pixels: one 3x3 conv per upsampling step (at LR, then at
 # 2x for x4) and the 3x3 tail at HR; 2 LR pixels cover every scale.
@@ -323,6 +325,8 @@ def to_serving_device(model: MDSR) -> MDSR:
 # --------------------------------------------------------------------------------------------------
 
 DEFAULT_MAX_OUTPUT_PIXELS = 64_000_000
+# The whole-image trunk's memory the library allows itself before it streams: ~1.2 megapixels.
+DEFAULT_TRUNK_BUDGET_MB = 1024
 # "auto" tiles cover at most 256x256 output pixels (~17 MB of HR-stage features at 64 channels): faster
 # than 512 (x4 of 256x256: 2.16 vs 2.27 s fp32, 0.91 vs 1.08 s int8, measured) as more stays in cache.
 AUTO_TILE_HR = 256
@@ -338,6 +342,21 @@ class RunInfo:
     tiles: int
     self_ensemble: bool
     seconds: float
+    trunk: Trunk = "whole"
+
+
+def choose_trunk(
+    size: tuple[int, int], trunk: TrunkChoice, budget_mb: float, device: torch.device | str = "cpu"
+) -> Trunk:
+    """"whole" or "streamed" for an input of ``size`` (width, height): "auto" streams on the CPU where the
+    whole-image trunk would need more than ``budget_mb`` (``limits.trunk_mb``)."""
+    if trunk not in ("auto", "whole", "streamed"):
+        raise ValueError(f"trunk must be 'auto', 'whole' or 'streamed', got {trunk!r}")
+    if trunk != "auto":
+        return trunk
+    if torch.device(device).type != "cpu":
+        return "whole"
+    return "whole" if trunk_mb(size, "whole") <= budget_mb else "streamed"
 
 
 def choose_tile(height: int, width: int, scale: int, tile: int | Literal["auto"] | None) -> int | None:
@@ -360,8 +379,12 @@ def upscale_picture(
     self_ensemble: bool = False,
     progress: ProgressCallback | None = None,
     max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
+    trunk: TrunkChoice = "auto",
+    trunk_budget_mb: float = DEFAULT_TRUNK_BUDGET_MB,
 ) -> tuple[Picture, RunInfo]:
-    """Super-resolve a decoded picture; alpha is upscaled with bicubic and re-attached."""
+    """Super-resolve a decoded picture; alpha is upscaled with bicubic and re-attached. ``trunk`` "auto"
+    keeps the whole-image trunk (fastest) where it needs at most ``trunk_budget_mb``, and streams it
+    (same result, one map of memory) where it would need more (``choose_trunk``)."""
     model.check_scale(scale)
     h, w = pic.rgb.shape[:2]
     if min(h, w) < 2:
@@ -374,10 +397,11 @@ def upscale_picture(
     model, mode = model_for_precision(model, precision)
     device = next(model.parameters()).device
     tile_size = choose_tile(h, w, scale, tile)
+    trunk = choose_trunk(pic.size, trunk, trunk_budget_mb, device)
     started = time.perf_counter()
     sr = super_resolve(
-        model, array_to_tensor(pic.rgb), scale, precision=mode, tile=tile_size, self_ensemble=self_ensemble,
-        progress=progress,
+        model, array_to_tensor(pic.rgb, copy=trunk == "whole"), scale, precision=mode, tile=tile_size,
+        self_ensemble=self_ensemble, progress=progress, trunk=trunk,
     )  # fmt: skip
     alpha = None if pic.alpha is None else resize_plane(pic.alpha, scale, (h * scale, w * scale))
     info = RunInfo(
@@ -387,6 +411,7 @@ def upscale_picture(
         tiles=len(_tile_boxes(h, w, tile_size)),
         self_ensemble=self_ensemble,
         seconds=time.perf_counter() - started,
+        trunk=trunk,
     )
     return Picture(tensor_to_array(sr), alpha, grey=pic.grey, bit_depth=pic.bit_depth, notes=pic.notes), info
 
@@ -401,6 +426,8 @@ def upscale(
     self_ensemble: bool = False,
     progress: ProgressCallback | None = None,
     max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
+    trunk: TrunkChoice = "auto",
+    trunk_budget_mb: float = DEFAULT_TRUNK_BUDGET_MB,
 ) -> Image.Image:
     """Super-resolve a PIL image of any mode by ``scale``; returns a PIL image of the same kind
     (grey stays grey, alpha is kept, 16-bit grey stays 16-bit; see ``imaging.picture_to_pil``)."""
@@ -414,5 +441,7 @@ def upscale(
         self_ensemble=self_ensemble,
         progress=progress,
         max_output_pixels=max_output_pixels,
+        trunk=trunk,
+        trunk_budget_mb=trunk_budget_mb,
     )
     return picture_to_pil(out)

@@ -4,6 +4,24 @@ are ``ValueError``s whose message states the request's figure and the limit it p
 
 from __future__ import annotations
 
+from typing import Literal
+
+EDGE = 8  # the input's edge replicated by 4 pixels on each side (mdsr.inference.EDGE_PADDING)
+# The trunk's own memory per pixel of the (edge-padded) input, measured in fresh processes (fp32 or int8;
+# bundled weights, 64 channels): the whole-image trunk holds three float maps at once; the streamed trunk
+# one map, plus its stripes (~STREAMED_STRIPES_MB).
+WHOLE_TRUNK_BYTES = 850
+STREAMED_TRUNK_BYTES = 260
+STREAMED_STRIPES_MB = 250
+
+
+def trunk_mb(size: tuple[int, int], trunk: Literal["whole", "streamed"]) -> float:
+    """The trunk's peak memory (MB, beyond the process at rest) for an input of ``size`` (width, height)."""
+    pixels = (size[0] + EDGE) * (size[1] + EDGE)
+    if trunk == "whole":
+        return WHOLE_TRUNK_BYTES * pixels / 1e6
+    return STREAMED_TRUNK_BYTES * pixels / 1e6 + STREAMED_STRIPES_MB
+
 
 def estimated_peak_mb(input_pixels: int, output_pixels: int, *, full_views: bool) -> float:
     """Peak RSS of a server process for one request, from measurements (fresh process, bundled weights,

@@ -118,14 +118,16 @@ def conv3x3(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1))
 
 
-def in_stripes(fn: nn.Module, x: torch.Tensor, stripe: int | None, halo: int) -> torch.Tensor:
+def in_stripes(
+    fn: nn.Module, x: torch.Tensor, stripe: int | None, halo: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """``fn(x)`` for a purely local ``fn`` (3x3 convs, ReLU), computed in horizontal stripes of
     ``stripe`` rows, each with ``halo`` rows of context: the same result, with intermediates that
-    are the size of a stripe instead of the image."""
+    are the size of a stripe instead of the image. Striped results go into ``out`` where given (a buffer
+    used again and again costs no page faults; a fresh image-sized one does, every time)."""
     height = x.shape[2]
     if stripe is None or stripe >= height:
         return fn(x)
-    out = None
     for y0 in range(0, height, stripe):
         y1 = min(y0 + stripe, height)
         top, bottom = max(y0 - halo, 0), min(y1 + halo, height)
@@ -154,7 +156,7 @@ class ResBlock(nn.Module):
         self.res_scale = res_scale
         self.attention = BalancedAttention(n_feats=n_feats, reduction=reduction) if bam else None
 
-    def forward(self, x: torch.Tensor, stripe: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, stripe: int | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
         if torch.is_grad_enabled():  # training: super-image's own order of operations
             res = self.body(x)
             res = res if self.attention is None else self.attention(res)
@@ -163,7 +165,7 @@ class ResBlock(nn.Module):
         # beyond ``res``: res_scale is folded into the (B, C, 1, 1) channel gate, the gates are applied
         # in place, and the local convolutions may run in stripes (the attention's pooling is global,
         # so it always sees the whole image).
-        res = in_stripes(self.body, x, stripe, halo=2)
+        res = in_stripes(self.body, x, stripe, halo=2, out=out)
         if self.attention is None:
             return res.mul_(self.res_scale).add_(x)
         channel = self.attention.ca(res).mul_(self.res_scale)  # (B, C, 1, 1)
@@ -220,14 +222,15 @@ class MDSR(nn.Module):
         step = progress or (lambda: None)
         x = self.head(x)
         step()
+        spare = None  # inference: a map no longer needed, where the next block writes (no fresh pages)
         for block in self.pre_process[str(scale)]:
-            x = block(x, stripe)
+            x, spare = block(x, stripe, out=spare), None if torch.is_grad_enabled() else x
             step()
         res = x
         for block in self.body[:-1]:
-            res = block(res, stripe)
+            res, spare = block(res, stripe, out=spare), None if res is x or torch.is_grad_enabled() else res
             step()
-        res = in_stripes(self.body[-1], res, stripe, halo=1)
+        res = in_stripes(self.body[-1], res, stripe, halo=1, out=spare)
         step()
         return res + x if torch.is_grad_enabled() else res.add_(x)
 

@@ -31,13 +31,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.nn import functional
 
 from mdsr.model import MDSR, ResBlock
 from mdsr.quantize import Int8Branch, Int8Conv2d, QParams, _quantize, saturated
 
 BLOCK_HALO = 5  # rows of context a residual block's output needs: two 3x3 convolutions and the 7x7 gate
-STREAM_STRIPE_PIXELS = 256 * 1024  # pixels per stripe (a few ~50 MB temporaries at 64 channels)
+# Work is done in bands of rows (a copy of the band, with its context, is kept while the band is replaced)
+# and, within a band, in chunks of columns. A chunk's float map stays under glibc's mmap threshold (32 MB),
+# so its memory is reused from one chunk to the next instead of being faulted in afresh each time.
+BAND_BYTES = 64 * 2**20
+CHUNK_PIXELS = 96 * 1024
 
 
 class FeatureMap:
@@ -59,13 +62,17 @@ class FeatureMap:
             self._released = end
 
 
-def stripes(height: int, rows: int) -> Iterator[tuple[int, int]]:
-    for y0 in range(0, height, rows):
-        yield y0, min(y0 + rows, height)
+def spans(length: int, step: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, length, step):
+        yield start, min(start + step, length)
 
 
-def stripe_rows(width: int, *, minimum: int = 2 * BLOCK_HALO) -> int:
-    return max(minimum, STREAM_STRIPE_PIXELS // max(width, 1))
+def band_rows(width: int, channels: int) -> int:
+    return min(256, max(2 * BLOCK_HALO, BAND_BYTES // (width * channels * 4)))
+
+
+def chunk_columns(rows: int) -> int:
+    return max(2 * BLOCK_HALO, CHUNK_PIXELS // (rows + 2 * BLOCK_HALO) - 2 * BLOCK_HALO)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -132,25 +139,39 @@ class Branch:
 
 class BorderSums:
     """Per-channel sums of a map (B=1) over everything, its first and last row and column, and its
-    corners, gathered stripe by stripe in float64: what a 3x3 zero-padded convolution's mean needs."""
+    corners, gathered block by block in float64: what a 3x3 zero-padded convolution's mean needs."""
 
     def __init__(self, height: int, width: int) -> None:
         self.height, self.width = height, width
         self.total = self.top = self.bottom = self.left = self.right = 0.0
         self.corners: dict[str, torch.Tensor] = {}
 
-    def add(self, h: torch.Tensor, y0: int) -> None:
-        """``h``: rows [y0, y0 + rows) of the map, (1, C, rows, W)."""
-        h = h[0].double()
-        self.total = self.total + h.sum(dim=(1, 2))
-        self.left = self.left + h[:, :, 0].sum(dim=1)
-        self.right = self.right + h[:, :, -1].sum(dim=1)
+    def add(self, h: torch.Tensor, y0: int, x0: int) -> None:
+        """``h``: the block of the map whose top-left pixel is (``x0``, ``y0``), (1, C, rows, columns)."""
+        h = h[0].float()  # uint8 too: PyTorch sums uint8 ~10x slower than a float copy of it
+        # float32 (pairwise) within a block, float64 across blocks
+
+        def total(values: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+            return values.sum(dim=dims).double()
+
+        last_row, last_col = y0 + h.shape[1] == self.height, x0 + h.shape[2] == self.width
+        self.total = self.total + total(h, (1, 2))
         if y0 == 0:
-            self.top = h[:, 0].sum(dim=1)
-            self.corners["tl"], self.corners["tr"] = h[:, 0, 0], h[:, 0, -1]
-        if y0 + h.shape[1] == self.height:
-            self.bottom = h[:, -1].sum(dim=1)
-            self.corners["bl"], self.corners["br"] = h[:, -1, 0], h[:, -1, -1]
+            self.top = self.top + total(h[:, 0], (1,))
+        if last_row:
+            self.bottom = self.bottom + total(h[:, -1], (1,))
+        if x0 == 0:
+            self.left = self.left + total(h[:, :, 0], (1,))
+        if last_col:
+            self.right = self.right + total(h[:, :, -1], (1,))
+        for name, is_there, pixel in (
+            ("tl", y0 == 0 and x0 == 0, (0, 0)),
+            ("tr", y0 == 0 and last_col, (0, -1)),
+            ("bl", last_row and x0 == 0, (-1, 0)),
+            ("br", last_row and last_col, (-1, -1)),
+        ):
+            if is_there:
+                self.corners[name] = h[:, pixel[0], pixel[1]].double()
 
     def conv_mean(self, weight: torch.Tensor, bias: torch.Tensor | None, step: float) -> torch.Tensor:
         """Mean over the image of conv3x3(h * step) (padding 1), per output channel, as (1, C, 1, 1)."""
@@ -198,8 +219,8 @@ def apply_block(state: BlockState, x: torch.Tensor) -> torch.Tensor:
 class StreamedTrunk:
     """``MDSR.features`` of a padded image, computed in the memory of one feature map (module docstring).
 
-    ``lr`` is the unpadded input (1, 3, h, w), which may be a view of the caller's array: only rows of it
-    are read. ``pad`` rows and columns of its edge are replicated around it, as ``super_resolve`` does.
+    ``lr`` is the unpadded input (1, 3, h, w), which may be a view of the caller's array: only pieces of
+    it are read. ``pad`` pixels of its edge are replicated around it, as ``super_resolve`` does.
     """
 
     def __init__(
@@ -209,28 +230,23 @@ class StreamedTrunk:
         self.model, self.lr, self.scale, self.pad = model, lr, scale, pad
         _, _, h, w = lr.shape
         self.height, self.width = h + 2 * pad, w + 2 * pad
-        self.rows = stripe_rows(self.width)
+        channels = model.config.n_feats
+        self.rows = band_rows(self.width, channels)
+        self.columns = chunk_columns(self.rows)
         self.progress = progress or (lambda: None)
 
-    def padded_rows(self, a: int, b: int) -> torch.Tensor:
-        """Rows [a, b) of the edge-replicated input, (1, 3, b - a, W), channels-last."""
-        h = self.lr.shape[2]
-        index = (torch.arange(a, b) - self.pad).clamp_(0, h - 1)
-        rows = self.lr.index_select(2, index).float()
-        if self.pad:
-            rows = functional.pad(rows, (self.pad, self.pad, 0, 0), mode="replicate")
-        return rows.contiguous(memory_format=torch.channels_last)
+    def padded_input(self, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+        """A block of the edge-replicated input, (1, 3, rows, cols), channels-last."""
+        h, w = self.lr.shape[2:]
+        y = (torch.arange(*rows) - self.pad).clamp_(0, h - 1)
+        x = (torch.arange(*cols) - self.pad).clamp_(0, w - 1)
+        return self.lr.index_select(2, y).index_select(3, x).float().contiguous(memory_format=torch.channels_last)
 
     def features(self) -> FeatureMap:
         model = self.model
-        channels = model.config.n_feats
-        fmap = FeatureMap(channels, self.height, self.width)
-        x, written = fmap.tensor, Range()
-        for y0, y1 in stripes(self.height, self.rows):
-            a, b = max(y0 - 1, 0), min(y1 + 1, self.height)
-            out = model.head(self.padded_rows(a, b))[:, :, y0 - a : y1 - a]
-            x[:, :, y0:y1] = out
-            written.add(out)
+        fmap = FeatureMap(model.config.n_feats, self.height, self.width)
+        x = fmap.tensor
+        written = self.fill(x, 1, lambda _piece, rows, cols: model.head(self.padded_input(rows, cols)), reads=False)
         self.progress()
         skip_blocks = []
         for block in model.pre_process[str(self.scale)]:
@@ -244,15 +260,47 @@ class StreamedTrunk:
         self.progress()
         return fmap
 
+    # -- sweeps: every band of rows, every chunk of columns, in place ---------------------------------
+
+    def fill(
+        self,
+        x: torch.Tensor,
+        halo: int,
+        fn: Callable[[torch.Tensor | None, tuple[int, int], tuple[int, int]], torch.Tensor],
+        *,
+        reads: bool = True,
+    ) -> Range:
+        """Replace ``x``, band by band and chunk by chunk, by ``fn(piece, rows, cols)``: ``piece`` is ``x``
+        as it was before this sweep over ``rows`` x ``cols`` (the chunk with ``halo`` pixels of context on
+        each side, cut at the image's edges), or None where ``fn`` ``reads`` nothing of it. A band's output
+        is written once the band below has read its context from it. Returns the range of what was written."""
+        written = Range()
+        pending: list[tuple[int, int, int, int, torch.Tensor]] = []
+
+        def write(outputs: list[tuple[int, int, int, int, torch.Tensor]]) -> None:
+            for y0, y1, x0, x1, out in outputs:
+                x[:, :, y0:y1, x0:x1] = out
+                written.add(out)
+
+        for y0, y1 in spans(self.height, self.rows):
+            a, b = max(y0 - halo, 0), min(y1 + halo, self.height)
+            done = []
+            for x0, x1 in spans(self.width, self.columns):
+                c0, c1 = max(x0 - halo, 0), min(x1 + halo, self.width)
+                piece = x[:, :, a:b, c0:c1].contiguous(memory_format=torch.channels_last) if reads else None
+                done.append((y0, y1, x0, x1, fn(piece, (a, b), (c0, c1))[:, :, y0 - a : y1 - a, x0 - c0 : x1 - c0]))
+            write(pending)
+            pending = done
+        write(pending)
+        return written
+
     # -- one block: statistics, then update in place ------------------------------------------------
 
     def update_block(self, block: ResBlock, x: torch.Tensor, x_range: Range) -> tuple[BlockState, Range]:
         branch = Branch(block, x_range)
         gate = None if block.attention is None else self.channel_gate(branch, x)
         state = BlockState(branch, gate)
-        written = Range()
-        self.sweep(x, BLOCK_HALO, lambda rows: apply_block(state, rows), written)
-        return state, written
+        return state, self.fill(x, BLOCK_HALO, lambda piece, _rows, _cols: apply_block(state, piece))
 
     def channel_gate(self, branch: Branch, x: torch.Tensor) -> torch.Tensor:
         """ca(conv2(h)) * res_scale, with conv2's mean taken from sums of h over the whole image."""
@@ -260,7 +308,7 @@ class StreamedTrunk:
         if sums is None:  # uncalibrated, or the calibrated ReLU scale was exceeded: the map's own range
             branch.calibrated = False
             peak = Range()
-            for _y0, _y1, h in self.hidden_stripes(branch, x):
+            for _y0, _x0, h in self.hidden_blocks(branch, x):
                 peak.add(h)
             branch.hidden_q = QParams.for_range(0.0, peak.hi)
             sums = self.hidden_sums(branch, x)
@@ -269,31 +317,20 @@ class StreamedTrunk:
 
     def hidden_sums(self, branch: Branch, x: torch.Tensor) -> BorderSums | None:
         sums = BorderSums(self.height, self.width)
-        for y0, _y1, h in self.hidden_stripes(branch, x):
+        for y0, x0, h in self.hidden_blocks(branch, x):
             if branch.calibrated and saturated(h):
                 return None
-            sums.add(h, y0)
+            sums.add(h, y0, x0)
         return sums
 
-    def hidden_stripes(self, branch: Branch, x: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
-        for y0, y1 in stripes(self.height, self.rows):
+    def hidden_blocks(self, branch: Branch, x: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """relu(conv1(x)) block by block: (top, left, block), read-only over ``x``."""
+        for y0, y1 in spans(self.height, self.rows):
             a, b = max(y0 - 1, 0), min(y1 + 1, self.height)
-            yield y0, y1, branch.hidden(x[:, :, a:b])[:, :, y0 - a : y1 - a]
-
-    def sweep(
-        self, x: torch.Tensor, halo: int, fn: Callable[[torch.Tensor], torch.Tensor], written: Range
-    ) -> None:
-        """Replace every stripe of ``x`` by ``fn`` of it (given ``halo`` rows of context on each side, as
-        they were before this sweep), in place; the rows above a stripe come from a carry."""
-        carry = x[:, :, :0].clone()
-        for y0, y1 in stripes(self.height, self.rows):
-            b = min(y1 + halo, self.height)
-            rows = torch.cat([carry, x[:, :, y0:b]], dim=2).contiguous(memory_format=torch.channels_last)
-            a = y0 - carry.shape[2]
-            out = fn(rows)[:, :, y0 - a : y1 - a]
-            carry = x[:, :, max(y1 - halo, 0) : y1].clone()
-            x[:, :, y0:y1] = out
-            written.add(out)
+            for x0, x1 in spans(self.width, self.columns):
+                c0, c1 = max(x0 - 1, 0), min(x1 + 1, self.width)
+                piece = x[:, :, a:b, c0:c1].contiguous(memory_format=torch.channels_last)
+                yield y0, x0, branch.hidden(piece)[:, :, y0 - a : y1 - a, x0 - c0 : x1 - c0]
 
     # -- the body's last convolution plus the recomputed long skip -----------------------------------
 
@@ -302,26 +339,20 @@ class StreamedTrunk:
         input_q = QParams.for_range(x_range.lo, x_range.hi) if isinstance(last, Int8Conv2d) else None
         skip_halo = 1 + BLOCK_HALO * len(skip_blocks)
 
-        carry = x[:, :, :0].clone()
-        for y0, y1 in stripes(self.height, self.rows):
-            b = min(y1 + 1, self.height)
-            rows = torch.cat([carry, x[:, :, y0:b]], dim=2).contiguous(memory_format=torch.channels_last)
-            a = y0 - carry.shape[2]
-            out = (last(rows) if input_q is None else last(rows, input_q))[:, :, y0 - a : y1 - a]
-            out.add_(self.skip_rows(y0, y1, skip_halo, skip_blocks))
-            carry = x[:, :, max(y1 - 1, 0) : y1].clone()
-            x[:, :, y0:y1] = out
+        def body_end(piece: torch.Tensor, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+            out = last(piece) if input_q is None else last(piece, input_q)
+            return out.add_(self.skip(rows, cols, skip_halo, skip_blocks))
 
-    def skip_rows(self, y0: int, y1: int, halo: int, blocks: list[BlockState]) -> torch.Tensor:
-        """Rows [y0, y1) of the pre-process output, recomputed from the input with the recorded gates."""
-        a, b = max(y0 - halo, 0), min(y1 + halo, self.height)
-        s = self.model.head(self.padded_rows(a, b))
+        self.fill(x, 1, body_end)
+
+    def skip(self, rows: tuple[int, int], cols: tuple[int, int], halo: int, blocks: list[BlockState]) -> torch.Tensor:
+        """The pre-process output over ``rows`` x ``cols``, recomputed from the input with the recorded gates."""
+        (a, b), (c0, c1) = rows, cols
+        ra, rb = max(a - halo, 0), min(b + halo, self.height)
+        ca, cb = max(c0 - halo, 0), min(c1 + halo, self.width)
+        s = self.model.head(self.padded_input((ra, rb), (ca, cb)))
         for state in blocks:
             s = apply_block(state, s)
-        return s[:, :, y0 - a : y1 - a]
+        return s[:, :, a - ra : b - ra, c0 - ca : c1 - ca]
 
 
-def streamed_memory_bytes(height: int, width: int, channels: int = 64) -> int:
-    """The streamed trunk's own memory for a padded (height, width): the map and a few stripes of it."""
-    rows = stripe_rows(width) + 2 * BLOCK_HALO
-    return channels * 4 * (height * width + 5 * rows * width)

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch.nn import functional
 
 from mdsr.data import PatchDataset, list_images, step_generator, warm_lr_cache
+from mdsr.files import atomic_path
 from mdsr.inference import autocast, bf16_supported, resolve_precision
 from mdsr.model import MDSR, SUPPORTED_SCALES, MdsrConfig
 from mdsr.weights import save_weights
@@ -161,12 +162,8 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Atomic: a crash leaves either the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -561,7 +558,6 @@ def plot_history(history: list[dict], path: Path) -> None:
     if vals:
         ax2.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)

@@ -37,6 +37,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from mdsr.files import atomic_path
 from mdsr.model import MDSR, SUPPORTED_SCALES, MdsrConfig, parameter_count, shown
 
 BUNDLED_DIR = Path(__file__).parent / "weights"
@@ -195,13 +196,11 @@ def save_weights(
     """
     model = getattr(model, "module", model)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     header = {"format": "mdsr", "config": json.dumps(model.config.to_dict())}
     header.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata=header)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
     return path
 
 

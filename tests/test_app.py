@@ -8,7 +8,7 @@ from conftest import ROOT, running_app
 from PIL import Image
 from sample_files import photo, write
 
-from mdsr.inference import model_for_precision
+from mdsr.inference import model_for_precision, resolve_precision
 from mdsr.quantize import int8_available
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -40,8 +40,8 @@ def call(client, image, scale, truth=None):
 def test_the_api_takes_the_precision_as_an_optional_fourth_argument(client, tmp_path):
     photo((40, 30)).save(tmp_path / "small.png")
     _, default = call(client, tmp_path / "small.png", 2)
-    path, report = client.predict(handle_file(str(tmp_path / "small.png")), 2, None, "int8", api_name="/upscale")
-    assert default["precision"] == "fp32" and report["precision"] == "int8"
+    path, report = client.predict(handle_file(str(tmp_path / "small.png")), 2, None, "fp32", api_name="/upscale")
+    assert default["precision"] == resolve_precision("auto") and report["precision"] == "fp32"
     assert Image.open(path).size == (80, 60)
 
 

@@ -21,8 +21,10 @@ EXAMPLES = ROOT / "examples"
 
 @pytest.fixture
 def small_stripes(monkeypatch):
-    """Stripes of ~12 rows on these small images, so that every test crosses many stripe borders."""
-    monkeypatch.setattr(streaming, "STREAM_STRIPE_PIXELS", 12 * 120)
+    """Bands of 12 rows and chunks of ~30 columns on these small images, so that every test crosses many
+    band and chunk borders."""
+    monkeypatch.setattr(streaming, "BAND_BYTES", 12 * 128 * 16 * 4)  # 12 rows of 128 columns of 16 channels
+    monkeypatch.setattr(streaming, "CHUNK_PIXELS", 22 * 40)
 
 
 def whole_features(model, lr, scale):
@@ -36,8 +38,9 @@ def test_a_conv_mean_from_border_sums_equals_the_mean_of_the_convolution():
     h = torch.rand(1, 5, 23, 17)
     conv = torch.nn.Conv2d(5, 4, 3, padding=1)
     sums = BorderSums(23, 17)
-    for y0 in range(0, 23, 6):  # in stripes, as the statistics sweep gathers them
-        sums.add(h[:, :, y0 : y0 + 6], y0)
+    for y0 in range(0, 23, 6):  # in blocks, as the statistics sweep gathers them
+        for x0 in range(0, 17, 5):
+            sums.add(h[:, :, y0 : y0 + 6, x0 : x0 + 5], y0, x0)
     expected = conv(h).mean(dim=(2, 3), keepdim=True).detach()
     assert torch.allclose(sums.conv_mean(conv.weight.detach(), conv.bias.detach(), 1.0), expected, atol=1e-6)
 

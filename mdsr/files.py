@@ -1,0 +1,61 @@
+"""Files the package writes and reads by name: atomic writes, output names, the image suffixes it opens.
+
+Every file written (weights, checkpoints, curves, LR caches, upscaled images) goes through
+``atomic_path``: a temporary file beside the target, renamed over it once complete, so an interrupted
+run leaves the old file or the new one, never half of one. ``output_names`` is the one naming rule of
+the CLI and the demo's batch: every input gets its own output, whatever names and formats they share.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path, PurePath
+
+# What folders and zips are searched for; HEIC/AVIF where their plugin is installed (mdsr.imaging).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+
+def is_image_name(name: str | PurePath) -> bool:
+    return PurePath(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path in ``path``'s folder to write to; on success it replaces ``path`` (fsynced first),
+    on an exception it is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def output_names(inputs: Sequence[str | PurePath], tag: str, extension: str) -> list[str]:
+    """An output file name for each input (a path or a zip member's name), distinct by construction:
+    ``NAME_TAG.EXT``; inputs whose names differ only in format keep it (``rgb_bmp_TAG.EXT``); any name
+    still taken (the same name in two folders, or an input called ``rgb_bmp.png`` beside ``rgb.bmp``)
+    gets its folder's name in front, then a number."""
+    paths = [PurePath(p) for p in inputs]
+    stems: dict[str, int] = {}
+    for p in paths:
+        stems[p.stem.lower()] = stems.get(p.stem.lower(), 0) + 1
+    taken: set[str] = set()
+    names = []
+    for p in paths:
+        stem = p.stem if stems[p.stem.lower()] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}"
+        candidates = [stem] + ([f"{p.parent.name}_{stem}"] if p.parent.name else [])
+        candidates += [f"{stem}_{n}" for n in range(2, len(paths) + 2)]
+        name = next(f"{c}_{tag}{extension}" for c in candidates if f"{c}_{tag}{extension}".lower() not in taken)
+        taken.add(name.lower())
+        names.append(name)
+    return names
