@@ -4,7 +4,8 @@
 #   run(command="bash scripts/train_on_gpu.sh", carry=[".gpu_data"], timeout_s=560)
 # Everything lands in $OUT (8 files at most come back): weights.safetensors (final, fp16),
 # best.safetensors (best on the held-out images), log.jsonl, curve.png, train.log, bench_cuda.json.
-# The same script dry-runs on a CPU in the tests: PRESET=tiny MINUTES=0.1 INIT=none BENCH=0 PRECISION=fp32.
+# The same script dry-runs on a CPU in the tests: PRESET=tiny STEPS=150 INIT=none BENCH=0 PRECISION=fp32
+# (STEPS fixes the length; without it, the schedule is sized to MINUTES by timing the first steps).
 set -euo pipefail
 DATA=${DATA:-.gpu_data}
 OUT=${OUT:-runs/gpu}
@@ -19,6 +20,7 @@ INIT=${INIT:-mdsr/weights/mdsr-bam-x234.safetensors}
 BENCH=${BENCH:-1}
 PRECISION=${PRECISION:-auto}   # auto: bf16 on the GPU (and on CPUs with native bf16)
 RUN=${RUN:-/tmp/mdsr-gpu-run}   # checkpoints with optimizer state are too big to come back: keep them here
+STEPS=${STEPS:-}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 python3 - <<'PY'
@@ -28,9 +30,11 @@ PY
 init_args=()
 [ "$INIT" = none ] || init_args=(--init "$INIT")
 max=$(python3 -c "print($MINUTES * 1.08 + 0.3)")  # hard stop, should the fitted schedule run long
+length_args=(--fit-minutes "$MINUTES" --max-minutes "$max")
+[ -z "$STEPS" ] || length_args=(--steps "$STEPS")
 python3 -m mdsr train "$DATA"/train/* --out "$RUN" --preset "$PRESET" "${init_args[@]}" \
-  --batch-size "$BATCH" --patch-size "$PATCH" --lr "$LR" --warmup "$WARMUP" --fit-minutes "$MINUTES" --precision "$PRECISION" \
-  --max-minutes "$max" --val-data "$DATA/val" --val-every "$VAL_EVERY" --checkpoint-every "$VAL_EVERY" \
+  --batch-size "$BATCH" --patch-size "$PATCH" --lr "$LR" --warmup "$WARMUP" "${length_args[@]}" --precision "$PRECISION" \
+  --val-data "$DATA/val" --val-every "$VAL_EVERY" --checkpoint-every "$VAL_EVERY" \
   --log-every 50 --cache-dir "$RUN-lr-cache" --workers "$(nproc)" --fp16-weights >"$OUT/train.log" 2>&1 \
   || { tail -c 4000 "$OUT/train.log"; exit 1; }
 tr '\r' '\n' <"$OUT/train.log" | grep -a -E "validation|fit-minutes|time limit|rror" | tail -n 30 || true

@@ -26,6 +26,7 @@ from mdsr.model import MDSR, MdsrConfig
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test reaches the network, nor waits on it
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +118,15 @@ def as_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
 
 
+def limited(monkeypatch, **changes) -> None:
+    """The demo's limits with ``changes`` (mdsr.serving.Limits fields) for one test."""
+    import dataclasses
+
+    import app
+
+    monkeypatch.setattr(app, "LIMITS", dataclasses.replace(app.LIMITS, **changes))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -133,7 +143,7 @@ def running_app() -> Iterator[str]:
         server_name="127.0.0.1",
         server_port=free_port(),
         quiet=True,
-        max_file_size=app.MAX_FILE_BYTES,
+        max_file_size=app.LIMITS.file_bytes,
     )
     try:
         yield url
