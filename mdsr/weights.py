@@ -30,14 +30,14 @@ import re
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from mdsr.files import atomic_path
+from mdsr.files import atomic_path, count_in_file
 from mdsr.model import MDSR, SUPPORTED_SCALES, MdsrConfig, parameter_count, shown
 
 BUNDLED_DIR = Path(__file__).parent / "weights"
@@ -347,7 +347,7 @@ def check_archive(path: Path) -> None:
         return
     # An upper bound on the directory entries any zip reader can find: each one starts with this signature.
     # Counted in the raw bytes, before Python's zipfile (or torch's) parses and keeps them all.
-    if _count_in_file(path, b"PK\x01\x02") > MAX_ARCHIVE_MEMBERS:
+    if count_in_file(path, b"PK\x01\x02") > MAX_ARCHIVE_MEMBERS:
         raise WeightsError(
             f"{path.name} is an archive of over {MAX_ARCHIVE_MEMBERS:,} members, far more than weights have"
         )
@@ -380,17 +380,6 @@ def check_archive(path: Path) -> None:
         raise
     except Exception as err:  # zipfile's BadZipFile, zlib.error, EOFError, NotImplementedError (a compression it lacks)
         raise WeightsError(f"{path.name} is a damaged or unsupported zip archive ({_reason(err, path)})") from err
-
-
-def _count_in_file(path: Path, needle: bytes, chunk: int = 1 << 20) -> int:
-    """Occurrences of ``needle`` in the file, read in chunks that overlap by its length less one byte."""
-    count, tail = 0, b""
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            data = tail + block
-            count += data.count(needle)
-            tail = data[-(len(needle) - 1) :]  # too short to hold a match, so none is counted twice
-    return count
 
 
 def _state_dict_in(loaded: object, source: str) -> dict[str, torch.Tensor]:
@@ -529,12 +518,24 @@ def published_in_cache(scale: int) -> bool:
 
 @dataclass(frozen=True)
 class LoadedWeights:
-    """A model and the name of the weights that produce its pictures (shown in the UI and the API)."""
+    """A model and the name of the weights that produce its pictures (shown in the UI and the API), with
+    the copies made of it for other precisions (an int8 copy is made once, here)."""
 
     model: MDSR
     name: str
     note: str = ""  # why "auto" fell back to the bundled weights, when it did
     about: str = ""  # the file's own provenance, in one line (``describe``)
+    copies: dict[str, MDSR] = field(default_factory=dict, compare=False, repr=False)
+
+    def model_for(self, precision: str) -> tuple[MDSR, str]:
+        """The model to run at ``precision`` and the mode it resolves to (``inference.model_for_precision``),
+        each copy made once and kept."""
+        from mdsr.inference import model_for_precision, resolve_precision
+
+        mode = resolve_precision(precision, next(self.model.parameters()).device)
+        if mode not in self.copies:
+            self.copies[mode] = model_for_precision(self.model, mode)[0]
+        return self.copies[mode], mode
 
 
 def describe(path: str | os.PathLike) -> str:
@@ -543,7 +544,10 @@ def describe(path: str | os.PathLike) -> str:
     path = Path(path)
     if path.suffix != ".safetensors":
         return "super-image checkpoint (no provenance recorded)"
-    meta = read_metadata(path)
+    try:
+        meta = read_metadata(path)
+    except WeightsError:
+        return "not readable as weights"
     parts = [meta["note"]] if meta.get("note") else []
     if meta.get("steps"):
         parts.append(f"{meta['steps']} steps")
@@ -562,18 +566,18 @@ def weights_in_folder(folder: str | os.PathLike | None) -> list[Path]:
 class WeightStore:
     """Weights loaded once per (source, scale) and kept, for a server or a CLI run.
 
-    Sources: ``"auto"`` (the published ``eugenesiow/mdsr-bam`` where the Hub was reachable when the store
-    was made, or where they are in the local cache; else the bundled file), ``None`` (bundled), or
+    Sources: ``"auto"`` (the published ``eugenesiow/mdsr-bam`` where the Hub was reachable at the first
+    "auto" request, or where they are in the local cache; else the bundled file), ``None`` (bundled), or
     anything ``load_model`` takes. If "auto" cannot load the published weights, it falls back to the
     bundled ones and says why in ``note``, never an error. ``place`` moves each model where it runs (the
-    CPU, or CUDA on ZeroGPU). Reduced-precision copies are made once per model by
-    ``inference.model_for_precision``, so a store holds one model per (source, scale, precision).
+    CPU, or CUDA on ZeroGPU). Reduced-precision copies are made once per model (``LoadedWeights.model_for``),
+    so a store holds one model per (source, scale, precision).
     """
 
     MAX_FILES = 4  # weights from files (uploads, a folder) kept at once; the oldest is dropped first
 
     def __init__(self, *, online: bool | None = None, place: Callable[[MDSR], MDSR] = lambda m: m) -> None:
-        self.online = hub_reachable() if online is None else online
+        self._online = online  # asked of the Hub at the first "auto" request, not when the store is made
         self._place = place
         self._loaded: dict[tuple[str | None, int | None], LoadedWeights] = {}
         self._files: list[tuple[str, int]] = []
@@ -610,6 +614,12 @@ class WeightStore:
                 self._loaded.pop(self._files.pop(0), None)
         return self._loaded[key]
 
+    @property
+    def online(self) -> bool:
+        if self._online is None:
+            self._online = hub_reachable()
+        return self._online
+
     def _auto(self, scale: int) -> LoadedWeights:
         key = (AUTO, scale)
         if key in self._loaded:
@@ -617,13 +627,13 @@ class WeightStore:
         if not (self.online or published_in_cache(scale)):
             bundled = self.get(None, scale)
             note = f"the Hub is not reachable (or HF_HUB_OFFLINE is set) and {PUBLISHED_ID} is not in the local cache"
-            self._loaded[key] = LoadedWeights(bundled.model, bundled.name, note)
+            self._loaded[key] = LoadedWeights(bundled.model, bundled.name, note, copies=bundled.copies)
         else:
             try:
                 self._loaded[key] = self.get(PUBLISHED_ID, scale)
             except WeightsError as err:  # kept: a failed download is not retried on every request
                 bundled = self.get(None, scale)
                 self._loaded[key] = LoadedWeights(
-                    bundled.model, bundled.name, f"{PUBLISHED_ID} could not be loaded: {err}"
+                    bundled.model, bundled.name, f"{PUBLISHED_ID} could not be loaded: {err}", copies=bundled.copies
                 )
         return self._loaded[key]

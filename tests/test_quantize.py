@@ -20,6 +20,7 @@ from mdsr.inference import model_for_precision, super_resolve, upscale_picture
 from mdsr.metrics import psnr
 from mdsr.quantize import Int8Branch, Int8Conv2d, int8_available, int8_model, is_int8
 from mdsr.train import TrainConfig, train
+from mdsr.weights import LoadedWeights
 
 needs_int8 = pytest.mark.skipif(not int8_available(), reason="this PyTorch has no oneDNN int8 convolution")
 
@@ -133,22 +134,15 @@ def test_int8_layers_refuse_to_train(shipped_int8):
 
 
 @needs_int8
-def test_auto_converts_once_and_reuses_the_copy(tiny_model, coffee):
+def test_loaded_weights_convert_to_int8_once_and_keep_the_copy(tiny_model, coffee):
+    loaded = LoadedWeights(tiny_model, "tiny")
+    first, mode = loaded.model_for("int8")
+    again, _ = loaded.model_for("int8")
+    assert mode == "int8" and again is first and is_int8(first) and not is_int8(tiny_model)
     lr = array_to_tensor(np.asarray(coffee)[:32, :32])
-    first, mode = model_for_precision(tiny_model, "int8")
-    again, _ = model_for_precision(tiny_model, "int8")
-    assert mode == "int8" and again is first and "_int8_copy" not in tiny_model.state_dict()
     assert torch.equal(
         super_resolve(tiny_model, lr, 2, precision="int8"), super_resolve(first, lr, 2, precision="int8")
     )
-
-
-@needs_int8
-def test_the_int8_copy_is_remade_when_the_weights_change(tiny_model):
-    first, _ = model_for_precision(tiny_model, "int8")
-    with torch.no_grad():
-        tiny_model.head[0][0].weight.mul_(2)
-    assert model_for_precision(tiny_model, "int8")[0] is not first
 
 
 def test_int8_where_it_cannot_run_is_a_clear_error(tiny_model, monkeypatch):
