@@ -188,10 +188,12 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
     )
     grey = mode in ("1", "L", "LA", "La")
     if has_alpha:
-        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
+        rgba /= 255.0  # in place: one float copy of a large image, not two
         rgb, alpha = rgba[:, :, :3], rgba[:, :, 3]
     else:
-        rgb, alpha = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0, None
+        rgb, alpha = np.asarray(image.convert("RGB"), dtype=np.float32), None
+        rgb /= 255.0
     return Picture(
         np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), grey=grey, notes=tuple(notes)
     )
@@ -199,13 +201,17 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
 
 def image_size(path) -> tuple[int, int] | None:
     """(width, height) as displayed (EXIF rotation applied), from the file's header without decoding it;
-    None where the header cannot be read (``read_image`` then says why)."""
+    None where the header cannot be read (``read_image`` then says why). A file object is left where it was."""
+    start = path.tell() if hasattr(path, "seek") else None
     try:
         with Image.open(path) as image:
             w, h = image.size
             rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # orientations that swap the axes
     except (Image.DecompressionBombError, OSError, SyntaxError, ValueError):
         return None
+    finally:
+        if start is not None:
+            path.seek(start)
     return (h, w) if rotated else (w, h)
 
 
@@ -283,9 +289,17 @@ def to_uint(values: np.ndarray, bit_depth: int = 8) -> np.ndarray:
     rounded half to even, clipped. Every rounding of a float image to integers in the package is this
     one (MATLAB's imresize rounds integer images its own way, in ``_cast_like``)."""
     maximum, dtype = (65535.0, np.uint16) if bit_depth == 16 else (255.0, np.uint8)
-    scaled = values * np.float32(maximum)  # in place from here on: outputs can be hundreds of MB
-    np.rint(scaled, out=scaled)
-    return np.clip(scaled, 0, maximum, out=scaled).astype(dtype)
+    values = np.asarray(values)
+    if values.ndim < 2:
+        return np.clip(np.rint(values * np.float32(maximum)), 0, maximum).astype(dtype)
+    out = np.empty_like(values, dtype=dtype)  # the input's memory layout, as astype would keep it
+    # In bands of rows: a float temporary the size of a band, not of the image (outputs can be GBs).
+    rows = max(1, 2**20 // values[0].size)
+    for y0 in range(0, len(values), rows):
+        scaled = values[y0 : y0 + rows] * np.float32(maximum)
+        np.rint(scaled, out=scaled)
+        out[y0 : y0 + rows] = np.clip(scaled, 0, maximum, out=scaled)
+    return out
 
 
 def colour_planes(pic: Picture) -> np.ndarray:
@@ -342,7 +356,8 @@ def _resize_picture(pic: Picture, scale: float, size: tuple[int, int], border: B
     """8-bit colour through uint8 (rounded after each pass, as the literature's bicubic baseline);
     16-bit colour and alpha in float."""
     if pic.bit_depth == 8:
-        rgb = imresize(rgb8(pic), scale, size=size, border=border).astype(np.float32) / 255.0
+        rgb = imresize(rgb8(pic), scale, size=size, border=border).astype(np.float32)
+        rgb /= 255.0
     else:
         rgb = resize_plane(pic.rgb, scale, size, border)
     alpha = None if pic.alpha is None else resize_plane(pic.alpha, scale, size, border)

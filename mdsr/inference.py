@@ -11,6 +11,7 @@ summation order.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 import os
@@ -37,7 +38,7 @@ from mdsr.imaging import (
 )
 from mdsr.limits import trunk_mb
 from mdsr.model import MDSR
-from mdsr.quantize import cached_int8_model, int8_available, is_int8
+from mdsr.quantize import int8_available, int8_model, is_int8
 from mdsr.streaming import StreamedTrunk
 
 Precision = Literal["auto", "fp32", "bf16", "int8"]
@@ -144,15 +145,16 @@ def resolve_precision(precision: Precision, device: torch.device | str = "cpu") 
 
 def model_for_precision(model: MDSR, precision: Precision) -> tuple[MDSR, Mode]:
     """The model to run at ``precision`` and the mode it resolves to: the model itself for fp32 and bf16;
-    for int8, an int8 copy (deep-copied and quantised once, ~0.4 s with its calibration, then kept with
-    the model until its weights change); an int8 model runs as int8."""
+    for int8, a new int8 copy (deep-copied, quantised and calibrated: ~0.4 s), which whoever runs the model
+    again should keep (``weights.LoadedWeights.model_for`` does, for servers and the CLI; a script can pass
+    ``quantize.int8_model(model)`` itself); an int8 model runs as int8."""
     device = next(model.parameters()).device
     if is_int8(model):
         if precision not in ("auto", "int8"):
             raise ValueError(f"this model was converted to int8; precision {precision!r} needs the fp32 model")
         return model, "int8"
     mode = resolve_precision(precision, device)
-    return (cached_int8_model(model) if mode == "int8" else model), mode
+    return (int8_model(model) if mode == "int8" else model), mode
 
 
 def autocast(precision: Mode, device: torch.device | str = "cpu"):
@@ -204,6 +206,23 @@ def super_resolve(
     return acc if passes == 1 else acc.div_(passes)
 
 
+@functools.cache
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, Windows, musl): nothing to do
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the memory the allocator keeps from freed temporaries back to the system (glibc's malloc_trim):
+    the streamed trunk's chunks live on the heap, and without this the process stays as large as their peak
+    through everything that follows (the bicubic view, the scores)."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
 def trunk_steps(model: MDSR, scale: int) -> int:
     """Progress steps of the trunk: the head, every residual block, and the body's end."""
     return 2 + len(model.pre_process[str(scale)]) + len(model.body) - 1
@@ -232,6 +251,7 @@ def _single_pass(
         if trunk == "streamed" and device.type == "cpu":
             fmap = StreamedTrunk(model, lr, scale, pad=pad, progress=step).features()
             feats, release = fmap.tensor, fmap.release_above
+            release_freed_memory()
         else:
             padded = functional.pad(lr, (pad, pad, pad, pad), mode="replicate") if pad else lr
             padded = padded.contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout: ~20% faster

@@ -39,7 +39,7 @@ BLOCK_HALO = 5  # rows of context a residual block's output needs: two 3x3 convo
 # Work is done in bands of rows (a copy of the band, with its context, is kept while the band is replaced)
 # and, within a band, in chunks of columns. A chunk's float map stays under glibc's mmap threshold (32 MB),
 # so its memory is reused from one chunk to the next instead of being faulted in afresh each time.
-BAND_BYTES = 64 * 2**20
+BAND_BYTES = 32 * 2**20
 CHUNK_PIXELS = 96 * 1024
 
 
@@ -62,13 +62,20 @@ class FeatureMap:
             self._released = end
 
 
+def dense(t: torch.Tensor) -> torch.Tensor:
+    """A chunk of a map as a dense channels-last tensor (``clone`` copies a strided chunk ~5x faster than
+    ``contiguous`` here)."""
+    return t if t.is_contiguous(memory_format=torch.channels_last) else t.clone(memory_format=torch.channels_last)
+
+
 def spans(length: int, step: int) -> Iterator[tuple[int, int]]:
     for start in range(0, length, step):
         yield start, min(start + step, length)
 
 
 def band_rows(width: int, channels: int) -> int:
-    return min(256, max(2 * BLOCK_HALO, BAND_BYTES // (width * channels * 4)))
+    """At least 64 rows, so that a band's 10 rows of context cost at most a sixth more work."""
+    return min(256, max(64, BAND_BYTES // (width * channels * 4)))
 
 
 def chunk_columns(rows: int) -> int:
@@ -287,7 +294,7 @@ class StreamedTrunk:
             done = []
             for x0, x1 in spans(self.width, self.columns):
                 c0, c1 = max(x0 - halo, 0), min(x1 + halo, self.width)
-                piece = x[:, :, a:b, c0:c1].contiguous(memory_format=torch.channels_last) if reads else None
+                piece = dense(x[:, :, a:b, c0:c1]) if reads else None
                 done.append((y0, y1, x0, x1, fn(piece, (a, b), (c0, c1))[:, :, y0 - a : y1 - a, x0 - c0 : x1 - c0]))
             write(pending)
             pending = done
@@ -329,7 +336,7 @@ class StreamedTrunk:
             a, b = max(y0 - 1, 0), min(y1 + 1, self.height)
             for x0, x1 in spans(self.width, self.columns):
                 c0, c1 = max(x0 - 1, 0), min(x1 + 1, self.width)
-                piece = x[:, :, a:b, c0:c1].contiguous(memory_format=torch.channels_last)
+                piece = dense(x[:, :, a:b, c0:c1])
                 yield y0, x0, branch.hidden(piece)[:, :, y0 - a : y1 - a, x0 - c0 : x1 - c0]
 
     # -- the body's last convolution plus the recomputed long skip -----------------------------------

@@ -54,3 +54,17 @@ def test_mismatched_sizes_are_an_error(coffee):
     image = np.asarray(coffee)
     with pytest.raises(ValueError, match="ground truth is"):
         psnr(image[:-1], image)
+
+
+def test_floats_in_0_1_are_refused_rather_than_measured_on_the_wrong_scale():
+    truth = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(ValueError, match="the output must be 8-bit .* not float32"):
+        psnr(np.zeros((16, 16, 3), np.float32), truth)
+
+
+def test_large_images_measured_in_bands_give_the_whole_images_scores(monkeypatch, astronaut):
+    truth = np.asarray(astronaut)[:300, :200]
+    noisy = np.clip(truth.astype(int) + np.random.default_rng(0).integers(-9, 10, truth.shape), 0, 255).astype(np.uint8)
+    whole = psnr(noisy, truth, shave=2), ssim(noisy, truth, shave=2)
+    monkeypatch.setattr("mdsr.metrics.BAND_PIXELS", 7_000)  # bands of 35 rows
+    assert (psnr(noisy, truth, shave=2), ssim(noisy, truth, shave=2)) == pytest.approx(whole, abs=1e-12)
