@@ -5,9 +5,8 @@ Run locally with `python app.py`; on Hugging Face Spaces this file is the Space'
 
 from __future__ import annotations
 
+import functools
 import os
-import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -16,8 +15,8 @@ import gradio as gr
 import numpy as np
 
 from mdsr import serving
-from mdsr.batch import check_batch_work, collect, upscale_batch
-from mdsr.compare import Comparison, check_ground_truth_size, compare, error_map, zoom_panel
+from mdsr.batch import COLUMNS, collect, table, zip_outputs
+from mdsr.compare import Comparison, ZoomView, error_map, zoom_panel
 from mdsr.gradio_adapter import (
     base_preprocess,
     check_gradio_internals,
@@ -27,35 +26,15 @@ from mdsr.gradio_adapter import (
     serialize_admission,
     upload_folder,
 )
-from mdsr.imaging import ImageError, image_size, preview_rgb, read_image, save_picture
-from mdsr.inference import on_zerogpu, to_serving_device
-from mdsr.limits import check_memory, check_work
-from mdsr.model import SUPPORTED_SCALES, parse_scale
+from mdsr.imaging import ImageError, preview_rgb, rgb8
+from mdsr.inference import to_serving_device, zerogpu_active
+from mdsr.model import SUPPORTED_SCALES
 from mdsr.weights import PUBLISHED_ID, LoadedWeights, WeightsError, WeightStore, describe, weights_in_folder
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE / "examples"
-# Results are written inside Gradio's cache, so Gradio serves them without a copy of its own; files older
-# than KEEP_RESULTS_S are deleted whenever a new one is written.
-OUTPUT_DIR = upload_folder() / "mdsr-results"
-OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-
-MAX_FILE_BYTES = 20_000_000  # per file, however it arrives (upload, data: URL, cached example)
-MAX_INPUT_PIXELS = 1_100_000  # e.g. 1200x900: the whole-image trunk needs ~850 bytes per input pixel (mdsr.limits)
-MAX_OUTPUT_PIXELS = 4096 * 4096
-MAX_WORK_PIXELS = 4096 * 4096  # output pixels x network passes (self-ensemble runs it 8 times)
-MAX_REQUEST_MB = 1500  # estimated peak memory of one request (mdsr.limits.estimated_peak_mb), for a 2-vCPU Space
-MAX_BATCH_IMAGES = 16  # per batch request; the work limit covers all of them together
-MAX_JOBS_PER_CLIENT = 2  # waiting or running, per client address: one caller cannot fill the queue
-MAX_JOBS = 16  # waiting or running, in all
-KEEP_RESULTS_S = 900  # our PNGs and Gradio's cached files older than this are deleted
-LIMITS = serving.Limits(
-    file_bytes=MAX_FILE_BYTES, input_pixels=MAX_INPUT_PIXELS, output_pixels=MAX_OUTPUT_PIXELS,
-    work_pixels=MAX_WORK_PIXELS, memory_mb=MAX_REQUEST_MB, batch_images=MAX_BATCH_IMAGES,
-    batch_bytes=MAX_FILE_BYTES, jobs_per_client=MAX_JOBS_PER_CLIENT, jobs=MAX_JOBS,
-)  # fmt: skip
-# X-Forwarded-For is believed only from these (MDSR_TRUSTED_PROXIES; the Space's proxy on Hugging Face).
-TRUSTED_PROXIES = serving.trusted_proxies()
+LIMITS = serving.DEMO_LIMITS  # bytes, pixels, work, memory, batch size, queue share: mdsr.serving
+KEEP_RESULTS_S = 900  # what the demo wrote (and Gradio's cached uploads) older than this is deleted
 AUTO = "auto: published weights where the Hub has them, else bundled"
 BUNDLED = "bundled (offline)"
 HUB = f"{PUBLISHED_ID} (Hugging Face Hub)"
@@ -68,12 +47,26 @@ WEIGHTS_DIR = os.environ.get("MDSR_WEIGHTS_DIR")
 GT_NONE = "none"
 GT_UPLOAD = "upload the original (HR) image"
 GT_SELF = "use my image as ground truth"
+GROUND_TRUTH = {GT_NONE: "none", GT_UPLOAD: "upload", GT_SELF: "self"}
 # The UI's initial options, with which an example row runs.
 DEFAULTS = dict(weights=AUTO, self_ensemble=False, precision="auto", auto_zoom=True, zoom_x=50, zoom_y=50)
-
-# Weights are loaded on first use and kept; whether the Hub is reachable is decided once, here (3 s at most,
-# at once under HF_HUB_OFFLINE). On a ZeroGPU Space the models live on CUDA (to_serving_device).
+PRECISIONS = [
+    ("auto: int8 on CPUs with VNNI/AMX, fp32 on others, bf16 on GPUs (no visible change: README)", "auto"),
+    ("fp32 (exact; 2.5-3.5x slower than int8 on a CPU)", "fp32"),
+    ("bf16", "bf16"),
+    ("int8 (CPU: PSNR within 0.005 dB of fp32 on average, 0.04 dB at most)", "int8"),
+]
+# X-Forwarded-For is believed only from these (MDSR_TRUSTED_PROXIES; the Space's proxy on Hugging Face).
+TRUSTED_PROXIES = serving.trusted_proxies()
+# Weights are loaded on first use and kept; whether the Hub is reachable is asked at the first "auto"
+# request (3 s at most, at once under HF_HUB_OFFLINE). On a ZeroGPU Space the models live on CUDA.
 STORE = WeightStore(place=to_serving_device)
+
+
+@functools.cache
+def workspace() -> serving.Workspace:
+    """Where the demo writes (inside Gradio's cache, which serves it), made and swept at the first request."""
+    return serving.Workspace(upload_folder() / "mdsr-results", KEEP_RESULTS_S)
 
 
 @dataclass(frozen=True)
@@ -121,19 +114,20 @@ class UploadedFile(gr.File):  # weights files and batch images
 
 def received_file(payload) -> str | Refused:
     """The path of a file that came with the request, or why it is refused."""
-    if not payload.path:
-        # Inline data skips the upload limit: check its decoded size before decoding it.
-        size = len(payload.url.partition(",")[2]) * 3 // 4
-        if size > MAX_FILE_BYTES:
-            return Refused(file_size_message(size))
-        return save_inline_upload(payload.url)
-    path = Path(payload.path).resolve()
-    # A raw API call can name any path; only files Gradio received (or cached) for a request are opened,
-    # and the answer is the same whether or not the path exists.
-    if not is_received(path):
-        return Refused("only files uploaded with the request can be used")
-    size = path.stat().st_size if path.is_file() else 0
-    return Refused(file_size_message(size)) if size > MAX_FILE_BYTES else str(path)
+    try:
+        if not payload.path:
+            # Inline data skips the upload limit: check its decoded size before decoding it.
+            serving.check_file_size(len(payload.url.partition(",")[2]) * 3 // 4, LIMITS)
+            return save_inline_upload(payload.url)
+        path = Path(payload.path).resolve()
+        # A raw API call can name any path; only files Gradio received (or cached) for a request are
+        # opened, and the answer is the same whatever the path is (missing, a folder, elsewhere).
+        if not (is_received(path) and path.is_file()):
+            return Refused("only files uploaded with the request can be used")
+        serving.check_file_size(path.stat().st_size, LIMITS)
+        return str(path)
+    except serving.RefusedError as refusal:
+        return Refused(str(refusal))
 
 
 def client_address(request) -> str:
@@ -145,12 +139,16 @@ def client_address(request) -> str:
 def admit(request: gr.Request, values: tuple) -> list:
     """Run when a request arrives, before it joins the queue (Gradio's validator): refused uploads and a
     caller with enough requests waiting are answered here, each with its sentence."""
-    verdicts = [gr.validate(not isinstance(v, Refused), v.message if isinstance(v, Refused) else "") for v in values]
+    flat = [w for v in values for w in (v if isinstance(v, list) else [v])]
+    refused = next((v.message for v in flat if isinstance(v, Refused)), None)
+    verdicts = [gr.validate(True, "") for _ in values]
     jobs = jobs_by_client(demo, client_address)  # exact: admissions are serialized (serialize_admission)
     try:
         serving.check_share(jobs[client_address(request)], sum(jobs.values()), LIMITS)
-    except serving.RefusedError as refusal:
-        verdicts[0] = gr.validate(False, str(refusal))
+    except serving.RefusedError as err:
+        refused = str(err)
+    if refused:
+        verdicts[0] = gr.validate(False, refused)
     return verdicts
 
 
@@ -180,34 +178,51 @@ def admit_ui(
     return admit(request, (*values, my_file, my_listed, versus))
 
 
-def file_size_message(size: int) -> str:
-    return f"the file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,} bytes"
+def admit_batch(files, scale, truths, weights, precision, request: gr.Request):
+    return admit(request, (files, scale, truths, weights, precision))
 
 
-def get_weights(weights: str, scale: int, mine: str | Refused | None = None) -> LoadedWeights:
+def load_weights(choice, scale: int, mine: str | Refused | None = None) -> LoadedWeights:
     """The weights a request chose; ``mine`` is an uploaded file or a name from MDSR_WEIGHTS_DIR."""
-    if weights == MINE:
+    if choice == MINE:
         if isinstance(mine, Refused):
             raise ValueError(mine.message)
         listed = {p.name: p for p in weights_in_folder(WEIGHTS_DIR)}
         if mine in listed:
-            return STORE.get_file(listed[mine], scale, max_bytes=MAX_FILE_BYTES)
+            return STORE.get_file(listed[mine], scale, max_bytes=LIMITS.file_bytes)
         if mine and Path(mine).is_file():  # an upload, already checked by received_file
-            return STORE.get_file(mine, scale, max_bytes=MAX_FILE_BYTES)
+            return STORE.get_file(mine, scale, max_bytes=LIMITS.file_bytes)
         raise ValueError("choose your weights: upload a .safetensors or .pt file, or pick one from the folder")
-    if not isinstance(weights, str) or weights not in WEIGHTS:
-        raise ValueError(f"weights must be 'auto', 'bundled' or 'published'; got {weights!r}")
-    return STORE.get(WEIGHTS[weights], scale)
+    if not isinstance(choice, str) or choice not in WEIGHTS:
+        raise ValueError(f"weights must be 'auto', 'bundled' or 'published'; got {choice!r}")
+    return STORE.get(WEIGHTS[choice], scale)
 
 
-def save_output(comparison: Comparison) -> str:
-    cutoff = time.time() - KEEP_RESULTS_S
-    for old in OUTPUT_DIR.glob("*.png"):  # served from here: kept as long as Gradio keeps its cached files
-        if old.stat().st_mtime < cutoff:
-            old.unlink(missing_ok=True)
-    path = OUTPUT_DIR / f"mdsr_x{comparison.info.scale}_{uuid.uuid4().hex[:8]}.png"
-    save_picture(comparison.output, path)
-    return str(path)
+def serve(request: serving.Request, *, mine=None, progress=None) -> serving.Outcome:
+    """Admit and run one request (mdsr.serving), its outputs in a folder of their own; every refusal and
+    failure becomes one sentence in the UI and the API."""
+    for item in request.items:
+        for value in (item.source, item.truth):
+            if isinstance(value, Refused):  # reached only where no admission check ran
+                raise gr.Error(value.message, print_exception=False)
+    try:
+        admitted = serving.admit(request, LIMITS, device="cuda" if zerogpu_active() else "cpu")
+        outputs = serving.Outputs(workspace().new_folder(), request.items, admitted.scale)
+        return serving.run(admitted, load=functools.partial(load_weights, mine=mine), outputs=outputs, progress=progress)
+    except (ImageError, WeightsError, ValueError, OSError) as err:
+        raise gr.Error(str(err), print_exception=False) from None
+
+
+def upload_name(path) -> str:
+    """The uploaded file's own name (Gradio keeps it), which names the output: photo.jpg -> photo_x4.png."""
+    return Path(path).name if isinstance(path, str) else "image"
+
+
+def ui_progress(progress):
+    def report(done: int, total: int, name: str) -> None:
+        progress((done, total), desc="Upscaling", unit="steps")
+
+    return report
 
 
 def metrics_markdown(
@@ -237,66 +252,13 @@ def info_markdown(comparison: Comparison, weights: LoadedWeights) -> str:
     i, lr, out = comparison.info, comparison.lr, comparison.output
     notes = "".join(f" · {n}" for n in out.notes)
     kind = ("grey" if out.grey else "colour") + (" + alpha" if out.alpha is not None else "") + f", {out.bit_depth}-bit"
+    trunk = " · streamed trunk" if i.trunk == "streamed" else ""
     return (
         f"**Ran:** {weights.name} weights{f' ({weights.note})' if weights.note else ''}"
-        f"{f' — {weights.about}' if weights.about else ''} · {i.device} · {i.precision} · {i.tiles} tile(s) · "
+        f"{f' — {weights.about}' if weights.about else ''} · {i.device} · {i.precision} · {i.tiles} tile(s){trunk} · "
         f"{'self-ensemble · ' if i.self_ensemble else ''}{i.seconds:.2f} s · "
         f"{lr.size[0]}x{lr.size[1]} → {out.size[0]}x{out.size[1]} ({kind}){notes}"
     )
-
-
-compare_on_device = on_zerogpu(compare)  # compare() itself everywhere but on ZeroGPU
-
-
-def run_comparison(
-    image,
-    *,
-    scale,
-    gt_mode,
-    gt_image,
-    weights,
-    self_ensemble: bool,
-    precision,
-    progress,
-    with_bicubic: bool = True,
-    mine: str | Refused | None = None,
-    models: int = 1,
-) -> tuple[Comparison, LoadedWeights]:
-    if image is None:
-        raise gr.Error("Upload an image first.", print_exception=False)
-    for value in (image, gt_image):  # reached only where no admission check ran
-        if isinstance(value, Refused):
-            raise gr.Error(value.message, print_exception=False)
-    try:
-        scale = parse_scale(scale)
-        pic = read_image(image, max_pixels=MAX_INPUT_PIXELS)
-        check_work(pic.size, scale, self_ensemble=self_ensemble, models=models, limit=MAX_WORK_PIXELS)
-        check_memory(pic.size, scale, full_views=with_bicubic or gt_mode != GT_NONE, limit_mb=MAX_REQUEST_MB)
-        truth = None
-        if gt_mode == GT_UPLOAD:
-            if gt_image is None:
-                raise gr.Error("Upload the original (HR) image, or choose another ground-truth option.")
-            declared = image_size(gt_image)
-            if declared is not None:  # a wrong size is refused from the header, before decoding
-                check_ground_truth_size(pic.size, declared, scale)
-            truth = read_image(gt_image, max_pixels=MAX_OUTPUT_PIXELS)
-        loaded = get_weights(weights, scale, mine)
-        progress(0, desc="Running the network on the whole image")
-        comparison = compare_on_device(
-            loaded.model,
-            pic,
-            scale,
-            truth=truth,
-            self_truth=gt_mode == GT_SELF,
-            progress=lambda n, total: progress((n, total), desc="Upscaling", unit="tiles"),
-            precision=precision,
-            self_ensemble=self_ensemble,
-            max_output_pixels=MAX_OUTPUT_PIXELS,
-            with_bicubic=with_bicubic,
-        )
-        return comparison, loaded
-    except (ImageError, WeightsError, ValueError) as err:
-        raise gr.Error(str(err), print_exception=False) from None
 
 
 class UiResult(NamedTuple):
@@ -310,7 +272,7 @@ class UiResult(NamedTuple):
     metrics: str
     errors: list | None
     info: str
-    view: tuple
+    view: ZoomView
 
     def shown(self) -> tuple:
         """Everything but the kept view: what an example row shows."""
@@ -334,50 +296,53 @@ def upscale_ui(
     progress=gr.Progress(),  # noqa: B008 (Gradio injects its progress tracker through this default)
 ):
     """Upscale with the chosen weights (A) and show it beside bicubic, or beside weights B (A/B mode)."""
+    if image is None:
+        raise gr.Error("Upload an image first.", print_exception=False)
     ab = versus not in (None, VERSUS_BICUBIC)
-    request = dict(scale=scale, gt_mode=gt_mode, gt_image=gt_image, self_ensemble=self_ensemble, precision=precision)
-    comparison, loaded = run_comparison(
-        image, **request, weights=weights, progress=progress, mine=my_file or my_listed, models=2 if ab else 1
-    )
-    left, right_label, other = ("bicubic", comparison.bicubic), "MDSR-BAM", None
+    truth = GROUND_TRUTH.get(gt_mode, gt_mode)
+    request = serving.Request(
+        items=(serving.Item(upload_name(image), image, gt_image if truth == "upload" else None),),
+        scale=scale, weights=weights, versus=versus if ab else None, precision=precision, truth=truth,
+        self_ensemble=bool(self_ensemble), bicubic=not ab, views=True,
+    )  # fmt: skip
+    outcome = serve(request, mine=my_file or my_listed, progress=ui_progress(progress))
+    result = outcome.results[0]
+    a, b = result.comparison, result.versus
+    left, right_label = ("bicubic", a.bicubic), "MDSR-BAM"
     if ab:
-        other, other_loaded = run_comparison(image, **request, weights=versus, progress=progress, with_bicubic=False)
-        left, right_label = (f"B: {other_loaded.name}", other.output), f"A: {loaded.name}"
-    output = preview_rgb(comparison.output)
+        left, right_label = (f"B: {outcome.versus.name}", b.output), f"A: {outcome.weights.name}"
+    shown = [(left[0], preview_rgb(left[1])), (right_label, preview_rgb(a.output))]
     maps = None
-    if comparison.truth is not None:
+    if a.truth is not None:
+        shown.append(("ground truth", preview_rgb(a.truth)))
         maps = [
-            (error_map(left[1], comparison.truth), f"|{left[0]} − truth| ×4"),
-            (error_map(comparison.output, comparison.truth), f"|{right_label} − truth| ×4"),
+            (error_map(left[1], a.truth), f"|{left[0]} − truth| ×4"),
+            (error_map(a.output, a.truth), f"|{right_label} − truth| ×4"),
         ]
-    view = (comparison, left, right_label)
+    view = ZoomView(rgb8(a.lr), a.info.scale, tuple(shown))  # kept by the session, in 8 bits, to re-zoom
     return UiResult(
-        slider=(preview_rgb(left[1]), output),
-        output=output,
-        download=save_output(comparison),
+        slider=(shown[0][1], shown[1][1]),
+        output=shown[1][1],
+        download=str(result.path),
         zoom=zoom_of(view, auto_zoom, zoom_x, zoom_y),
-        metrics=metrics_markdown(comparison, other, left[0], right_label),
+        metrics=metrics_markdown(a, b, left[0], right_label),
         errors=maps,
-        info=info_markdown(comparison, loaded) + (f" · **slider:** {left[0]} ◀ ▶ {right_label}" if ab else ""),
+        info=info_markdown(a, outcome.weights) + (f" · **slider:** {left[0]} ◀ ▶ {right_label}" if ab else ""),
         view=view,
     )
 
 
-def zoom_of(view, auto_zoom, zoom_x, zoom_y):
-    comparison, left, right_label = view
+def zoom_of(view: ZoomView, auto_zoom, zoom_x, zoom_y):
     center = None if auto_zoom else (zoom_x / 100, zoom_y / 100)
-    return zoom_panel(comparison, center=center, left=left, right_label=right_label)
+    return zoom_panel(view, center=center)
 
 
 def run_example(image, scale, gt_mode, gt_image):
-    """An example row with the default options (cached the first time someone clicks it)."""
+    """An example row with the default options (cached when the app starts)."""
     no_progress = lambda *args, **kwargs: None  # noqa: E731
     return upscale_ui(
         image=image, scale=scale, gt_mode=gt_mode, gt_image=gt_image, **DEFAULTS, progress=no_progress
     ).shown()
-
-
-BATCH_COLUMNS = ["file", "size in", "size out", "seconds", "PSNR", "SSIM", "bicubic PSNR", "error"]
 
 
 def batch_ui(files, scale, truths, weights, precision, progress=gr.Progress()):  # noqa: B008 (Gradio's tracker)
@@ -389,33 +354,15 @@ def batch_ui(files, scale, truths, weights, precision, progress=gr.Progress()): 
         if isinstance(value, Refused):
             raise gr.Error(value.message, print_exception=False)
     try:
-        scale = parse_scale(scale)
-        items = collect(files, max_images=MAX_BATCH_IMAGES, max_unpacked_bytes=MAX_FILE_BYTES)
-        check_batch_work(items, scale, MAX_WORK_PIXELS)
-        named_truths = dict(collect(truths or [], max_images=MAX_BATCH_IMAGES, max_unpacked_bytes=MAX_FILE_BYTES))
-        loaded = get_weights(weights, scale)
-        rows, archive = upscale_batch(
-            loaded.model,
-            items,
-            scale,
-            OUTPUT_DIR / f"batch-{uuid.uuid4().hex[:8]}",
-            truths={Path(name).stem: source for name, source in named_truths.items()},
-            precision=precision,
-            max_input_pixels=MAX_INPUT_PIXELS,
-            progress=lambda n, total, name: progress((n, total), desc=f"Upscaling {name}", unit="images"),
-        )
-    except (ImageError, WeightsError, ValueError) as err:
+        items = collect(files, truths=truths or (), max_images=LIMITS.batch_images, max_unpacked_bytes=LIMITS.batch_bytes)
+    except serving.RefusedError as err:
         raise gr.Error(str(err), print_exception=False) from None
-    table = [[r.name, r.size_in, r.size_out, r.seconds, r.psnr, r.ssim, r.bicubic_psnr, r.error] for r in rows]
-    return str(archive), table
-
-
-def admit_batch(files, scale, truths, weights, precision, request: gr.Request):
-    verdicts = admit(request, (None, scale, None, weights, precision))  # the per-client cap
-    refused = [v.message for v in [*(files or []), *(truths or [])] if isinstance(v, Refused)]
-    if refused:
-        verdicts[0] = gr.validate(False, refused[0])
-    return verdicts
+    request = serving.Request(
+        items=items, scale=scale, weights=weights, precision=precision, truth="upload" if truths else "none", each=True
+    )
+    outcome = serve(request, progress=lambda done, total, name: progress((done, total), desc=f"Upscaling {name}"))
+    archive = zip_outputs(outcome, workspace().new_folder() / f"mdsr_batch_x{outcome.scale}.zip")
+    return str(archive), table(outcome)
 
 
 def rezoom(view, auto_zoom, zoom_x, zoom_y):
@@ -424,34 +371,33 @@ def rezoom(view, auto_zoom, zoom_x, zoom_y):
 
 def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto"):
     """Upscale `image` by `scale` (2, 3 or 4); with `ground_truth` (the HR original), also PSNR/SSIM of
-    MDSR-BAM and bicubic. `precision`: "auto", "fp32", "bf16" or "int8" (CPU, ~2x faster). `weights`:
-    "auto" (the published eugenesiow/mdsr-bam where the Hub has them, else the bundled ones), "bundled" or
-    "published". Returns the PNG and a report naming the weights that made it."""
-    comparison, loaded = run_comparison(
-        image,
-        scale=scale,
-        gt_mode=GT_UPLOAD if ground_truth is not None else GT_NONE,
-        gt_image=ground_truth,
-        weights=weights or "auto",
-        self_ensemble=False,
-        precision=precision or "auto",
-        progress=lambda *a, **k: None,
-        with_bicubic=False,
-    )
-    i = comparison.info
+    MDSR-BAM and bicubic. `precision`: "auto" (int8 on CPUs with VNNI/AMX, fp32 on other CPUs, bf16 on
+    GPUs), "fp32", "bf16" or "int8". `weights`: "auto" (the published eugenesiow/mdsr-bam where the Hub
+    has them, else the bundled ones), "bundled" or "published". Returns the PNG and a report naming the
+    weights that made it."""
+    if image is None:
+        raise gr.Error("Upload an image first.", print_exception=False)
+    request = serving.Request(
+        items=(serving.Item(upload_name(image), image, ground_truth),), scale=scale, weights=weights or "auto",
+        precision=precision or "auto", truth="upload" if ground_truth is not None else "none",
+    )  # fmt: skip
+    outcome = serve(request)
+    result = outcome.results[0]
+    (width, height), i = result.sizes[1], result.info
     report = {
         "scale": i.scale,
-        "width": comparison.output.size[0],
-        "height": comparison.output.size[1],
+        "width": width,
+        "height": height,
         "precision": i.precision,
         "device": i.device,
         "tiles": i.tiles,
+        "trunk": i.trunk,
         "seconds": round(i.seconds, 3),
-        "weights": loaded.name,
-        "weights_note": loaded.note,
-        "metrics": None if comparison.metrics is None else asdict(comparison.metrics),
+        "weights": outcome.weights.name,
+        "weights_note": outcome.weights.note,
+        "metrics": None if result.metrics is None else asdict(result.metrics),
     }
-    return save_output(comparison), report
+    return str(result.path), report
 
 
 ABOUT = """
@@ -463,7 +409,7 @@ was made from, or let the demo downscale your image (MATLAB bicubic) and measure
 
 with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-BAM super-resolution") as demo:
     gr.Markdown(ABOUT)
-    state = gr.State(None)
+    state = gr.State(None, time_to_live=KEEP_RESULTS_S)  # the last run's zoom view, to re-zoom without a run
     with gr.Row():
         with gr.Column(scale=1):
             image = UploadedImage(
@@ -504,23 +450,13 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                 my_listed = gr.Dropdown(
                     [(f"{p.name}: {describe(p)}", p.name) for p in weights_in_folder(WEIGHTS_DIR)],
                     value=None,
-                    label=f"or from {WEIGHTS_DIR} (MDSR_WEIGHTS_DIR)",
+                    label="or from the host's weights folder (MDSR_WEIGHTS_DIR)",
                     visible=bool(weights_in_folder(WEIGHTS_DIR)),
                 )
                 self_ensemble = gr.Checkbox(
                     DEFAULTS["self_ensemble"], label="Self-ensemble (8 flips/rotations averaged: ~8x slower, sharper)"
                 )
-                precision = gr.Radio(
-                    [
-                        ("auto (fp32 on CPUs, bf16 on GPUs: within 0.01 dB of fp32)", "auto"),
-                        ("fp32", "fp32"),
-                        ("bf16", "bf16"),
-                        ("int8 (CPU only: 2-3x faster; 0.005 dB from fp32 on average, up to 0.012 dB)", "int8"),
-                    ],
-                    value=DEFAULTS["precision"],
-                    label="Precision",
-                    elem_id="precision",
-                )
+                precision = gr.Radio(PRECISIONS, value=DEFAULTS["precision"], label="Precision", elem_id="precision")
             button = gr.Button("Upscale", variant="primary", elem_id="upscale-button")
         with gr.Column(scale=2):
             slider = gr.ImageSlider(
@@ -573,14 +509,14 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
         outputs=[slider, output, download, zoom, metrics, errors, info],
         fn=run_example,
         cache_examples=True,
-        cache_mode="lazy",
+        cache_mode="eager",  # run once at start-up: no visitor waits, no example runs beside the queue
         label="Examples (public domain / CC0 photos from scikit-image; LR made with MATLAB bicubic)",
     )
 
     with gr.Accordion("Batch: several images, or zips of them", open=False, elem_id="batch"):
         with gr.Row():
             batch_files = UploadedFile(
-                label=f"Images or .zip files (at most {MAX_BATCH_IMAGES} images)",
+                label=f"Images or .zip files (at most {LIMITS.batch_images} images)",
                 file_count="multiple",
                 file_types=["image", ".zip"],
                 type="filepath",
@@ -596,10 +532,10 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
         with gr.Row():
             batch_scale = gr.Radio(list(SUPPORTED_SCALES), value=2, label="Scale", elem_id="batch-scale")
             batch_weights = gr.Radio([AUTO, BUNDLED, HUB], value=AUTO, label="Weights")
-            batch_precision = gr.Radio(["auto", "fp32", "int8"], value="auto", label="Precision")
+            batch_precision = gr.Radio(PRECISIONS, value="auto", label="Precision")
         batch_button = gr.Button("Upscale all", elem_id="batch-button")
         batch_zip = gr.File(label="All outputs (zip of full-resolution PNGs)", elem_id="batch-zip")
-        batch_table = gr.Dataframe(headers=BATCH_COLUMNS, label="Per image", elem_id="batch-table")
+        batch_table = gr.Dataframe(headers=COLUMNS, label="Per image", elem_id="batch-table")
     batch_button.click(
         batch_ui,
         [batch_files, batch_scale, batch_truths, batch_weights, batch_precision],
@@ -629,9 +565,9 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
         concurrency_id="model",
     )
 
-demo.queue(max_size=MAX_JOBS, default_concurrency_limit=1)
+demo.queue(max_size=LIMITS.jobs, default_concurrency_limit=1)
 check_gradio_internals(demo)
 serialize_admission(demo)
 
 if __name__ == "__main__":
-    demo.launch(max_file_size=MAX_FILE_BYTES)
+    demo.launch(max_file_size=LIMITS.file_bytes)

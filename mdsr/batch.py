@@ -1,127 +1,132 @@
-"""Batch upscaling: several images, or zip archives of them, in; one zip of full-resolution PNGs and a table
-out, with PSNR/SSIM wherever a ground truth of the same name is given.
+"""Batch requests: several images, or zip archives of them, as the items of one request, and the zip of
+outputs and the table a batch gives back.
 
-Everything is bounded before any pixel is decoded: the number of images, the bytes a zip unpacks to (read
-up to the limit, whatever its directory claims), each image's pixels, and the total work (output pixels of
-all images together), each with a sentence that names the limit. A file that cannot be used gets its own
-error row; the others are still upscaled.
+Archives are read without trusting their directory: each member is unpacked up to what the batch may
+still hold, and a member that cannot be used (encrypted, a compression this reader lacks, damaged, a zip
+inside the zip, not an image) becomes an item with its problem, that is, an error row, while the other
+members are still upscaled. A damaged archive is one such row. Ground truths are matched to images by
+file name (without suffix).
 """
 
 from __future__ import annotations
 
 import io
-import time
 import zipfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
-from mdsr.compare import fit_ground_truth, score
-from mdsr.files import IMAGE_SUFFIXES
-from mdsr.imaging import ImageError, bicubic_upscale, image_size, read_image, save_picture
-from mdsr.inference import Precision, upscale_picture
-from mdsr.model import MDSR
+from mdsr.files import count_in_file, is_image_name
+from mdsr.serving import Item, Outcome, RefusedError
 
-Source = str | io.BytesIO  # a file's path, or the bytes of a zip member
+ZIP_DIRECTORY_ENTRY = b"PK\x01\x02"  # each member of a zip's directory starts with this signature
 
 
-@dataclass(frozen=True)
-class BatchRow:
-    name: str
-    size_in: str = ""
-    size_out: str = ""
-    seconds: float | None = None
-    psnr: float | None = None  # against the ground truth of the same name, when one was given
-    ssim: float | None = None
-    bicubic_psnr: float | None = None
-    error: str = ""
+def collect(
+    files: Sequence[str], *, truths: Sequence[str] = (), max_images: int, max_unpacked_bytes: int
+) -> tuple[Item, ...]:
+    """The items of a batch: each image file, each member of each zip; their ground truths (images or zips
+    of them) matched by name. Refuses a batch of more than ``max_images`` files or whose zips unpack to
+    more than ``max_unpacked_bytes``."""
+    budget = Budget(max_unpacked_bytes, max_unpacked_bytes)
+    images = [entry for path in files for entry in _entries(path, budget, max_images)]
+    originals = {}
+    for entry in (e for path in truths for e in _entries(path, budget, max_images)):
+        if not entry.problem:
+            originals.setdefault(PurePosixPath(entry.name).stem.lower(), entry.source)
+    if len(images) > max_images:
+        raise RefusedError(f"a batch holds at most {max_images} images; this one has {len(images)}")
+    return tuple(
+        Item(e.name, e.source, originals.get(PurePosixPath(e.name).stem.lower()), e.problem) for e in images
+    )
 
 
-def collect(paths: Sequence[str], *, max_images: int, max_unpacked_bytes: int) -> list[tuple[str, Source]]:
-    """(name, source) of every image among ``paths``, zip archives unpacked in memory, names made unique."""
-    items: list[tuple[str, Source]] = []
-    unpacked = 0
-    for path in paths:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                for member in archive.infolist():
-                    if member.is_dir() or Path(member.filename).suffix.lower() not in IMAGE_SUFFIXES:
-                        continue
-                    with archive.open(member) as f:
-                        data = f.read(max_unpacked_bytes - unpacked + 1)  # the directory may lie: read, bounded
-                    unpacked += len(data)
-                    if unpacked > max_unpacked_bytes:
-                        raise ImageError(
-                            f"the zip unpacks to more than {max_unpacked_bytes:,} bytes; that is the limit"
-                        )
-                    items.append((Path(member.filename).name, io.BytesIO(data)))
-        else:
-            items.append((Path(path).name, path))
-        if len(items) > max_images:
-            raise ImageError(f"a batch holds at most {max_images} images; this one has more")
-    seen: dict[str, int] = {}
-    unique = []
-    for name, source in items:
-        seen[name] = seen.get(name, 0) + 1
-        unique.append((name if seen[name] == 1 else f"{Path(name).stem}_{seen[name]}{Path(name).suffix}", source))
-    return unique
+@dataclass
+class Budget:
+    """Bytes the batch's zips may still unpack to."""
+
+    left: int
+    limit: int
+
+    def spend(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise RefusedError(f"the zip files unpack to more than {self.limit:,} bytes; that is the limit")
 
 
-def check_batch_work(items: Sequence[tuple[str, Source]], scale: int, max_work_pixels: int) -> None:
-    """The whole batch's output pixels, from the files' headers, must stay within ``max_work_pixels``."""
-    total = 0
-    for _, source in items:
-        size = image_size(source)
-        if isinstance(source, io.BytesIO):
-            source.seek(0)
-        if size is not None:  # unreadable files fail on their own row
-            total += size[0] * size[1] * scale * scale
-    if total > max_work_pixels:
-        raise ImageError(
-            f"this batch is {total:,} output pixels at x{scale}; the limit per request is {max_work_pixels:,}"
+def _entries(path: str, budget: Budget, max_images: int) -> list[Item]:
+    """One file's items: itself, or each member of the zip it is."""
+    name = Path(path).name
+    if not zipfile.is_zipfile(path):
+        if name.lower().endswith(".zip"):
+            return [Item(name, None, problem=f"{name} could not be read as a zip archive (its directory is missing)")]
+        return [Item(name, path)]
+    if count_in_file(path, ZIP_DIRECTORY_ENTRY) > 4 * max_images + 64:  # before any zip reader parses them
+        return [Item(name, None, problem=f"{name} holds far more files than a batch of {max_images} images")]
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.infolist() if not _is_clutter(m)]
+            items = [_member(archive, m, budget) for m in members]
+    except RefusedError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        return [Item(name, None, problem=f"{name} could not be read as a zip archive ({err})")]
+    return items or [Item(name, None, problem=f"{name} holds no files")]
+
+
+def _is_clutter(member: zipfile.ZipInfo) -> bool:
+    """Folders, and what macOS and Windows add to archives they make."""
+    parts = PurePosixPath(member.filename).parts
+    return member.is_dir() or "__MACOSX" in parts or parts[-1].startswith("._") or parts[-1] == "Thumbs.db"
+
+
+def _member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, budget: Budget) -> Item:
+    name = member.filename
+    if name.lower().endswith(".zip"):
+        return Item(name, None, problem="a zip inside the zip: add it to the batch on its own")
+    if not is_image_name(name):
+        return Item(name, None, problem="not an image file (PNG, JPEG, WebP, BMP, TIFF or GIF)")
+    if member.flag_bits & 0x1:
+        return Item(name, None, problem="the file is encrypted in the zip")
+    try:
+        with archive.open(member) as f:
+            data = f.read(budget.left + 1)  # the directory may lie about sizes: read, bounded
+    except NotImplementedError:
+        return Item(name, None, problem=f"the zip stores it with a compression this reader lacks (method {member.compress_type})")
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:  # a bad CRC, a damaged stream
+        return Item(name, None, problem=f"the file is damaged in the zip ({err})")
+    budget.spend(len(data))
+    return Item(name, io.BytesIO(data))
+
+
+def zip_outputs(outcome: Outcome, archive: Path) -> Path:
+    """The written outputs of a batch, stored (PNGs are compressed already) in one zip."""
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as z:
+        for result in outcome.results:
+            if result.path is not None and not result.error:
+                z.write(result.path, result.path.name)
+    return archive
+
+
+COLUMNS = ["file", "size in", "size out", "seconds", "PSNR", "SSIM", "bicubic PSNR", "error"]
+
+
+def table(outcome: Outcome) -> list[list]:
+    """One row per item, in ``COLUMNS``' order."""
+    rows = []
+    for r in outcome.results:
+        (w, h), (ow, oh) = r.sizes or ((0, 0), (0, 0))
+        m = r.metrics
+        rows.append(
+            [
+                r.name,
+                f"{w}x{h}" if r.sizes else "",
+                f"{ow}x{oh}" if r.sizes else "",
+                round(r.info.seconds, 2) if r.info else None,
+                m.mdsr.psnr if m else None,
+                m.mdsr.ssim if m else None,
+                m.bicubic.psnr if m else None,
+                r.error,
+            ]
         )
-
-
-def upscale_batch(
-    model: MDSR,
-    items: Sequence[tuple[str, Source]],
-    scale: int,
-    out_dir: Path,
-    *,
-    truths: dict[str, Source] | None = None,
-    precision: Precision = "auto",
-    max_input_pixels: int,
-    progress: Callable[[int, int, str], None] | None = None,
-) -> tuple[list[BatchRow], Path]:
-    """Upscale every item into ``out_dir`` as ``NAME_xS.png`` and zip them; ``truths`` maps a file's stem
-    to its ground truth. Returns the table and the zip's path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows, written = [], []
-    for n, (name, source) in enumerate(items):
-        if progress is not None:
-            progress(n, len(items), name)
-        try:
-            pic = read_image(source, max_pixels=max_input_pixels)
-            started = time.perf_counter()
-            result, _ = upscale_picture(model, pic, scale, precision=precision)
-            seconds = time.perf_counter() - started
-            target = out_dir / f"{Path(name).stem}_x{scale}.png"
-            save_picture(result, target)
-            written.append(target)
-            row = BatchRow(
-                name, f"{pic.size[0]}x{pic.size[1]}", f"{result.size[0]}x{result.size[1]}", round(seconds, 2)
-            )
-            truth_source = (truths or {}).get(Path(name).stem)
-            if truth_source is not None:
-                largest = (pic.size[0] + 1) * scale * (pic.size[1] + 1) * scale  # fit_ground_truth checks exactly
-                truth = fit_ground_truth(pic, read_image(truth_source, max_pixels=largest), scale)
-                ours, bicubic = score(result, truth, scale), score(bicubic_upscale(pic, scale), truth, scale)
-                row = replace(row, psnr=ours.psnr, ssim=ours.ssim, bicubic_psnr=bicubic.psnr)
-        except (ImageError, ValueError, OSError) as err:
-            row = BatchRow(name, error=str(err))
-        rows.append(row)
-    archive = out_dir / f"mdsr_batch_x{scale}.zip"
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as z:  # PNGs are compressed already
-        for path in written:
-            z.write(path, path.name)
-    return rows, archive
+    return rows

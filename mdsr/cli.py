@@ -19,11 +19,6 @@ from mdsr.model import SUPPORTED_SCALES
 
 PRECISIONS = get_args(Precision)
 
-# The LR trunk runs on the whole image (balanced attention pools over all of it) and holds three 64-channel
-# float maps of it at once: ~850 bytes per input pixel at the peak with the image, plus ~25 bytes per output
-# pixel. These defaults keep a run under 2 GB (measured: 2.12 GB for a 1920x1080 input at x2).
-CLI_MAX_INPUT_PIXELS = 1_800_000
-CLI_MAX_OUTPUT_PIXELS = 16_000_000
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -76,13 +71,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 def expand_inputs(inputs: Sequence[str]) -> list[Path]:
     """Files as given, folders as their image files (sorted); a missing path is an error."""
-    from mdsr.files import IMAGE_SUFFIXES
+    from mdsr.files import is_image_name
 
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p))
             if not found:
                 raise FileNotFoundError(f"{path} holds no images")
             files += found
@@ -94,6 +89,8 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
 
 
 def add_upscale(sub: argparse._SubParsersAction) -> None:
+    from mdsr.serving import CLI_LIMITS
+
     p = sub.add_parser("upscale", help="super-resolve images")
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("-s", "--scale", type=int, choices=SUPPORTED_SCALES, required=True)
@@ -104,131 +101,107 @@ def add_upscale(sub: argparse._SubParsersAction) -> None:
         help="weights file, super-image folder, Hub id, or 'auto' (the published eugenesiow/mdsr-bam where the "
         "Hub or its local cache has them, else bundled); default: bundled",
     )
-    p.add_argument("--tile", default="auto", help="HR-stage tile in LR pixels, 'auto' or 'none'")
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="auto: fp32 on CPUs, bf16 on CUDA (within 0.01 dB of fp32 on every image); int8: 2-3x faster on "
-        "CPUs, mean PSNR within 0.005 dB of fp32 on Set5, Set14 and BSD100, up to 0.012 dB on one Set5 image",
+        help="auto: int8 on CPUs with VNNI/AMX (2.5-3.5x fp32's speed; PSNR within 0.005 dB of fp32 on average "
+        "over Set5/Set14/BSD100, 0.04 dB at most on one image), fp32 on other CPUs, bf16 on CUDA",
     )
-    p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (slower, +0.1 dB)")
+    p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower, +0.1 dB)")
     p.add_argument("--compare", action="store_true", help="also write NAME_compare.png: bicubic | MDSR")
     p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     p.add_argument(
         "--max-pixels",
         type=int,
-        default=CLI_MAX_INPUT_PIXELS,
-        help=f"refuse larger inputs (default {CLI_MAX_INPUT_PIXELS:,}, e.g. 1600x1125; the whole-image trunk "
-        "needs ~850 bytes per input pixel, so the defaults keep a run under 2 GB)",
+        default=CLI_LIMITS.input_pixels,
+        help=f"refuse larger inputs (default {CLI_LIMITS.input_pixels:,})",
     )
     p.add_argument(
         "--max-output-pixels",
         type=int,
-        default=CLI_MAX_OUTPUT_PIXELS,
-        help=f"refuse larger outputs (default {CLI_MAX_OUTPUT_PIXELS:,}, e.g. 4000x4000)",
+        default=CLI_LIMITS.output_pixels,
+        help=f"refuse larger outputs (default {CLI_LIMITS.output_pixels:,})",
+    )
+    p.add_argument(
+        "--max-memory-mb",
+        type=float,
+        default=CLI_LIMITS.memory_mb,
+        help=f"the memory one image may use (default {CLI_LIMITS.memory_mb:,.0f} MB: a 12-megapixel photo at x2); "
+        "larger images stream the network's trunk (the same result, slower) or are refused",
     )
     p.set_defaults(run=run_upscale)
 
 
-def output_names(files: Sequence[Path], scale: int) -> dict[Path, str]:
-    """``NAME_xS.png`` per input; inputs that share a name (``rgb.bmp``, ``rgb.tiff``) keep their
-    format in it instead (``rgb_bmp_xS.png``, ``rgb_tiff_xS.png``), so no output replaces another."""
-    stems: dict[str, int] = {}
-    for path in files:
-        stems[path.stem] = stems.get(path.stem, 0) + 1
-    names = {}
-    for path in files:
-        stem = path.stem if stems[path.stem] == 1 else f"{path.stem}_{path.suffix.lstrip('.').lower()}"
-        names[path] = f"{stem}_x{scale}.png"
-    if len(set(names.values())) < len(names):  # same name and format in two folders
-        names = {path: f"{path.parent.name}_{name}" for path, name in names.items()}
-    return names
+def run_upscale(args: argparse.Namespace) -> int:
+    from dataclasses import replace
 
-
-def parse_tile(value: str) -> int | str | None:
-    if value in ("auto", "none"):
-        return None if value == "none" else "auto"
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"--tile must be a number of pixels, 'auto' or 'none', not {value!r}") from None
-
-
-def process_files(files: list[Path], work, *, bar: bool = False) -> int:
-    """Run ``work(path)`` on each file; a file that fails is reported in one line and the rest go on.
-    ``work`` may return a line to print. Returns the exit status."""
     from tqdm import tqdm
 
-    from mdsr.imaging import ImageError
+    from mdsr import serving
+    from mdsr.weights import WeightStore
 
-    failures = 0
-    for path in tqdm(files, unit="img", disable=not bar or len(files) < 2):
-        try:
-            message = work(path)
-        except (ImageError, OSError, ValueError) as err:
-            failures += 1
-            tqdm.write(f"error: {path}: {err}", file=sys.stderr)
+    files = expand_inputs(args.inputs)
+    items = tuple(serving.Item(str(path), path) for path in files)
+    request = serving.Request(
+        items, scale=args.scale, weights=args.weights or "bundled", precision=args.precision,
+        self_ensemble=args.self_ensemble, bicubic=args.compare, each=True,
+    )  # fmt: skip
+    limits = replace(
+        serving.CLI_LIMITS, input_pixels=args.max_pixels, output_pixels=args.max_output_pixels,
+        memory_mb=args.max_memory_mb,
+    )  # fmt: skip
+    admitted = serving.admit(request, limits)
+    outputs = serving.Outputs(args.out, items, admitted.scale, overwrite=args.overwrite, side_by_side=args.compare)
+    outputs.check_writable()  # before any work
+    store = WeightStore()
+
+    def load(choice: str, scale: int):
+        loaded = store.get(None if choice == "bundled" else choice, scale)
+        if choice == "auto":
+            print(f"weights: {loaded.name}" + (f" ({loaded.note})" if loaded.note else ""), file=sys.stderr)
+        return loaded
+
+    with tqdm(total=None, unit="step", disable=None, dynamic_ncols=True) as bar:
+
+        def progress(done: int, total: int, name: str) -> None:
+            bar.total, bar.desc = total, Path(name).name
+            bar.update(done - bar.n)
+
+        outcome = serving.run(admitted, load=load, outputs=outputs, progress=progress)
+    failed = 0
+    for item, result in zip(items, outcome.results, strict=True):
+        if result.error:
+            failed += 1
+            print(f"error: {item.source}: {result.error}", file=sys.stderr)
+        elif result.skipped:
+            print(f"{item.source}: kept {result.path} (exists; --overwrite replaces it)")
         else:
-            if message:
-                tqdm.write(message)
-    if failures:
-        print(f"error: {failures} of {len(files)} images failed", file=sys.stderr)
+            i = result.info
+            trunk = ", streamed" if i.trunk == "streamed" else ""
+            notes = "".join(f" ({n})" for n in result.notes)
+            print(f"{item.source} -> {result.path} [{i.precision}, {i.tiles} tile(s){trunk}, {i.seconds:.1f} s]{notes}")
+    if failed:
+        print(f"error: {failed} of {len(items)} images failed", file=sys.stderr)
         return 1
     return 0
 
 
-def run_upscale(args: argparse.Namespace) -> int:
-    import numpy as np
-    from PIL import Image
-    from tqdm import tqdm
+def process_files(files: list[Path], work) -> int:
+    """Run ``work(path)`` on each file; a file that fails is reported in one line and the rest go on."""
+    from mdsr.imaging import ImageError
 
-    from mdsr.imaging import bicubic_upscale, preview_rgb, read_image, save_picture
-    from mdsr.inference import model_for_precision, upscale_picture
-    from mdsr.weights import WeightStore, load_model
-
-    tile = parse_tile(args.tile)
-    files = expand_inputs(args.inputs)
-    names = output_names(files, args.scale)
-    if args.weights == "auto":
-        loaded = WeightStore().get("auto", args.scale)
-        print(f"weights: {loaded.name}" + (f" ({loaded.note})" if loaded.note else ""), file=sys.stderr)
-        model = loaded.model
-    else:
-        model = load_model(args.weights, scale=args.scale)
-    model, _mode = model_for_precision(model, args.precision)  # int8: convert once
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    def upscale_one(path: Path) -> str:
-        target = out_dir / names[path]
-        if target.exists() and not args.overwrite:
-            raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
-        pic = read_image(path, max_pixels=args.max_pixels)
-        with tqdm(desc=path.name, unit="tile", leave=False, disable=None) as bar:
-
-            def on_tile(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            result, info = upscale_picture(
-                model,
-                pic,
-                args.scale,
-                tile=tile,
-                precision=args.precision,
-                self_ensemble=args.self_ensemble,
-                progress=on_tile,
-                max_output_pixels=args.max_output_pixels,
-            )
-        save_picture(result, target)
-        if args.compare:
-            side = np.hstack([preview_rgb(bicubic_upscale(pic, args.scale)), preview_rgb(result)])
-            Image.fromarray(side).save(target.with_name(f"{target.stem}_compare.png"))
-        notes = "".join(f" ({n})" for n in result.notes)
-        return f"{path} -> {target} [{info.precision}, {info.tiles} tile(s), {info.seconds:.1f} s]{notes}"
-
-    return process_files(files, upscale_one, bar=True)
+    failures = 0
+    for path in files:
+        try:
+            work(path)
+        except (ImageError, OSError, ValueError) as err:
+            failures += 1
+            print(f"error: {path}: {err}", file=sys.stderr)
+    if failures:
+        print(f"error: {failures} of {len(files)} images failed", file=sys.stderr)
+        return 1
+    return 0
 
 
 def add_downscale(sub: argparse._SubParsersAction) -> None:

@@ -9,7 +9,7 @@ Metrics follow the literature's protocol (``mdsr.metrics``) on 8-bit colour: alp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -21,12 +21,18 @@ from mdsr.imaging import (
     bicubic_downscale,
     bicubic_upscale,
     crop_picture,
-    preview_rgb,
     rgb8,
     to_uint,
 )
-from mdsr.inference import DEFAULT_MAX_OUTPUT_PIXELS, Precision, ProgressCallback, RunInfo, upscale_picture
-from mdsr.metrics import psnr, rgb_to_y, ssim
+from mdsr.inference import (
+    DEFAULT_MAX_OUTPUT_PIXELS,
+    Precision,
+    ProgressCallback,
+    RunInfo,
+    TrunkChoice,
+    upscale_picture,
+)
+from mdsr.metrics import BAND_PIXELS, psnr, rgb_to_y, ssim
 from mdsr.model import MDSR
 
 
@@ -50,7 +56,7 @@ class Metrics:
 @dataclass(frozen=True)
 class Comparison:
     lr: Picture  # what the network saw
-    bicubic: Picture | None  # None where nothing shows it (no slider, no ground truth)
+    bicubic: Picture | None  # None where nothing shows it
     output: Picture
     truth: Picture | None
     metrics: Metrics | None
@@ -93,12 +99,6 @@ def score(pic: Picture, truth: Picture, scale: int) -> Scores:
     return Scores(psnr=round(psnr(out8, truth8, shave=scale), 4), ssim=round(ssim(out8, truth8, shave=scale), 4))
 
 
-def measure(output: Picture, truth: Picture, bicubic: Picture, scale: int) -> Metrics:
-    """PSNR/SSIM (Y channel, shave = scale) of MDSR-BAM and bicubic against the truth, and the gain."""
-    ours, theirs = score(output, truth, scale), score(bicubic, truth, scale)
-    return Metrics(bicubic=theirs, mdsr=ours, gain_db=round(ours.psnr - theirs.psnr, 4))
-
-
 def compare(
     model: MDSR,
     pic: Picture,
@@ -108,14 +108,17 @@ def compare(
     self_truth: bool = False,
     progress: ProgressCallback | None = None,
     with_bicubic: bool = True,
+    bicubic_scores: Scores | None = None,
     tile: int | Literal["auto"] | None = "auto",
     precision: Precision = "auto",
     self_ensemble: bool = False,
     max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
+    trunk: TrunkChoice = "auto",
 ) -> Comparison:
     """Upscale ``pic`` (or, with ``self_truth``, its MATLAB-bicubic downscale) and compare.
 
-    The bicubic baseline is made when ``with_bicubic`` or a ground truth asks for it (its metrics); the
+    The bicubic picture is kept where ``with_bicubic`` asks for it; with a ground truth it is also made to be
+    scored, unless ``bicubic_scores`` are given (a second model compared on the same input and truth). The
     other keywords are ``upscale_picture``'s.
     """
     if self_truth:
@@ -124,27 +127,41 @@ def compare(
         truth = fit_ground_truth(pic, truth, scale)
     output, info = upscale_picture(
         model, pic, scale, progress=progress, tile=tile, precision=precision, self_ensemble=self_ensemble,
-        max_output_pixels=max_output_pixels,
+        max_output_pixels=max_output_pixels, trunk=trunk,
     )  # fmt: skip
-    bicubic = bicubic_upscale(pic, scale) if with_bicubic or truth is not None else None
-    metrics = measure(output, truth, bicubic, scale) if truth is not None else None
-    return Comparison(lr=pic, bicubic=bicubic, output=output, truth=truth, metrics=metrics, info=info)
+    needs_bicubic = with_bicubic or (truth is not None and bicubic_scores is None)
+    bicubic = bicubic_upscale(pic, scale) if needs_bicubic else None
+    metrics = None
+    if truth is not None:
+        ours = score(output, truth, scale)
+        theirs = bicubic_scores or score(bicubic, truth, scale)
+        metrics = Metrics(bicubic=theirs, mdsr=ours, gain_db=round(ours.psnr - theirs.psnr, 4))
+    return Comparison(
+        lr=pic, bicubic=bicubic if with_bicubic else None, output=output, truth=truth, metrics=metrics, info=info
+    )
 
 
 def error_map(output: Picture, truth: Picture, gain: float = 4.0) -> np.ndarray:
-    """|output - truth| on the Y channel, amplified ``gain`` times, as a uint8 heat map (H, W, 3)."""
-    diff = np.abs(rgb_to_y(rgb8(output)) - rgb_to_y(rgb8(truth)))
-    level = np.clip(diff * gain / 255.0, 0, 1)
-    # black -> red -> yellow -> white, so small errors stay dark and large ones stand out
-    r = np.clip(level * 3, 0, 1)
-    g = np.clip(level * 3 - 1, 0, 1)
-    b = np.clip(level * 3 - 2, 0, 1)
-    return to_uint(np.stack([r, g, b], axis=2))
+    """|output - truth| on the Y channel, amplified ``gain`` times, as a uint8 heat map (H, W, 3); made in
+    bands of rows, so that large pictures need little more than the map itself."""
+    h, w = output.rgb.shape[:2]
+    heat = np.empty((h, w, 3), np.uint8)
+    rows = max(1, BAND_PIXELS // w)
+    for y0 in range(0, h, rows):
+        diff = np.abs(rgb_to_y(rgb8(_rows(output, y0, y0 + rows))) - rgb_to_y(rgb8(_rows(truth, y0, y0 + rows))))
+        level = np.clip(diff * gain / 255.0, 0, 1)
+        # black -> red -> yellow -> white, so small errors stay dark and large ones stand out
+        heat[y0 : y0 + rows] = to_uint(np.stack([np.clip(level * 3 - k, 0, 1) for k in range(3)], axis=2))
+    return heat
 
 
-def most_detailed_region(pic: Picture, size: int) -> tuple[int, int]:
-    """Top-left (x, y), in the picture's pixels, of the ``size``-square window with the most gradient energy."""
-    grey = rgb8(pic).astype(np.float64).mean(axis=2)
+def _rows(pic: Picture, y0: int, y1: int) -> Picture:
+    return replace(pic, rgb=pic.rgb[y0:y1], alpha=None if pic.alpha is None else pic.alpha[y0:y1])
+
+
+def most_detailed_region(rgb: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left (x, y) of the ``size``-square window of a uint8 (H, W, 3) image with the most gradient energy."""
+    grey = rgb.astype(np.float64).mean(axis=2)
     h, w = grey.shape
     size = min(size, h, w)
     energy = np.zeros_like(grey)
@@ -156,37 +173,38 @@ def most_detailed_region(pic: Picture, size: int) -> tuple[int, int]:
     return int(x), int(y)
 
 
+@dataclass(frozen=True)
+class ZoomView:
+    """What the zoom panel shows, in 8 bits (3 bytes a pixel, so that a session can keep it to re-zoom):
+    the network's input, where the most detailed region is looked for, and the labelled pictures, left to
+    right (e.g. bicubic | MDSR-BAM | ground truth), each ``scale`` times its size."""
+
+    lr: np.ndarray
+    scale: int
+    panels: tuple[tuple[str, np.ndarray], ...]
+
+
 def zoom_panel(
-    comparison: Comparison,
-    *,
-    center: tuple[float, float] | None = None,
-    crop: int = 48,
-    zoom: int = 256,
-    left: tuple[str, Picture] | None = None,
-    right_label: str = "MDSR-BAM",
+    view: ZoomView, *, center: tuple[float, float] | None = None, crop: int = 48, zoom: int = 256
 ) -> np.ndarray:
-    """Bicubic | MDSR-BAM | ground truth (when given) crops of one region, each enlarged to ``zoom``
-    pixels with nearest-neighbour so single pixels stay visible. ``center`` is (x, y) as fractions of the
-    LR image; None picks the most detailed region. ``crop`` is in LR pixels. ``left`` replaces the bicubic
-    panel with another (label, picture), e.g. another model's output. Returns uint8 (H, W, 3)."""
-    s = comparison.info.scale
-    lw, lh = comparison.lr.size
+    """The panels' crops of one region side by side, each enlarged to ``zoom`` pixels with nearest-neighbour
+    so single pixels stay visible. ``center`` is (x, y) as fractions of the LR image; None picks the most
+    detailed region. ``crop`` is in LR pixels. Returns uint8 (H, W, 3)."""
+    s = view.scale
+    lh, lw = view.lr.shape[:2]
     crop = max(4, min(crop, lw, lh))
     if center is None:
-        x0, y0 = most_detailed_region(comparison.lr, crop)
+        x0, y0 = most_detailed_region(view.lr, crop)
     else:
         x0 = int(round(center[0] * lw - crop / 2))
         y0 = int(round(center[1] * lh - crop / 2))
         x0, y0 = min(max(x0, 0), lw - crop), min(max(y0, 0), lh - crop)
-    panels = [left or ("bicubic", comparison.bicubic), (right_label, comparison.output)]
-    if comparison.truth is not None:
-        panels.append(("ground truth", comparison.truth))
     tiles = []
-    for label, pic in panels:
-        region = preview_rgb(pic)[y0 * s : (y0 + crop) * s, x0 * s : (x0 + crop) * s]
-        tile = Image.fromarray(region).resize((zoom, zoom), Image.NEAREST)
+    for label, rgb in view.panels:
+        region = rgb[y0 * s : (y0 + crop) * s, x0 * s : (x0 + crop) * s]
+        tile = Image.fromarray(np.ascontiguousarray(region)).resize((zoom, zoom), Image.NEAREST)
         draw = ImageDraw.Draw(tile)
-        left, top, right, bottom = draw.textbbox((4, 3), label)
+        _, _, right, bottom = draw.textbbox((4, 3), label)
         draw.rectangle((0, 0, right + 4, bottom + 3), fill=(0, 0, 0))
         draw.text((4, 3), label, fill=(255, 255, 255))
         tiles.append(np.asarray(tile))

@@ -212,3 +212,43 @@ def markdown_table(results: list[Result]) -> str:
 
 def write_json(results: list[Result], path: str | os.PathLike) -> None:
     Path(path).write_text(json.dumps([asdict(r) for r in results], indent=2))
+
+
+# --------------------------------------------------------------------------------------------------
+# The "no visible change" bar a faster precision must hold against fp32 (README, Performance)
+# --------------------------------------------------------------------------------------------------
+
+BAR_MEAN_DB = 0.01  # |mean PSNR change| over each test set at each scale
+BAR_IMAGE_DB = 0.1  # |PSNR change| on any one image, test sets and bundled photos alike
+BAR_SETS = ("Set5", "Set14", "BSD100")
+
+
+@dataclass(frozen=True)
+class BarCheck:
+    """How far a precision moved one dataset's PSNR at one scale, against fp32 on the same images."""
+
+    dataset: str
+    scale: int
+    images: int
+    mean_change: float
+    worst_change: float
+    worst_image: str
+
+    @property
+    def holds(self) -> bool:
+        """Within the bar: the mean applies to the test sets, the per-image bound to every set."""
+        mean_ok = self.dataset not in BAR_SETS or abs(self.mean_change) <= BAR_MEAN_DB
+        return mean_ok and abs(self.worst_change) <= BAR_IMAGE_DB
+
+
+def bar_checks(reference: list[Result], candidate: list[Result]) -> list[BarCheck]:
+    """Per dataset and scale, the candidate's PSNR change against the reference (same images, same order)."""
+    checks = []
+    by_key = {(r.dataset, r.scale): r for r in reference}
+    for result in candidate:
+        ref = by_key[(result.dataset, result.scale)]
+        changes = [(c["psnr"] - r["psnr"], c["name"]) for c, r in zip(result.per_image, ref.per_image, strict=True)]
+        worst = max(changes, key=lambda change: abs(change[0]))
+        mean = sum(change for change, _ in changes) / len(changes)
+        checks.append(BarCheck(result.dataset, result.scale, len(changes), mean, worst[0], worst[1]))
+    return checks

@@ -59,3 +59,15 @@ def output_names(inputs: Sequence[str | PurePath], tag: str, extension: str) -> 
         taken.add(name.lower())
         names.append(name)
     return names
+
+
+def count_in_file(path: str | os.PathLike, needle: bytes, chunk: int = 1 << 20) -> int:
+    """Occurrences of ``needle`` in a file, read in chunks that overlap by its length less one byte (an
+    upper bound on a zip's directory entries, found before any zip reader parses and keeps them)."""
+    count, tail = 0, b""
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            data = tail + block
+            count += data.count(needle)
+            tail = data[-(len(needle) - 1) :]  # too short to hold a match, so none is counted twice
+    return count

@@ -1,57 +1,77 @@
-"""What one request may cost, checked before any work is done: the work (output pixels times network
-passes) and the estimated peak memory. A server sets the bounds (the demo's are in ``app.py``); errors
-are ``ValueError``s whose message states the request's figure and the limit it passed."""
+"""What a request costs, from image sizes alone, before any work: network work and peak memory.
+
+Work is output pixels times network passes (self-ensemble runs the network 8 times, an A/B comparison
+runs two networks). Memory is the peak resident memory of the process, estimated in two phases: while
+the network runs (its trunk, whole-image or streamed, and the output it fills) and after it (the
+output, the bicubic view, the ground truth's scores), on top of what stays alive throughout (the
+process at rest, the decoded input and truth, and in an A/B comparison A's results while B runs).
+The constants are fitted to peaks measured in fresh processes (``benchmarks/bench_memory.py`` for the
+trunk, ``tests/test_limits.py`` for whole requests, which also checks each kind stays under its
+estimate), rounded up.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
+Trunk = Literal["whole", "streamed"]
+
 EDGE = 8  # the input's edge replicated by 4 pixels on each side (mdsr.inference.EDGE_PADDING)
-# The trunk's own memory per pixel of the (edge-padded) input, measured in fresh processes (fp32 or int8;
-# bundled weights, 64 channels): the whole-image trunk holds three float maps at once; the streamed trunk
-# one map, plus its stripes (~STREAMED_STRIPES_MB).
+# The process at rest, the bundled weights and their int8 copy loaded: the demo (with Gradio) 500-550 MB,
+# the CLI 300-350 MB, measured; each caller's ``Limits.base_mb``.
+# The trunk, per pixel of the edge-padded input: the whole-image trunk holds three 64-channel float maps
+# and its striped pieces; the streamed trunk one map, plus its bands and chunks (STREAMED_FIXED_MB).
 WHOLE_TRUNK_BYTES = 850
 STREAMED_TRUNK_BYTES = 260
-STREAMED_STRIPES_MB = 250
+STREAMED_FIXED_MB = 200
+INPUT_BYTES = 24  # per input pixel: the decoded picture and the network's view of it
+# Per output pixel:
+OUTPUT_BYTES = 12  # the output picture (float32 RGB)
+WRITE_BYTES = 4  # its 8-bit copy while it is written
+TRUTH_BYTES = 14  # the ground truth, decoded, kept throughout
+VIEW_BYTES = 24  # the demo's views: the bicubic picture and the 8-bit previews (slider, zoom, error maps)
+SCORES_MB = 150  # PSNR/SSIM on Y and the error maps, computed in bands of rows (mdsr.metrics.BAND_PIXELS)
 
 
-def trunk_mb(size: tuple[int, int], trunk: Literal["whole", "streamed"]) -> float:
-    """The trunk's peak memory (MB, beyond the process at rest) for an input of ``size`` (width, height)."""
+def trunk_mb(size: tuple[int, int], trunk: Trunk) -> float:
+    """The trunk's peak memory (MB, beyond everything else) for an input of ``size`` (width, height)."""
     pixels = (size[0] + EDGE) * (size[1] + EDGE)
     if trunk == "whole":
         return WHOLE_TRUNK_BYTES * pixels / 1e6
-    return STREAMED_TRUNK_BYTES * pixels / 1e6 + STREAMED_STRIPES_MB
+    return STREAMED_TRUNK_BYTES * pixels / 1e6 + STREAMED_FIXED_MB
 
 
-def estimated_peak_mb(input_pixels: int, output_pixels: int, *, full_views: bool) -> float:
-    """Peak RSS of a server process for one request, from measurements (fresh process, bundled weights,
-    fp32 on the CPU): ~410 MB at rest, ~850 bytes per input pixel for the whole-image trunk, and per output
-    pixel ~25 bytes for the PNG alone or ~140 with the bicubic view, a ground truth and its PSNR/SSIM
-    (measured 1.44 GB at 1095x1095 x2 without them; 1.11 GB at 512x512 x4 and 3.20 GB at 1024x1024 x4 with
-    a ground truth)."""
-    return 410 + 850e-6 * input_pixels + (140e-6 if full_views else 25e-6) * output_pixels
+def request_memory_mb(
+    size: tuple[int, int],
+    scale: int,
+    *,
+    trunk: Trunk,
+    base_mb: float,
+    views: bool = False,
+    truth: bool = False,
+    models: int = 1,
+) -> float:
+    """Estimated peak (MB) of one image's request in a process of ``base_mb`` at rest: the demo's ``views``
+    made (bicubic, previews), a ``truth`` scored against, and ``models`` networks compared (A/B: 2, the first
+    one's output kept while the second runs). The streamed trunk hands its map back row by row as the output
+    is filled, so its output does not add to the trunk's peak; the whole-image trunk's does."""
+    inputs, outputs = size[0] * size[1], size[0] * size[1] * scale * scale
+    held = INPUT_BYTES * inputs + (TRUTH_BYTES * outputs if truth else 0) + (models - 1) * OUTPUT_BYTES * outputs
+    running = trunk_mb(size, trunk) * 1e6 + (OUTPUT_BYTES * outputs if trunk == "whole" else 0)
+    after = (OUTPUT_BYTES + WRITE_BYTES + (VIEW_BYTES if views else 0)) * outputs + (SCORES_MB * 1e6 if truth else 0)
+    return base_mb + (held + max(running, after)) / 1e6
 
 
-def check_memory(size: tuple[int, int], scale: int, *, full_views: bool, limit_mb: float) -> None:
-    """An input of ``size`` (width, height) at ``scale`` may need at most ``limit_mb`` (``estimated_peak_mb``)."""
-    w, h = size
-    need = estimated_peak_mb(w * h, w * h * scale * scale, full_views=full_views)
-    if need > limit_mb:
-        views = " with the bicubic view and ground-truth metrics" if full_views else ""
-        raise ValueError(
-            f"a {w}x{h} image at {scale}x{views} needs about {need:,.0f} MB; the limit per request is "
-            f"{limit_mb:,} MB (use a smaller image or scale)"
-        )
+def work_pixels(size: tuple[int, int], scale: int, *, self_ensemble: bool = False, models: int = 1) -> int:
+    """Output pixels times network passes."""
+    return size[0] * size[1] * scale * scale * (8 if self_ensemble else 1) * models
 
 
-def check_work(size: tuple[int, int], scale: int, *, self_ensemble: bool, models: int = 1, limit: int) -> None:
-    """At most ``limit`` output pixels times network passes: 8 passes for self-ensemble, and each for
-    every model an A/B comparison runs."""
-    w, h = size
+def describe_passes(self_ensemble: bool, models: int) -> str:
+    """Why a request runs the network more than once, for messages: "" for one pass."""
     passes = (8 if self_ensemble else 1) * models
-    work = h * w * scale * scale * passes
-    if work > limit:
-        ensemble = "self-ensemble" + (": 8 each" if models > 1 else "")
-        why = ", ".join(([f"{models} models (A/B)"] if models > 1 else []) + ([ensemble] if self_ensemble else []))
-        what = f"{w * scale}x{h * scale} output pixels" + (f" x {passes} passes ({why})" if passes > 1 else "")
-        raise ValueError(f"this request is {what} = {work:,}; the limit per request is {limit:,}")
+    if passes == 1:
+        return ""
+    ensemble = "self-ensemble" + (": 8 each" if models > 1 else "")
+    why = ", ".join(([f"{models} models (A/B)"] if models > 1 else []) + ([ensemble] if self_ensemble else []))
+    return f" x {passes} passes ({why})"

@@ -1,41 +1,81 @@
-"""Serving requests: what a request may cost, who sent it, and the one path from arrival to result.
+"""Serving requests: one path from arrival to result for the demo's single, A/B, batch and API requests
+and for the CLI.
 
-Framework-free: the demo (``app.py``, through ``mdsr.gradio_adapter``) and the CLI both build a
-``Request``, ``admit`` it once against their ``Limits`` and ``run`` it once. Every refusal is a
-``RefusedError`` (a ``ValueError``) whose message names the limit it hit and the request's own figure.
+An entry point builds a ``Request``, ``admit``s it once against its ``Limits`` (every limit, from the
+images' headers, before any pixel is decoded) and ``run``s the admitted request once: each image is
+decoded once, its ground truth made or fitted once, bicubic made only where shown or scored, the chosen
+weights (and, in an A/B comparison, weights B on the same input) run, scored, and the output written
+atomically where the caller's ``Outputs`` say. Framework-free: ``app.py`` (through
+``mdsr.gradio_adapter``) and ``mdsr.cli`` are thin callers. Every refusal is a ``RefusedError`` whose
+sentence names the limit it hit and the request's own figure.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import ipaddress
 import os
-from collections.abc import Iterable
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from mdsr.compare import Comparison, Metrics, check_ground_truth_size, compare
+from mdsr.files import atomic_path, output_names
+from mdsr.imaging import ImageError, image_size, preview_rgb, read_image, save_picture
+from mdsr.inference import Precision, RunInfo, Trunk, on_zerogpu, resolve_precision
+from mdsr.limits import describe_passes, request_memory_mb, work_pixels
+from mdsr.model import parse_scale
+from mdsr.weights import LoadedWeights, WeightsError
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Source = str | os.PathLike | io.BytesIO  # a file's path, or the bytes of a zip member
+GroundTruth = Literal["none", "upload", "self"]
+UNLIMITED = 2**62
 
 
 class RefusedError(ValueError):
-    """A request refused before any work, with the sentence to show its sender."""
+    """A request (or one image of it) refused before any work, with the sentence to show its sender."""
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Everything one request may use. The demo's are ``DEMO_LIMITS``, the CLI's ``CLI_LIMITS``."""
+    """Everything one request may use; ``DEMO_LIMITS`` for the public demo, ``CLI_LIMITS`` for one machine."""
 
     file_bytes: int  # per file, however it arrives
     input_pixels: int
     output_pixels: int
     work_pixels: int  # output pixels x network passes, over every image and model of the request
-    memory_mb: float  # estimated peak memory of the request (``mdsr.limits``)
+    memory_mb: float  # estimated peak memory of the process for one image (``mdsr.limits``)
+    base_mb: float  # the process at rest, with its weights loaded (measured; part of every estimate)
     batch_images: int
     batch_bytes: int  # what a batch's zips may unpack to
     jobs_per_client: int  # waiting or running at once, per client address
     jobs: int  # waiting or running at once, in all
 
 
+# A 2-vCPU Space with a few GB: one request at a time, each bounded in memory and in time (the work limit
+# is ~2-3 minutes of int8 inference there); inputs of up to ~2 megapixels.
+DEMO_LIMITS = Limits(
+    file_bytes=20_000_000, input_pixels=2_100_000, output_pixels=4096 * 4096, work_pixels=4096 * 4096,
+    memory_mb=1500, base_mb=550, batch_images=16, batch_bytes=20_000_000, jobs_per_client=2, jobs=16,
+)  # fmt: skip
+# One's own machine: a 12-megapixel phone photo at x2 within 4 GB (the trunk streamed), nothing else bounded.
+CLI_LIMITS = Limits(
+    file_bytes=UNLIMITED, input_pixels=50_000_000, output_pixels=200_000_000, work_pixels=UNLIMITED,
+    memory_mb=4000, base_mb=350, batch_images=UNLIMITED, batch_bytes=UNLIMITED, jobs_per_client=1, jobs=1,
+)  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------------
-# Who sent it
+# Who sent it, and whether they may send more
 # --------------------------------------------------------------------------------------------------
 
 
@@ -86,3 +126,366 @@ def check_share(client_jobs: int, all_jobs: int, limits: Limits) -> None:
         )
     if all_jobs >= limits.jobs:
         raise RefusedError(f"the demo is busy ({limits.jobs} requests waiting or running); try again in a minute")
+
+
+def check_file_size(size: int, limits: Limits) -> None:
+    if size > limits.file_bytes:
+        raise RefusedError(f"the file is {size:,} bytes; the limit is {limits.file_bytes:,} bytes")
+
+
+# --------------------------------------------------------------------------------------------------
+# What a request asks for
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image of a request: its name (for tables and output names), where it is, and its ground truth
+    where one was uploaded. ``problem`` marks an item that could not even be taken out of its archive."""
+
+    name: str
+    source: Source | None
+    truth: Source | None = None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to do: ``items`` (one, or a batch), the scale, the weights (a name the caller's loader knows),
+    ``versus`` (weights B: an A/B comparison), the precision, the ground truth ("upload": each item's
+    ``truth``; "self": the image itself, downscaled), self-ensemble, whether the bicubic picture is kept, and
+    whether the caller makes ``views`` of the results (the demo's previews, zoom and error maps: they count
+    towards its memory). With ``each``, items stand alone (a batch, the CLI): one item's refusal or failure
+    is its own row."""
+
+    items: tuple[Item, ...]
+    scale: object  # as sent: checked by ``admit``
+    weights: str = "auto"
+    versus: str | None = None
+    precision: object = "auto"
+    truth: GroundTruth = "none"
+    self_ensemble: bool = False
+    bicubic: bool = False
+    views: bool = False
+    each: bool = False
+
+    @property
+    def models(self) -> int:
+        return 2 if self.versus else 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An item as admitted: its size from the header (None where unreadable: decoding will say why), the
+    trunk it will run with, or why it was refused."""
+
+    item: Item
+    size: tuple[int, int] | None = None
+    trunk: Trunk = "whole"
+    refusal: str = ""
+
+
+@dataclass(frozen=True)
+class Admitted:
+    request: Request
+    scale: int
+    precision: Precision
+    plans: tuple[Plan, ...]
+    limits: Limits
+    work: int
+    memory_mb: float
+
+
+def admit(request: Request, limits: Limits, *, device: str = "cpu") -> Admitted:
+    """Check every limit of ``request`` from its arguments and the images' headers; raise ``RefusedError``
+    for the request, or (with ``request.each``) mark each refused item with its sentence."""
+    try:
+        scale = parse_scale(request.scale)
+        precision = resolve_precision(request.precision, device) if request.precision != "auto" else "auto"
+    except ValueError as err:
+        raise RefusedError(str(err)) from None
+    if request.truth not in ("none", "upload", "self"):
+        raise RefusedError(f"ground truth must be 'none', 'upload' or 'self', got {request.truth!r}")
+    if not request.items:
+        raise RefusedError("the request holds no image")
+    if len(request.items) > limits.batch_images:
+        raise RefusedError(f"a batch holds at most {limits.batch_images} images; this one has {len(request.items)}")
+    plans = []
+    for item in request.items:
+        try:
+            plans.append(plan_item(item, request, scale, limits))
+        except RefusedError as refusal:
+            if not request.each:
+                raise
+            plans.append(Plan(item, refusal=str(refusal)))
+    work = sum(
+        work_pixels(p.size, scale, self_ensemble=request.self_ensemble, models=request.models)
+        for p in plans
+        if p.size is not None and not p.refusal
+    )
+    if work > limits.work_pixels:
+        what = (
+            f"this batch is {work:,} output pixels" + describe_passes(request.self_ensemble, request.models)
+            if len(plans) > 1
+            else _one_image_work(plans[0].size, scale, request)
+        )
+        raise RefusedError(f"{what}; the limit per request is {limits.work_pixels:,}")
+    memory = max((_memory(p, request, scale, limits) for p in plans if p.size and not p.refusal), default=0.0)
+    return Admitted(request, scale, precision, tuple(plans), limits, work, memory)
+
+
+def _one_image_work(size: tuple[int, int], scale: int, request: Request) -> str:
+    w, h = size
+    work = work_pixels(size, scale, self_ensemble=request.self_ensemble, models=request.models)
+    passes = describe_passes(request.self_ensemble, request.models)
+    return f"this request is {w * scale}x{h * scale} output pixels{passes} = {work:,}"
+
+
+def _memory(plan: Plan, request: Request, scale: int, limits: Limits) -> float:
+    return request_memory_mb(
+        plan.size, scale, trunk=plan.trunk, base_mb=limits.base_mb, views=request.views,
+        truth=request.truth != "none", models=request.models,
+    )  # fmt: skip
+
+
+def plan_item(item: Item, request: Request, scale: int, limits: Limits) -> Plan:
+    """One item's checks: it could be unpacked, its pixels, its output's, its ground truth's size, and the
+    memory it needs with the faster trunk that fits (``RefusedError`` otherwise)."""
+    if item.problem:
+        raise RefusedError(item.problem)
+    size = image_size(item.source)
+    if size is None:
+        return Plan(item)  # the decoder will name what is wrong with it
+    w, h = size
+    if request.truth == "self":  # the image is the truth; the network sees its downscale
+        if w * h > limits.input_pixels * scale * scale:
+            raise RefusedError(
+                f"the image is {w}x{h} = {w * h:,} pixels; as its own ground truth at {scale}x the limit is "
+                f"{limits.input_pixels * scale * scale:,} pixels"
+            )
+        w, h = w // scale, h // scale
+    if w * h > limits.input_pixels:
+        raise RefusedError(f"the image is {w}x{h} = {w * h:,} pixels; the limit is {limits.input_pixels:,} pixels")
+    if w * h * scale * scale > limits.output_pixels:
+        raise RefusedError(
+            f"a {w}x{h} image upscaled {scale}x would be {w * scale}x{h * scale} = {w * h * scale * scale:,} "
+            f"pixels; the output limit is {limits.output_pixels:,} pixels"
+        )
+    if request.truth == "upload" and item.truth is None and not request.each:  # in a batch: no scores for it
+        raise RefusedError("upload the original (HR) image, or choose another ground-truth option")
+    if request.truth == "upload" and item.truth is not None:
+        declared = image_size(item.truth)
+        if declared is not None:  # a wrong size is refused from the header, before decoding
+            try:
+                check_ground_truth_size((w, h), declared, scale)
+            except ImageError as err:
+                raise RefusedError(str(err)) from None
+    plan = Plan(item, (w, h), "whole")
+    if _memory(plan, request, scale, limits) <= limits.memory_mb:
+        return plan
+    plan = Plan(item, (w, h), "streamed")
+    need = _memory(plan, request, scale, limits)
+    if need > limits.memory_mb:
+        views = [v for v, on in (("its views", request.views), ("ground-truth scores", request.truth != "none")) if on]
+        also = f" with {' and '.join(views)}" if views else ""
+        ab = " for two models (A/B)" if request.models > 1 else ""
+        raise RefusedError(
+            f"a {w}x{h} image at {scale}x{also}{ab} needs about {need:,.0f} MB; the limit per request is "
+            f"{limits.memory_mb:,.0f} MB (use a smaller image or scale)"
+        )
+    return plan
+
+
+# --------------------------------------------------------------------------------------------------
+# Running it
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """One item's outcome: where its output was written, its scores and run information, and for a request
+    of one image the comparisons themselves (A, and B in an A/B comparison), which the demo shows; or why
+    there is none (``error``; ``skipped`` where an existing output was kept)."""
+
+    name: str
+    path: Path | None = None
+    metrics: Metrics | None = None
+    info: RunInfo | None = None
+    sizes: tuple[tuple[int, int], tuple[int, int]] | None = None  # (input, output) as (width, height)
+    notes: tuple[str, ...] = ()  # what decoding changed (an animation's first frame, ...)
+    comparison: Comparison | None = None
+    versus: Comparison | None = None
+    error: str = ""
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    results: tuple[ItemResult, ...]
+    scale: int
+    weights: LoadedWeights
+    versus: LoadedWeights | None = None
+
+
+class Outputs:
+    """Where a request's outputs are written: ``folder``, one name per item by the one naming rule
+    (``files.output_names``), each file written atomically; an existing file is kept (its item skipped)
+    unless ``overwrite``. ``side_by_side`` also writes ``NAME_compare.png``: bicubic | MDSR-BAM."""
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        items: Sequence[Item],
+        scale: int,
+        *,
+        overwrite: bool = False,
+        side_by_side: bool = False,
+    ) -> None:
+        self.folder, self.overwrite, self.side_by_side = Path(folder), overwrite, side_by_side
+        names = output_names([i.name for i in items], f"x{scale}", ".png")
+        self.names = {id(item): name for item, name in zip(items, names, strict=True)}
+
+    def target(self, item: Item) -> Path:
+        return self.folder / self.names[id(item)]
+
+    def check_writable(self) -> None:
+        """Fail now, before any work, where the folder cannot be made or written to."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.folder):
+                pass
+        except OSError as err:
+            raise OSError(f"cannot write to {self.folder} ({err.strerror or err})") from None
+
+    def keeps(self, item: Item) -> bool:
+        return not self.overwrite and self.target(item).exists()
+
+    def write(self, item: Item, comparison: Comparison) -> Path:
+        target = self.target(item)
+        with atomic_path(target) as tmp:
+            save_picture(comparison.output, tmp)
+        if self.side_by_side and comparison.bicubic is not None:
+            side = np.hstack([preview_rgb(comparison.bicubic), preview_rgb(comparison.output)])
+            with atomic_path(target.with_name(f"{target.stem}_compare.png")) as tmp:
+                Image.fromarray(side).save(tmp, format="PNG")
+        return target
+
+
+Loader = Callable[[str, int], LoadedWeights]
+Progress = Callable[[int, int, str], None]  # (steps done, steps in all, what is being done)
+compare_on_device = on_zerogpu(compare)  # compare() itself everywhere but on a ZeroGPU Space
+
+
+def run(
+    admitted: Admitted,
+    *,
+    load: Loader,
+    outputs: Outputs | None = None,
+    progress: Progress | None = None,
+) -> Outcome:
+    """Run an admitted request: weights A (and B) loaded once, every item decoded once and compared, its
+    output written where ``outputs`` say. Without ``request.each`` the first failure is raised; with it,
+    each failure becomes that item's ``error``."""
+    request, scale = admitted.request, admitted.scale
+    weights = load(request.weights, scale)
+    versus = load(request.versus, scale) if request.versus else None
+    results = []
+    for n, plan in enumerate(admitted.plans):
+        item = plan.item
+
+        def report(done: int, total: int, n: int = n, name: str = item.name) -> None:
+            if progress is not None:
+                progress(n * total + done, len(admitted.plans) * total, name)
+
+        if plan.refusal:
+            results.append(ItemResult(item.name, error=plan.refusal))
+            continue
+        if outputs is not None and outputs.keeps(item):
+            results.append(ItemResult(item.name, path=outputs.target(item), skipped=True))
+            continue
+        try:
+            results.append(run_item(admitted, plan, weights, versus, outputs, report))
+        except (ImageError, WeightsError, ValueError, OSError) as err:
+            if not request.each:
+                raise
+            results.append(ItemResult(item.name, error=str(err)))
+    return Outcome(tuple(results), scale, weights, versus)
+
+
+def run_item(
+    admitted: Admitted,
+    plan: Plan,
+    weights: LoadedWeights,
+    versus: LoadedWeights | None,
+    outputs: Outputs | None,
+    report: Callable[[int, int], None],
+) -> ItemResult:
+    request, scale, limits = admitted.request, admitted.scale, admitted.limits
+    item = plan.item
+    decode_limit = limits.input_pixels * (scale * scale if request.truth == "self" else 1)
+    pic = read_image(item.source, max_pixels=decode_limit)
+    truth = None
+    if request.truth == "upload" and item.truth is not None:
+        largest = (pic.size[0] + 1) * scale * (pic.size[1] + 1) * scale  # fit_ground_truth checks exactly
+        truth = read_image(item.truth, max_pixels=largest)
+    options = dict(self_ensemble=request.self_ensemble, trunk=plan.trunk, max_output_pixels=limits.output_pixels)
+    model, mode = weights.model_for(admitted.precision)
+    a = compare_on_device(
+        model, pic, scale, truth=truth, self_truth=request.truth == "self", with_bicubic=request.bicubic,
+        progress=report, precision=mode, **options,
+    )  # fmt: skip
+    del pic, truth  # what B needs is in A's comparison: the network's input and the fitted truth
+    b = None
+    if versus is not None:
+        bicubic_scores = a.metrics.bicubic if a.metrics is not None else None
+        model, mode = versus.model_for(admitted.precision)
+        b = compare_on_device(
+            model, a.lr, scale, truth=a.truth, with_bicubic=False, bicubic_scores=bicubic_scores, precision=mode,
+            **options,
+        )  # fmt: skip
+    path = outputs.write(item, a) if outputs is not None else None
+    kept = {} if request.each else {"comparison": a, "versus": b}  # a batch keeps its rows, not its pictures
+    return ItemResult(item.name, path, a.metrics, a.info, (a.lr.size, a.output.size), a.output.notes, **kept)
+
+
+# --------------------------------------------------------------------------------------------------
+# What a server writes, bounded on disk
+# --------------------------------------------------------------------------------------------------
+
+
+class Workspace:
+    """Everything a server writes lives under ``root``, this process's files in a folder of its own; every
+    file and folder under ``root`` older than ``keep_s`` seconds is deleted whenever ``sweep`` runs (at
+    start, and before each request writes), what earlier processes left behind included."""
+
+    def __init__(self, root: str | os.PathLike, keep_s: float, *, clock: Callable[[], float] = time.time) -> None:
+        self.root, self.keep_s, self.clock = Path(root), keep_s, clock
+        self.folder = self.root / f"run-{int(clock())}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.sweep()
+
+    def sweep(self) -> None:
+        cutoff = self.clock() - self.keep_s
+        # Ages as they were before this sweep: deleting a folder's files makes the folder look new.
+        entries = []
+        for path in self.root.rglob("*"):
+            with contextlib.suppress(OSError):  # gone meanwhile (another sweep)
+                entries.append((path, path.lstat().st_mtime))
+        for path, mtime in sorted(entries, key=lambda e: len(e[0].parts), reverse=True):  # deepest first
+            if mtime >= cutoff or path == self.folder:
+                continue
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    path.rmdir()  # only once empty: a folder with young files stays
+                else:
+                    path.unlink(missing_ok=True)
+            except OSError:
+                continue  # not empty, gone meanwhile, or not ours to delete: the next sweep tries again
+
+    def new_folder(self) -> Path:
+        """A fresh folder for one request's files (swept like the rest)."""
+        self.sweep()
+        folder = self.folder / uuid.uuid4().hex[:12]
+        folder.mkdir(parents=True)
+        return folder
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ROOT, tiny
+from conftest import ROOT, limited, tiny
 
 from mdsr.weights import save_weights
 
@@ -57,9 +57,9 @@ def test_the_difference_is_a_minus_b(app_module, tmp_path):
 
 
 def test_ab_counts_twice_towards_the_work_limit(app_module, tmp_path, monkeypatch):
-    monkeypatch.setattr(app_module, "MAX_WORK_PIXELS", 300_000)  # 450x300 = 135,000 per model
+    limited(monkeypatch, work_pixels=300_000)  # 450x300 = 135,000 per model
     mine = str(save_weights(tiny(), tmp_path / "mine.safetensors"))
     ab(app_module, mine, app_module.VERSUS_BICUBIC)
-    monkeypatch.setattr(app_module, "MAX_WORK_PIXELS", 200_000)
+    limited(monkeypatch, work_pixels=200_000)
     with pytest.raises(app_module.gr.Error, match=r"450x300 output pixels x 2 passes \(2 models \(A/B\)\) = 270,000"):
         ab(app_module, mine, app_module.BUNDLED)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ROOT, running_app
+from conftest import ROOT, limited, running_app
 from PIL import Image
 from sample_files import photo, write
 
-from mdsr.inference import model_for_precision, resolve_precision
+from mdsr.inference import resolve_precision
 from mdsr.quantize import int8_available
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -115,7 +115,7 @@ def test_16_bit_colour_comes_back_16_bit(client, tmp_path):
 
 
 def test_the_input_pixel_cap_names_the_limit(client, app_module, tmp_path, monkeypatch):
-    monkeypatch.setattr(app_module, "MAX_INPUT_PIXELS", 1000)
+    limited(monkeypatch, input_pixels=1000)
     photo((40, 30)).save(tmp_path / "big.png")
     with pytest.raises(AppError, match=r"40x30 = 1,200 pixels; the limit is 1,000 pixels"):
         call(client, tmp_path / "big.png", 2)
@@ -131,26 +131,16 @@ def test_an_unreachable_hub_is_a_clear_message(app_module, monkeypatch, tmp_path
     monkeypatch.setattr("huggingface_hub.hf_hub_download", offline)
     photo((20, 16)).save(tmp_path / "ok.png")
     with pytest.raises(gr.Error, match="could not download eugenesiow/mdsr-bam .* work offline"):
-        app_module.run_comparison(
-            str(tmp_path / "ok.png"), scale=2, gt_mode=app_module.GT_NONE, gt_image=None, weights=app_module.HUB,
-            self_ensemble=False, precision="auto", progress=lambda *a, **k: None,
-        )  # fmt: skip
+        app_module.upscale_api(str(tmp_path / "ok.png"), 2, weights="published")
 
 
 @pytest.mark.skipif(not int8_available(), reason="this PyTorch has no oneDNN int8 convolution")
-def test_the_int8_option_runs_int8_and_keeps_the_copy(app_module):
-    request = dict(
-        scale=3, gt_mode=app_module.GT_NONE, gt_image=None, weights=app_module.BUNDLED, self_ensemble=False,
-        precision="int8", progress=lambda *a, **k: None,
-    )  # fmt: skip
-    image = str(EXAMPLES / "coffee_lr_x3.png")
-    (first, _), (again, _) = (app_module.run_comparison(image, **request) for _ in range(2))
-    assert first.info.precision == again.info.precision == "int8"
-    model = app_module.get_weights(app_module.BUNDLED, 3).model
-    assert (
-        model_for_precision(model, "int8")[0]
-        is model_for_precision(app_module.get_weights(app_module.BUNDLED, 2).model, "int8")[0]
-    )
+def test_the_int8_option_runs_int8_and_converts_the_weights_once(app_module):
+    first = app_module.upscale_api(str(EXAMPLES / "coffee_lr_x3.png"), 3, precision="int8")[1]
+    again = app_module.upscale_api(str(EXAMPLES / "chelsea_lr_x2.png"), 2, precision="int8")[1]
+    assert first["precision"] == again["precision"] == "int8"
+    bundled = app_module.STORE.get(None, 3)  # one model for every scale, and one int8 copy of it
+    assert bundled.model_for("int8")[0] is app_module.STORE.get(None, 2).model_for("int8")[0]
 
 
 def test_the_ui_handler_fills_every_output(app_module):
@@ -165,6 +155,5 @@ def test_the_ui_handler_fills_every_output(app_module):
     (bicubic, output), full, _download, zoom, metrics, errors, info, state = outputs
     assert bicubic.shape == output.shape == full.shape == (300, 450, 3)
     assert zoom.shape == (256, 3 * 256 + 2 * 6, 3)
-    comparison, (left_label, _), right_label = state
-    assert "Gain" in metrics and "tile(s)" in info and comparison.metrics is not None
-    assert (left_label, right_label) == ("bicubic", "MDSR-BAM")
+    assert "Gain" in metrics and "tile(s)" in info
+    assert [label for label, _ in state.panels] == ["bicubic", "MDSR-BAM", "ground truth"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,7 +73,6 @@ def test_16_bit_and_alpha_files_keep_their_kind(tmp_path, tiny_weights):
             ["upscale", "{img}", "-s", "2", "-o", "out", "--weights", "nowhere.safetensors"],
             "error: weights file not found",
         ),
-        (["upscale", "{img}", "-s", "2", "-o", "out", "--tile", "big"], "error: --tile must be a number"),
         (["evaluate", "--data", "{tmp}"], "has no HR/ folder"),
     ],
 )
@@ -114,16 +114,48 @@ def test_inputs_that_share_a_name_get_distinct_outputs(tmp_path, tiny_weights, c
     ]
 
 
-def test_an_existing_output_is_kept_unless_overwrite_is_given(tmp_path, tiny_weights, coffee, capsys):
+def test_an_existing_output_is_kept_and_reported_unless_overwrite_is_given(tmp_path, tiny_weights, coffee, capsys):
     crop(coffee, (24, 20)).save(tmp_path / "cup.png")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "cup_x2.png").write_bytes(b"mine")
     args = ["upscale", str(tmp_path / "cup.png"), "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights]
-    assert main(args) == 1
+    assert main(args) == 0
     assert (tmp_path / "out" / "cup_x2.png").read_bytes() == b"mine"
-    assert "exists; pass --overwrite to replace it" in capsys.readouterr().err
+    assert "kept" in capsys.readouterr().out
     assert main([*args, "--overwrite"]) == 0
     assert Image.open(tmp_path / "out" / "cup_x2.png").size == (48, 40)
+
+
+def test_an_input_named_like_another_inputs_output_stem_gets_its_own_output(tmp_path, tiny_weights, coffee):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    crop(coffee, (24, 20)).save(folder / "rgb.bmp")
+    crop(coffee, (20, 16)).save(folder / "rgb.tiff")
+    crop(coffee, (16, 12)).save(folder / "rgb_bmp.png")
+    assert main(["upscale", str(folder), "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights]) == 0
+    sizes = sorted(Image.open(p).size for p in (tmp_path / "out").iterdir())
+    assert sizes == [(32, 24), (40, 32), (48, 40)]
+
+
+def test_an_output_folder_that_cannot_be_written_is_found_before_any_work(tmp_path, tiny_weights, coffee, capsys):
+    crop(coffee, (24, 20)).save(tmp_path / "cup.png")
+    (tmp_path / "file").write_text("not a folder")
+    args = ["upscale", str(tmp_path / "cup.png"), "-s", "2", "-o", str(tmp_path / "file" / "out")]
+    assert main([*args, "--weights", tiny_weights]) == 2
+    assert capsys.readouterr().err.startswith(f"error: cannot write to {tmp_path / 'file' / 'out'}")
+
+
+def test_an_interrupted_write_leaves_no_partial_output(tmp_path, tiny_weights, coffee, monkeypatch):
+    crop(coffee, (24, 20)).save(tmp_path / "cup.png")
+
+    def interrupted(pic, path):
+        Path(path).write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mdsr.serving.save_picture", interrupted)
+    args = ["upscale", str(tmp_path / "cup.png"), "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights]
+    assert main(args) == 130
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_an_input_over_the_pixel_limit_is_refused_with_the_limit(tmp_path, tiny_weights, coffee, capsys):

@@ -68,3 +68,30 @@ def test_the_cli_prints_the_table_and_writes_json_records(bench, tmp_path, tiny_
 def test_set5_with_a_tiny_model(tmp_path, tiny_weights, capsys):  # noqa: F811
     assert main(["evaluate", "--data", str(BENCHMARK / "Set5"), "--scales", "2", "--weights", tiny_weights]) == 0
     assert "| Set5 | x2 | 33.6" in capsys.readouterr().out
+
+
+def result(dataset: str, scale: int, psnrs: list[float]):
+    from mdsr.evaluate import Result
+
+    rows = [{"name": f"img{i}", "psnr": p} for i, p in enumerate(psnrs)]
+    return Result(dataset, scale, len(rows), 0.0, 0.0, 0.0, 0.0, "", "standard", rows)
+
+
+def test_the_bar_holds_within_a_hundredth_of_a_db_on_average_and_a_tenth_on_any_image():
+    from mdsr.evaluate import bar_checks
+
+    reference = [result("Set5", 2, [30.0, 31.0, 32.0]), result("photos", 2, [30.0, 31.0])]
+    close = [result("Set5", 2, [30.05, 30.95, 32.02]), result("photos", 2, [30.09, 31.0])]
+    checks = bar_checks(reference, close)
+    assert [c.holds for c in checks] == [True, True]
+    assert checks[0].mean_change == pytest.approx(0.02 / 3) and checks[0].worst_image == "img0"
+
+
+def test_the_bar_is_missed_by_a_mean_shift_or_by_one_image():
+    from mdsr.evaluate import bar_checks
+
+    reference = [result("BSD100", 3, [30.0, 31.0]), result("photos", 3, [30.0])]
+    shifted = [result("BSD100", 3, [30.02, 31.02]), result("photos", 3, [30.2])]
+    assert [c.holds for c in bar_checks(reference, shifted)] == [False, False]
+    # a set outside the three test sets is held to the per-image bound only
+    assert bar_checks([result("photos", 2, [30.0, 31.0])], [result("photos", 2, [30.05, 31.05])])[0].holds

@@ -1,4 +1,5 @@
-"""Bounded resources of the demo: disk after many requests; memory of large requests in a fresh process."""
+"""Bounded resources of the demo: disk after many requests and across a restart; the memory of the largest
+request of each kind that admission lets through, measured in a fresh process."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, call, data_url, running_app
+from PIL import Image
 from sample_files import photo
 
-from mdsr.limits import estimated_peak_mb
+from mdsr import serving
+from mdsr.serving import DEMO_LIMITS, Item, RefusedError, Request, admit
 
 
 def disk_bytes(folder: Path) -> int:
@@ -20,12 +23,11 @@ def disk_bytes(folder: Path) -> int:
 
 @pytest.mark.slow
 def test_fifty_requests_leave_disk_use_bounded(monkeypatch):
-    import gradio as gr
-
     import app
 
-    monkeypatch.setattr(app, "KEEP_RESULTS_S", 0)  # as if every earlier result had aged out
-    cache = Path(gr.utils.get_upload_folder())
+    results = serving.Workspace(app.upload_folder() / "mdsr-results-test", keep_s=0)  # everything earlier has aged
+    monkeypatch.setattr(app, "workspace", lambda: results)
+    cache = app.upload_folder()
     with running_app() as url:
         call(url, [data_url(photo((64, 48))), 2, None, "auto"])
         before = disk_bytes(cache)
@@ -33,71 +35,111 @@ def test_fifty_requests_leave_disk_use_bounded(monkeypatch):
             event, payload = call(url, [data_url(photo((64 + n, 48))), 2, None, "auto"])
             assert event == "complete", payload
         result_bytes = Path(json.loads(payload)[0]["path"]).stat().st_size
-        assert len(list(app.OUTPUT_DIR.glob("*.png"))) == 1
+        assert len(list(results.root.rglob("*.png"))) == 1
         # What stays is the inputs (Gradio ages them out by time) and one result, not 50 results.
         inputs_bytes = sum(len(data_url(photo((64 + n, 48)))["url"]) * 3 // 4 for n in range(50))
         assert disk_bytes(cache) - before <= inputs_bytes + 2 * result_bytes
 
 
-@pytest.mark.slow
-def test_the_largest_api_request_peaks_under_1_5_gb(tmp_path):
-    """A fresh process runs what the API runs for the largest accepted input at x2, and reports its peak."""
-    import app
-
-    side = int(app.MAX_INPUT_PIXELS**0.5)  # the largest accepted square, at x2 (x4 of it is over the output cap)
-    code = f"""
-from PIL import Image
-import numpy as np
-import app
-Image.fromarray(np.random.default_rng(0).integers(0, 255, ({side}, {side}, 3), dtype=np.uint8)).save({str(tmp_path / "big.png")!r})
-app.run_comparison({str(tmp_path / "big.png")!r}, scale=2, gt_mode=app.GT_NONE, gt_image=None, weights=app.BUNDLED,
-                   self_ensemble=False, precision="auto", progress=lambda *a, **k: None, with_bicubic=False)
-print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024)
+def test_a_restart_deletes_what_the_previous_process_left_once_it_is_old(tmp_path):
+    """One process writes a result and ends; the next one, started later, finds it aged and deletes it."""
+    first = """
+import os, app
+path = app.workspace().new_folder() / "result.png"
+path.write_bytes(b"png")
+for p in (path, path.parent, app.workspace().folder):
+    os.utime(p, (1, 1))  # written long ago
+print(path)
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert float(done.stdout.split()[-1]) <= 1536
+    second = "import app; app.workspace(); print(app.workspace().folder)"
+    env = {"GRADIO_TEMP_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+            for code in (first, second)]  # fmt: skip
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-2000:]
+    left = Path(runs[0].stdout.split()[-1])
+    assert not left.exists() and not left.parent.parent.exists() and Path(runs[1].stdout.split()[-1]).exists()
 
 
-def test_a_request_over_the_memory_estimate_is_refused_before_any_work(tmp_path):
-    import app
+# --------------------------------------------------------------------------------------------------
+# Memory: each kind of request at the largest size admission lets through, in a fresh process
+# --------------------------------------------------------------------------------------------------
 
-    photo((400, 300)).save(tmp_path / "lr.png")  # photo() pads: only the size matters here
-    big = app.read_image(str(tmp_path / "lr.png"))
-    assert estimated_peak_mb(1000 * 1000, 16_000_000, full_views=True) > app.MAX_REQUEST_MB
-    side = 620  # x4 with the bicubic view: 410 + 850e-6 * 384,400 + 140e-6 * 6,150,400 = 1,598 MB
-    photo((side, side)).save(tmp_path / "big.png")
-    with pytest.raises(app.gr.Error, match=r"a 620x620 image at 4x with the bicubic view .* about 1,598 MB; the limit"):
-        app.run_comparison(
-            str(tmp_path / "big.png"), scale=4, gt_mode=app.GT_NONE, gt_image=None, weights=app.BUNDLED,
-            self_ensemble=False, precision="auto", progress=lambda *a, **k: None,
+KINDS = {
+    # kind: (scale, ground truth, the UI's views, A/B, images)
+    "api": (2, "none", False, False, 1),
+    "ui_with_truth_x4": (4, "upload", True, False, 1),
+    "ab_with_truth": (2, "upload", True, True, 1),
+    "batch_with_truths": (2, "upload", False, False, 2),
+}
+
+
+def largest_admitted(tmp_path, kind: str) -> int:
+    """The largest square input side that the demo admits for ``kind`` (a 4:3 photo is just as large)."""
+    scale, truth, views, ab, count = KINDS[kind]
+
+    def admitted(side: int) -> bool:
+        lr, hr = tmp_path / f"lr{side}.png", tmp_path / f"hr{side}.png"
+        Image.new("1", (side, side)).save(lr, optimize=True)  # small files that declare the size
+        Image.new("1", (side * scale, side * scale)).save(hr, optimize=True)
+        items = tuple(Item(f"{n}.png", str(lr), str(hr) if truth == "upload" else None) for n in range(count))
+        request = Request(
+            items, scale=scale, truth=truth, bicubic=views and not ab, views=views, versus="bundled" if ab else None,
+            each=count > 1,
         )  # fmt: skip
-    assert big.size == (400, 300)
+        try:
+            return not any(plan.refusal for plan in admit(request, DEMO_LIMITS).plans)
+        except RefusedError:
+            return False
+
+    low, high = 16, 4096
+    while high - low > 8:
+        mid = (low + high) // 2
+        low, high = (mid, high) if admitted(mid) else (low, mid)
+    return low
 
 
-@pytest.mark.slow
-def test_the_largest_ground_truth_request_at_4x_peaks_under_1_5_gb(tmp_path):
-    """A fresh process runs the UI's handler with a ground truth on the largest square input the memory
-    estimate accepts at x4, and reports its peak."""
-    import app
-
-    side = max(
-        s for s in range(16, 2000, 8) if estimated_peak_mb(s * s, 16 * s * s, full_views=True) <= app.MAX_REQUEST_MB
-    )
-    code = f"""
+CHILD = """
+import json
 import numpy as np
 from PIL import Image
+from skimage import data
 import app
 from mdsr.imaging import bicubic_downscale
-hr = np.random.default_rng(0).integers(0, 255, ({side} * 4, {side} * 4, 3), dtype=np.uint8)
-Image.fromarray(hr).save({str(tmp_path / "hr.png")!r})
-Image.fromarray(bicubic_downscale(hr, 4)).save({str(tmp_path / "lr.png")!r})
+kind, side, scale, folder = {kind!r}, {side}, {scale}, {folder!r}
+for n in range(2):
+    hr = np.asarray(Image.fromarray(data.coffee()).resize((side * scale, side * scale), Image.LANCZOS))
+    Image.fromarray(hr).save(f"{{folder}}/hr{{n}}.png")
+    Image.fromarray(bicubic_downscale(hr, scale)).save(f"{{folder}}/lr{{n}}.png")
 del hr
-app.upscale_ui(image={str(tmp_path / "lr.png")!r}, scale=4, gt_mode=app.GT_UPLOAD, gt_image={str(tmp_path / "hr.png")!r},
-               weights=app.BUNDLED, self_ensemble=False, precision="auto", auto_zoom=True, zoom_x=50, zoom_y=50,
-               progress=lambda *a, **k: None)
-print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024)
+lr, hr = f"{{folder}}/lr0.png", f"{{folder}}/hr0.png"
+none = lambda *a, **k: None
+ui = dict(weights=app.BUNDLED, self_ensemble=False, precision="auto", auto_zoom=True, zoom_x=50, zoom_y=50, progress=none)
+if kind == "api":
+    app.upscale_api(lr, scale)
+elif kind == "ui_with_truth_x4":
+    app.upscale_ui(image=lr, scale=scale, gt_mode=app.GT_UPLOAD, gt_image=hr, **ui)
+elif kind == "ab_with_truth":
+    app.upscale_ui(image=lr, scale=scale, gt_mode=app.GT_UPLOAD, gt_image=hr, versus=app.AUTO, **ui)
+else:
+    app.batch_ui([lr, f"{{folder}}/lr1.png"], scale, [hr, f"{{folder}}/hr1.png"], app.BUNDLED, "auto", progress=none)
+print(json.dumps(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024))
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_the_largest_admitted_request_of_each_kind_peaks_within_the_budget(tmp_path, kind):
+    side = largest_admitted(tmp_path, kind)
+    code = CHILD.format(kind=kind, side=side, scale=KINDS[kind][0], folder=str(tmp_path))
+    env = {"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert float(done.stdout.split()[-1]) <= 1536
+    assert json.loads(done.stdout.split()[-1]) <= DEMO_LIMITS.memory_mb
+
+
+def test_the_demo_takes_a_two_megapixel_photo_at_x2_with_its_ground_truth_and_the_bicubic_view(tmp_path):
+    lr, hr = tmp_path / "lr.png", tmp_path / "hr.png"
+    Image.new("1", (1632, 1224)).save(lr, optimize=True)  # 2.0 megapixels, 4:3
+    Image.new("1", (3264, 2448)).save(hr, optimize=True)
+    request = Request((Item("photo.png", str(lr), str(hr)),), scale=2, truth="upload", bicubic=True, views=True)
+    assert admit(request, DEMO_LIMITS).memory_mb <= DEMO_LIMITS.memory_mb

@@ -11,7 +11,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import ROOT, call, data_url, running_app, submit
+from conftest import ROOT, call, data_url, limited, running_app, submit
 from sample_files import photo
 
 from mdsr import serving
@@ -37,9 +37,8 @@ def test_a_server_path_as_the_ground_truth_is_refused(url):
 
 
 def test_a_data_url_over_the_byte_limit_is_refused(url, monkeypatch):
-    import app
 
-    monkeypatch.setattr(app, "MAX_FILE_BYTES", 50_000)
+    limited(monkeypatch, file_bytes=50_000)
     event, message = call(url, [data_url(photo((40, 30)), padding=60_000), 2, None, "auto"])
     assert event == "error" and "the limit is 50,000 bytes" in message
 
@@ -70,9 +69,9 @@ def test_self_ensemble_work_is_bounded_with_a_message_that_states_the_limit(tmp_
     with pytest.raises(
         app.gr.Error, match=r"2000x1600 output pixels x 8 passes \(self-ensemble\) = 25,600,000; the limit"
     ):
-        app.run_comparison(
-            str(tmp_path / "big.png"), scale=2, gt_mode=app.GT_NONE, gt_image=None, weights=app.BUNDLED,
-            self_ensemble=True, precision="auto", progress=lambda *a, **k: None,
+        app.upscale_ui(
+            image=str(tmp_path / "big.png"), scale=2, gt_mode=app.GT_NONE, gt_image=None,
+            **{**app.DEFAULTS, "self_ensemble": True}, progress=lambda *a, **k: None,
         )  # fmt: skip
 
 
@@ -81,14 +80,14 @@ def test_one_client_cannot_queue_more_than_its_share(url):
 
     image = data_url(photo((200, 150)))
     answers = []
-    for _ in range(app.MAX_JOBS_PER_CLIENT + 1):  # sent at once: the first still runs when the last arrives
+    for _ in range(app.LIMITS.jobs_per_client + 1):  # sent at once: the first still runs when the last arrives
         try:
             with urllib.request.urlopen(submit(url, [image, 4, None, "auto"]), timeout=60) as response:
                 answers.append(("queued", json.loads(response.read())["event_id"]))
         except urllib.error.HTTPError as err:
             answers.append(("refused", err.read().decode()))
-    assert [kind for kind, _ in answers] == ["queued"] * app.MAX_JOBS_PER_CLIENT + ["refused"]
-    assert f"you already have {app.MAX_JOBS_PER_CLIENT} requests waiting or running" in answers[-1][1]
+    assert [kind for kind, _ in answers] == ["queued"] * app.LIMITS.jobs_per_client + ["refused"]
+    assert f"you already have {app.LIMITS.jobs_per_client} requests waiting or running" in answers[-1][1]
     for _, event_id in answers[:-1]:  # the admitted ones still finish
         with urllib.request.urlopen(f"{url}gradio_api/call/upscale/{event_id}", timeout=300) as response:
             assert "event: complete" in response.read().decode()
@@ -138,9 +137,9 @@ def test_simultaneous_requests_from_one_client_are_admitted_up_to_its_share(busy
     small = [data_url(photo((32, 24))), 2, None, "auto"]
     answers = burst(busy_app, [(small, "198.51.100.1")] * 16)
     queued = [event for kind, event in answers if kind == "queued"]
-    assert len(queued) == app.MAX_JOBS_PER_CLIENT - 1  # the slow request holds one of its places
+    assert len(queued) == app.LIMITS.jobs_per_client - 1  # the slow request holds one of its places
     refused = [message for kind, message in answers if kind == "refused"]
-    assert all(f"you already have {app.MAX_JOBS_PER_CLIENT} requests waiting or running" in m for m in refused)
+    assert all(f"you already have {app.LIMITS.jobs_per_client} requests waiting or running" in m for m in refused)
     wait_for(busy_app, queued)
 
 
@@ -150,7 +149,7 @@ def test_simultaneous_requests_from_many_clients_are_admitted_up_to_the_queue_si
     small = [data_url(photo((32, 24))), 2, None, "auto"]
     answers = burst(busy_app, [(small, f"203.0.113.{n}") for n in range(1, 25)])
     queued = [event for kind, event in answers if kind == "queued"]
-    assert len(queued) == app.MAX_JOBS - 1
+    assert len(queued) == app.LIMITS.jobs - 1
     assert all("the demo is busy" in message for kind, message in answers if kind == "refused")
     wait_for(busy_app, queued)
 

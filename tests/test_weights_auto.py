@@ -109,4 +109,4 @@ def test_an_unknown_weights_choice_names_the_choices():
     import app
 
     with pytest.raises(ValueError, match="weights must be 'auto', 'bundled' or 'published'; got 'mine'"):
-        app.get_weights("mine", 2)
+        app.load_weights("mine", 2)
