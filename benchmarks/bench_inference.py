@@ -11,7 +11,7 @@ PSNR difference against fp32 whole-image inference in super-image's order of ope
 super-image needs torchvision, which does not import beside this project's torch 2.13.0, so this
 runs in its own environment:
 
-    python3 -m venv .bench && .bench/bin/pip install torch==2.14.1 torchvision==0.29.1 super-image openvino -e .
+    python3 -m venv .bench && .bench/bin/pip install torch==2.14.1 torchvision==0.29.1 super-image openvino nncf -e .
     .bench/bin/python benchmarks/bench_inference.py [--json results.json]
 """
 
@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from torch.nn import functional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -57,9 +59,15 @@ def super_image_model(ours: MDSR, scale: int):
     return theirs
 
 
+BLOCK_CONV = re.compile(r"__module\.mdsr\.(body\.\d+|pre_process\.\d\.\d)\.body\.[02]\.0/")
+
+
 def openvino_runner(ours: MDSR, scale: int, precision: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The network for ``scale`` converted to OpenVINO once (dynamic height and width) and compiled with
-    ``precision`` ("f32" or "bf16") as its inference precision; None where openvino is not installed."""
+    """The network for ``scale`` converted to OpenVINO once (dynamic height and width), whole image.
+    ``precision``: "f32" or "bf16" (the inference precision hint), or "int8" / "int8+bf16": NNCF's
+    post-training int8 on the residual blocks' convolutions only (the rest in f32 or bf16), calibrated on the
+    same public-domain images as this package's int8 (``quantize.calibration_images``). None where openvino
+    (or, for int8, nncf) is not installed."""
     try:
         import openvino as ov
     except ImportError:
@@ -75,7 +83,23 @@ def openvino_runner(ours: MDSR, scale: int, precision: str) -> Callable[[torch.T
                 return self.mdsr(x, scale)
 
     converted = ov.convert_model(Network(), example_input=torch.rand(1, 3, 32, 32), input=[1, 3, -1, -1])
-    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+    if precision.startswith("int8"):
+        try:
+            import nncf
+        except ImportError:
+            return None
+        from mdsr.quantize import calibration_images
+
+        convs = [op.get_friendly_name() for op in converted.get_ops() if op.get_type_name() == "Convolution"]
+        others = [name for name in convs if not BLOCK_CONV.match(name)]
+        elementwise = ["Add", "Multiply", "ReduceMean", "ReduceMax", "Sigmoid", "PRelu", "DepthToSpace", "MatMul"]
+        calibration = [functional.pad(t, (EDGE_PADDING,) * 4, mode="replicate").numpy() for t in calibration_images()]
+        converted = nncf.quantize(
+            converted, nncf.Dataset(calibration), subset_size=len(calibration),
+            ignored_scope=nncf.IgnoredScope(names=others, types=elementwise, validate=False),
+        )  # fmt: skip
+    hint = "bf16" if precision.endswith("bf16") else "f32"
+    config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
     compiled = ov.Core().compile_model(converted, "CPU", config)
 
     def run(lr: torch.Tensor) -> torch.Tensor:
@@ -255,10 +279,9 @@ def main() -> None:
         with torch.inference_mode():
             x = torch.rand(1, 3, 48, 40)
             agree = (ours(x, scale) - theirs(x)).abs().max().item()
+        variants = ["f32", "int8"] + (["bf16", "int8+bf16"] if native_bf16 else [])
         openvino[scale] = {
-            f"openvino_{p}": r
-            for p in (["f32"] + (["bf16"] if native_bf16 else []))
-            if (r := openvino_runner(ours, scale, p)) is not None
+            f"openvino_{p}": r for p in variants if (r := openvino_runner(ours, scale, p)) is not None
         }
         for size in args.sizes:
             lr = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(size))
@@ -313,7 +336,12 @@ def cpu_name() -> str:
 
 def print_tables(results: list[dict], quality_rows: list[dict], auto: str) -> None:
     names = [
-        n for n in ("fp32", "bf16", "int8", "openvino_f32", "openvino_bf16", "super_image") if f"{n}_s" in results[0]
+        n
+        for n in (
+            "fp32", "bf16", "int8", "openvino_f32", "openvino_bf16", "openvino_int8", "openvino_int8+bf16",
+            "super_image",
+        )
+        if f"{n}_s" in results[0]
     ]
 
     def cell(r: dict, name: str) -> str:
