@@ -270,18 +270,39 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="turn a training checkpoint (last.pt/best.pt) into a .safetensors weights file")
-    p.add_argument("checkpoint")
-    p.add_argument("out", help="the .safetensors file to write")
+    p = sub.add_parser(
+        "export",
+        help="a training checkpoint (last.pt/best.pt) as a .safetensors weights file; or, with --onnx, weights as "
+        "ONNX files (one per scale) for ONNX Runtime, OpenVINO or chaiNNer",
+    )
+    p.add_argument("paths", nargs="+", help="CHECKPOINT OUT.safetensors, or with --onnx: OUT_FOLDER")
+    p.add_argument("--onnx", action="store_true", help="write OUT_FOLDER/mdsr_x{s}.onnx for each scale")
+    p.add_argument("--weights", default=None, help="with --onnx: weights file, super-image folder or Hub id (default: bundled)")
+    p.add_argument("--scales", type=int, nargs="+", default=None, choices=SUPPORTED_SCALES, help="with --onnx")
     p.add_argument("--fp16", action="store_true", help="store float16 (half the size)")
     p.add_argument("--note", default=None, help="free text to keep in the file's metadata")
     p.set_defaults(run=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
+    if args.onnx:
+        from mdsr.export import export_onnx
+        from mdsr.weights import load_for_scales
+
+        if len(args.paths) != 1:
+            raise ValueError("mdsr export --onnx takes one output folder (the weights come with --weights)")
+        scales = args.scales or list(SUPPORTED_SCALES)
+        models = load_for_scales(args.weights, scales)
+        for scale, model in models.items():
+            for path in export_onnx(model, args.paths[0], [scale]):
+                print(f"onnx: {path}")
+        return 0
     from mdsr.train import export_checkpoint
 
-    print(f"weights: {export_checkpoint(args.checkpoint, args.out, fp16=args.fp16, note=args.note)}")
+    if len(args.paths) != 2:
+        raise ValueError("mdsr export takes a checkpoint and the .safetensors file to write")
+    checkpoint, out = args.paths
+    print(f"weights: {export_checkpoint(checkpoint, out, fp16=args.fp16, note=args.note)}")
     return 0
 
 
