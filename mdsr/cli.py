@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
@@ -136,55 +137,101 @@ def add_upscale(sub: argparse._SubParsersAction) -> None:
 def run_upscale(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    import torch
     from tqdm import tqdm
 
     from mdsr import serving
     from mdsr.weights import WeightStore
 
+    shard = Shard.from_environment()  # under torchrun: this process's share of the files
     files = expand_inputs(args.inputs)
     items = tuple(serving.Item(str(path), path) for path in files)
+    mine = items[shard.rank :: shard.world]
+    device = f"cuda:{shard.local_rank}" if torch.cuda.is_available() else "cpu"
     request = serving.Request(
-        items, scale=args.scale, weights=args.weights or "bundled", precision=args.precision,
+        mine, scale=args.scale, weights=args.weights or "bundled", precision=args.precision,
         self_ensemble=args.self_ensemble, bicubic=args.compare, each=True,
     )  # fmt: skip
     limits = replace(
         serving.CLI_LIMITS, input_pixels=args.max_pixels, output_pixels=args.max_output_pixels,
         memory_mb=args.max_memory_mb,
     )  # fmt: skip
-    admitted = serving.admit(request, limits)
-    outputs = serving.Outputs(args.out, items, admitted.scale, overwrite=args.overwrite, side_by_side=args.compare)
+    admitted = serving.admit(request, limits, device="cuda" if device != "cpu" else "cpu") if mine else None
+    # Every process names every file, so that the outputs of all of them are those of one run.
+    outputs = serving.Outputs(args.out, items, args.scale, overwrite=args.overwrite, side_by_side=args.compare)
     outputs.check_writable()  # before any work
-    store = WeightStore()
+    store = WeightStore(place=lambda model: model.to(device, memory_format=torch.channels_last))
 
     def load(choice: str, scale: int):
         loaded = store.get(None if choice == "bundled" else choice, scale)
-        if choice == "auto":
+        if choice == "auto" and shard.rank == 0:
             print(f"weights: {loaded.name}" + (f" ({loaded.note})" if loaded.note else ""), file=sys.stderr)
         return loaded
 
-    with tqdm(total=None, unit="step", disable=None, dynamic_ncols=True) as bar:
+    counts = {"written": 0, "kept": 0, "failed": 0}
+    if admitted is not None:
+        with tqdm(total=None, unit="step", disable=None if shard.rank == 0 else True, dynamic_ncols=True) as bar:
 
-        def progress(done: int, total: int, name: str) -> None:
-            bar.total, bar.desc = total, Path(name).name
-            bar.update(done - bar.n)
+            def progress(done: int, total: int, name: str) -> None:
+                bar.total, bar.desc = total, Path(name).name
+                bar.update(done - bar.n)
 
-        outcome = serving.run(admitted, load=load, outputs=outputs, progress=progress)
-    failed = 0
-    for item, result in zip(items, outcome.results, strict=True):
-        if result.error:
-            failed += 1
-            print(f"error: {item.source}: {result.error}", file=sys.stderr)
-        elif result.skipped:
-            print(f"{item.source}: kept {result.path} (exists; --overwrite replaces it)")
-        else:
-            i = result.info
-            trunk = ", streamed" if i.trunk == "streamed" else ""
-            notes = "".join(f" ({n})" for n in result.notes)
-            print(f"{item.source} -> {result.path} [{i.precision}, {i.tiles} tile(s){trunk}, {i.seconds:.1f} s]{notes}")
-    if failed:
-        print(f"error: {failed} of {len(items)} images failed", file=sys.stderr)
+            outcome = serving.run(admitted, load=load, outputs=outputs, progress=progress)
+        for item, result in zip(mine, outcome.results, strict=True):
+            if result.error:
+                counts["failed"] += 1
+                print(f"error: {item.source}: {result.error}", file=sys.stderr)
+            elif result.skipped:
+                counts["kept"] += 1
+                print(f"{item.source}: kept {result.path} (exists; --overwrite replaces it)")
+            else:
+                counts["written"] += 1
+                i = result.info
+                trunk = ", streamed" if i.trunk == "streamed" else ""
+                notes = "".join(f" ({n})" for n in result.notes)
+                print(f"{item.source} -> {result.path} [{i.precision}, {i.tiles} tile(s){trunk}, {i.seconds:.1f} s]{notes}")
+    counts = shard.total(counts)
+    if shard.world > 1 and shard.rank == 0:
+        print(f"{len(items)} images in {shard.world} processes: {counts['written']} written, {counts['kept']} kept, "
+              f"{counts['failed']} failed")  # fmt: skip
+    if counts["failed"]:
+        if shard.rank == 0:
+            print(f"error: {counts['failed']} of {len(items)} images failed", file=sys.stderr)
         return 1
     return 0
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place among those torchrun started (one process, without torchrun): files are dealt
+    out in turn, so each process takes its own and none is done twice."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_environment(cls) -> Shard:
+        shard = cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
+        if shard.world > 1:
+            import torch
+            import torch.distributed as dist
+
+            if torch.cuda.is_available():
+                torch.cuda.set_device(shard.local_rank)  # each process its own GPU
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return shard
+
+    def total(self, counts: dict[str, int]) -> dict[str, int]:
+        """The counts summed over every process (each waits for the others to finish)."""
+        if self.world == 1:
+            return counts
+        import torch.distributed as dist
+
+        every: list[dict[str, int] | None] = [None] * self.world
+        dist.all_gather_object(every, counts)
+        dist.destroy_process_group()
+        return {key: sum(c[key] for c in every) for key in counts}
 
 
 def process_files(files: list[Path], work) -> int:

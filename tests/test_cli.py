@@ -189,3 +189,25 @@ def test_weights_auto_offline_without_a_cache_says_it_uses_the_bundled_weights(t
     )
     assert done.returncode == 0, done.stderr[-1000:]
     assert "weights: mdsr-bam-x234.safetensors (the Hub is not reachable" in done.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_shares_the_files_between_processes_and_writes_what_one_process_would(tmp_path, tiny_weights, coffee):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n in range(5):
+        crop(coffee, (24 + 4 * n, 20), (10 * n, 0)).save(folder / f"cup{n}.png")
+    crop(coffee, (16, 16)).save(folder / "cup0.jpg", quality=95)  # shares a name: the naming rule holds across ranks
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    common = [str(folder), "-s", "2", "--weights", tiny_weights, "--precision", "fp32"]
+    shared = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "-m", "mdsr", "upscale", *common, "-o", str(tmp_path / "two")],
+        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert shared.returncode == 0, shared.stderr[-3000:]
+    assert main(["upscale", *common, "-o", str(tmp_path / "one")]) == 0
+    two, one = sorted((tmp_path / "two").iterdir()), sorted((tmp_path / "one").iterdir())
+    assert [p.name for p in two] == [p.name for p in one] and len(one) == 6
+    assert all(np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b))) for a, b in zip(two, one, strict=True))
+    assert "6 images in 2 processes: 6 written, 0 kept, 0 failed" in shared.stdout
