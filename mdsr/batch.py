@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from mdsr.files import count_in_file, is_image_name
+from mdsr.imaging import FORMATS
 from mdsr.serving import Item, Outcome, RefusedError
 
 ZIP_DIRECTORY_ENTRY = b"PK\x01\x02"  # each member of a zip's directory starts with this signature
@@ -85,7 +86,7 @@ def _member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, budget: Budget) -
     if name.lower().endswith(".zip"):
         return Item(name, None, problem="a zip inside the zip: add it to the batch on its own")
     if not is_image_name(name):
-        return Item(name, None, problem="not an image file (PNG, JPEG, WebP, BMP, TIFF or GIF)")
+        return Item(name, None, problem=f"not an image file ({FORMATS})")
     if member.flag_bits & 0x1:
         return Item(name, None, problem="the file is encrypted in the zip")
     try:

@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePath
 
-# What folders and zips are searched for; HEIC/AVIF where their plugin is installed (mdsr.imaging).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+# What folders and zips are searched for (HEIC/HEIF read where pillow-heif is installed: mdsr.imaging).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".avif", ".heic", ".heif")
 
 
 def is_image_name(name: str | PurePath) -> bool:

@@ -21,6 +21,8 @@ take an array or a picture.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import re
@@ -29,7 +31,7 @@ from typing import Literal, overload
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, features
 
 Border = Literal["symmetric", "replicate"]
 
@@ -199,6 +201,40 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
     )
 
 
+FORMATS = "PNG, JPEG, WebP, AVIF, HEIC, BMP, TIFF or GIF"
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+
+
+@functools.cache
+def heif_available() -> bool:
+    """True where pillow-heif is installed: it is then registered with PIL, which opens HEIC/HEIF photos."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _unreadable(source) -> ImageError:
+    """Why PIL could not identify a file: a format whose plugin is missing, or no image at all."""
+    head = b""
+    if isinstance(source, (str, os.PathLike)):
+        with contextlib.suppress(OSError), open(source, "rb") as f:
+            head = f.read(12)
+    elif hasattr(source, "read") and hasattr(source, "seek"):
+        with contextlib.suppress(OSError, ValueError):
+            source.seek(0)
+            head = source.read(12)
+            source.seek(0)
+    brand = head[8:12] if head[4:8] == b"ftyp" else b""
+    if brand in HEIF_BRANDS and not heif_available():
+        return ImageError("the file is a HEIC/HEIF photo; reading it needs the pillow-heif package (pip install pillow-heif)")
+    if brand in (b"avif", b"avis") and not features.check("avif"):
+        return ImageError("the file is an AVIF image; reading it needs Pillow 11.3 or newer built with AVIF")
+    return ImageError(f"the file is not an image that can be read ({FORMATS})")
+
+
 def image_size(path) -> tuple[int, int] | None:
     """(width, height) as displayed (EXIF rotation applied), from the file's header without decoding it;
     None where the header cannot be read (``read_image`` then says why). A file object is left where it was."""
@@ -222,6 +258,7 @@ def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> 
     """
     if isinstance(source, Image.Image):
         return picture_from_pil(source, max_pixels=max_pixels)
+    heif_available()
     try:
         with Image.open(source) as image:  # opened once: the header decides whether OpenCV reads it instead
             deep = _read_deep_colour(source, image, max_pixels) if isinstance(source, (str, os.PathLike)) else None
@@ -236,7 +273,7 @@ def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> 
     except (FileNotFoundError, ImageError):
         raise
     except Image.UnidentifiedImageError as err:
-        raise ImageError("the file is not an image that can be read (PNG, JPEG, WebP, BMP, TIFF or GIF)") from err
+        raise _unreadable(source) from err
     except ValueError as err:  # Pillow's guard against text (zTXt, iTXt) and colour-profile (iCCP) bombs
         if "too large" in str(err).lower() or "too much memory" in str(err).lower():
             raise ImageError(

@@ -92,6 +92,23 @@ def exif_rotated_jpeg(folder: Path) -> Path:
     return _save(photo(), folder / "rotated.jpg", exif=exif, quality=95)
 
 
+def heic_rotated(folder: Path) -> Path:
+    """A HEIC photo made by pillow-heif itself, stored 64x48 with EXIF orientation 6 (shown 48x64)."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return _save(photo(), folder / "phone.heic", quality=90, exif=exif.tobytes())
+
+
+def avif_rotated(folder: Path) -> Path:
+    """An AVIF photo made by Pillow itself, stored 64x48 with EXIF orientation 6 (shown 48x64)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return _save(photo(), folder / "phone.avif", quality=90, exif=exif.tobytes())
+
+
 def animated_gif(folder: Path) -> Path:
     frames = [photo(), photo().transpose(Image.Transpose.FLIP_LEFT_RIGHT), photo().convert("L").convert("RGB")]
     return _save(frames[0], folder / "animated.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
@@ -190,6 +207,9 @@ MAKERS = {
     "rgb16_png": rgb16_png,
     "exif_rotated_jpeg": exif_rotated_jpeg,
     "animated_gif": animated_gif,
+    "heic_rotated": heic_rotated,
+    "avif_rotated": avif_rotated,
+    "heic_that_is_not_one": lambda folder: _bytes("fake.heic", b"\x00\x00\x00\x18ftypheic" + bytes(40))(folder),
     "rgba_png": rgba_png,
     **CORPUS,
 }

@@ -98,6 +98,8 @@ def test_bad_files_give_a_clear_error_and_the_server_keeps_serving(client, tmp_p
         ("grey16_png", "I;16", (128, 96)),
         ("exif_rotated_jpeg", "RGB", (96, 128)),
         ("animated_gif", "RGB", (128, 96)),
+        ("heic_rotated", "RGB", (96, 128)),
+        ("avif_rotated", "RGB", (96, 128)),
     ],
 )
 def test_awkward_images_come_back_upscaled_in_their_own_kind(client, tmp_path, sample, mode, size):

@@ -15,7 +15,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-NOT_AN_IMAGE = r"the file is not an image that can be read \(PNG, JPEG, WebP, BMP, TIFF or GIF\)"
+NOT_AN_IMAGE = r"the file is not an image that can be read \(PNG, JPEG, WebP, AVIF, HEIC, BMP, TIFF or GIF\)"
 NOT_DECODED = r"the image data could not be decoded \(.+\)"
 BAD_FILES = {
     "not_an_image": NOT_AN_IMAGE,

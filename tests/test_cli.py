@@ -211,3 +211,16 @@ def test_torchrun_shares_the_files_between_processes_and_writes_what_one_process
     assert [p.name for p in two] == [p.name for p in one] and len(one) == 6
     assert all(np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b))) for a, b in zip(two, one, strict=True))
     assert "6 images in 2 processes: 6 written, 0 kept, 0 failed" in shared.stdout
+
+
+def test_a_folder_of_phone_photos_is_upscaled_upright(tmp_path, tiny_weights):
+    pytest.importorskip("pillow_heif")
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    write(folder, "heic_rotated")
+    write(folder, "avif_rotated")
+    assert main(["upscale", str(folder), "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights]) == 0
+    assert {p.name: Image.open(p).size for p in (tmp_path / "out").iterdir()} == {
+        "phone_avif_x2.png": (96, 128),
+        "phone_heic_x2.png": (96, 128),
+    }

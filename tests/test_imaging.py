@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import BENCHMARK, needs_data
 from PIL import Image
-from sample_files import write
+from sample_files import photo, write
 
 from mdsr.imaging import (
     ImageError,
@@ -185,3 +185,27 @@ def test_bicubic_of_an_8_bit_picture_equals_bicubic_of_its_array(chelsea):
     pic = read_image(chelsea)
     assert np.array_equal(rgb8(bicubic_upscale(pic, 3)), bicubic_upscale(photo, 3))
     assert np.array_equal(rgb8(bicubic_downscale(pic, 3)), bicubic_downscale(photo, 3))
+
+
+@pytest.mark.parametrize("sample", ["heic_rotated", "avif_rotated"])
+def test_phone_formats_decode_upright(tmp_path, sample):
+    pytest.importorskip("pillow_heif")
+    pic = read_image(write(tmp_path, sample))
+    assert pic.size == (48, 64) and abs(float(pic.rgb.mean()) - float(np.asarray(photo(), np.float32).mean() / 255)) < 0.02
+
+
+def test_a_heic_photo_without_its_plugin_names_the_plugin(tmp_path, monkeypatch):
+    pytest.importorskip("pillow_heif")
+    path = write(tmp_path, "heic_rotated")
+    monkeypatch.setattr("mdsr.imaging.heif_available", lambda: False)
+    for registry in (Image.OPEN, Image.MIME, Image.EXTENSION):  # as if pillow-heif had never been registered
+        for key in [k for k, v in registry.items() if "HEIF" in str(k).upper() or "HEIF" in str(v).upper()]:
+            monkeypatch.delitem(registry, key)
+    monkeypatch.setattr(Image, "ID", [i for i in Image.ID if "HEIF" not in i.upper()])
+    with pytest.raises(ImageError, match=r"a HEIC/HEIF photo; reading it needs the pillow-heif package"):
+        read_image(path)
+
+
+def test_a_file_named_heic_that_is_not_one_is_not_an_image(tmp_path):
+    with pytest.raises(ImageError, match="not an image that can be read"):
+        read_image(write(tmp_path, "heic_that_is_not_one"))
