@@ -152,8 +152,8 @@ def admit(request: gr.Request, values: tuple) -> list:
     return verdicts
 
 
-def admit_api(image, scale, ground_truth, precision, weights, request: gr.Request):
-    return admit(request, (image, scale, ground_truth, precision, weights))
+def admit_api(image, scale, ground_truth, precision, weights, format, request: gr.Request):  # noqa: A002
+    return admit(request, (image, scale, ground_truth, precision, weights, format))
 
 
 def admit_ui(
@@ -170,12 +170,13 @@ def admit_ui(
     my_file,
     my_listed,
     versus,
+    download_format,
     request: gr.Request,
 ):
     """`upscale_ui`'s inputs, named one by one: Gradio finds the request argument only in such a signature
     (with ``*values`` the UI's own endpoint stopped answering)."""
     values = (image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y)
-    return admit(request, (*values, my_file, my_listed, versus))
+    return admit(request, (*values, my_file, my_listed, versus, download_format))
 
 
 def admit_batch(files, scale, truths, weights, precision, request: gr.Request):
@@ -198,7 +199,7 @@ def load_weights(choice, scale: int, mine: str | Refused | None = None) -> Loade
     return STORE.get(WEIGHTS[choice], scale)
 
 
-def serve(request: serving.Request, *, mine=None, progress=None) -> serving.Outcome:
+def serve(request: serving.Request, *, mine=None, progress=None, format="png") -> serving.Outcome:  # noqa: A002
     """Admit and run one request (mdsr.serving), its outputs in a folder of their own; every refusal and
     failure becomes one sentence in the UI and the API."""
     for item in request.items:
@@ -207,7 +208,7 @@ def serve(request: serving.Request, *, mine=None, progress=None) -> serving.Outc
                 raise gr.Error(value.message, print_exception=False)
     try:
         admitted = serving.admit(request, LIMITS, device="cuda" if zerogpu_active() else "cpu")
-        outputs = serving.Outputs(workspace().new_folder(), request.items, admitted.scale)
+        outputs = serving.Outputs(workspace().new_folder(), request.items, admitted.scale, format=format)
         return serving.run(admitted, load=functools.partial(load_weights, mine=mine), outputs=outputs, progress=progress)
     except (ImageError, WeightsError, ValueError, OSError) as err:
         raise gr.Error(str(err), print_exception=False) from None
@@ -248,9 +249,9 @@ def metrics_markdown(
     )
 
 
-def info_markdown(comparison: Comparison, weights: LoadedWeights) -> str:
+def info_markdown(comparison: Comparison, weights: LoadedWeights, notes: tuple[str, ...] = ()) -> str:
     i, lr, out = comparison.info, comparison.lr, comparison.output
-    notes = "".join(f" · {n}" for n in out.notes)
+    notes = "".join(f" · {n}" for n in notes)
     kind = ("grey" if out.grey else "colour") + (" + alpha" if out.alpha is not None else "") + f", {out.bit_depth}-bit"
     trunk = " · streamed trunk" if i.trunk == "streamed" else ""
     return (
@@ -293,6 +294,7 @@ def upscale_ui(
     my_file=None,
     my_listed=None,
     versus=VERSUS_BICUBIC,
+    download_format="png",
     progress=gr.Progress(),  # noqa: B008 (Gradio injects its progress tracker through this default)
 ):
     """Upscale with the chosen weights (A) and show it beside bicubic, or beside weights B (A/B mode)."""
@@ -305,7 +307,7 @@ def upscale_ui(
         scale=scale, weights=weights, versus=versus if ab else None, precision=precision, truth=truth,
         self_ensemble=bool(self_ensemble), bicubic=not ab, views=True,
     )  # fmt: skip
-    outcome = serve(request, mine=my_file or my_listed, progress=ui_progress(progress))
+    outcome = serve(request, mine=my_file or my_listed, progress=ui_progress(progress), format=download_format)
     result = outcome.results[0]
     a, b = result.comparison, result.versus
     left, right_label = ("bicubic", a.bicubic), "MDSR-BAM"
@@ -327,7 +329,7 @@ def upscale_ui(
         zoom=zoom_of(view, auto_zoom, zoom_x, zoom_y),
         metrics=metrics_markdown(a, b, left[0], right_label),
         errors=maps,
-        info=info_markdown(a, outcome.weights) + (f" · **slider:** {left[0]} ◀ ▶ {right_label}" if ab else ""),
+        info=info_markdown(a, outcome.weights, result.notes) + (f" · **slider:** {left[0]} ◀ ▶ {right_label}" if ab else ""),
         view=view,
     )
 
@@ -369,19 +371,20 @@ def rezoom(view, auto_zoom, zoom_x, zoom_y):
     return gr.skip() if view is None else zoom_of(view, auto_zoom, zoom_x, zoom_y)
 
 
-def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto"):
+def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto", format="png"):  # noqa: A002
     """Upscale `image` by `scale` (2, 3 or 4); with `ground_truth` (the HR original), also PSNR/SSIM of
     MDSR-BAM and bicubic. `precision`: "auto" (int8 on CPUs with VNNI/AMX, fp32 on other CPUs, bf16 on
     GPUs), "fp32", "bf16" or "int8". `weights`: "auto" (the published eugenesiow/mdsr-bam where the Hub
-    has them, else the bundled ones), "bundled" or "published". Returns the PNG and a report naming the
-    weights that made it."""
+    has them, else the bundled ones), "bundled" or "published". `format`: "png" (exact), "webp" (lossless)
+    or "jpeg" (quality 95), each with the input's colour profile and EXIF. Returns the file and a report
+    naming the weights that made it."""
     if image is None:
         raise gr.Error("Upload an image first.", print_exception=False)
     request = serving.Request(
         items=(serving.Item(upload_name(image), image, ground_truth),), scale=scale, weights=weights or "auto",
         precision=precision or "auto", truth="upload" if ground_truth is not None else "none",
     )  # fmt: skip
-    outcome = serve(request)
+    outcome = serve(request, format=format or "png")
     result = outcome.results[0]
     (width, height), i = result.sizes[1], result.info
     report = {
@@ -396,6 +399,7 @@ def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto
         "weights": outcome.weights.name,
         "weights_note": outcome.weights.note,
         "metrics": None if result.metrics is None else asdict(result.metrics),
+        "notes": list(result.notes),
     }
     return str(result.path), report
 
@@ -457,6 +461,12 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                     DEFAULTS["self_ensemble"], label="Self-ensemble (8 flips/rotations averaged: ~8x slower, sharper)"
                 )
                 precision = gr.Radio(PRECISIONS, value=DEFAULTS["precision"], label="Precision", elem_id="precision")
+                download_format = gr.Radio(
+                    [("PNG (exact; 16 bits and alpha kept)", "png"), ("WebP (lossless, smaller)", "webp"),
+                     ("JPEG (quality 95, smallest)", "jpeg")],
+                    value="png", label="Download as (the colour profile and EXIF of your file are kept)",
+                    elem_id="download-format",
+                )  # fmt: skip
             button = gr.Button("Upscale", variant="primary", elem_id="upscale-button")
         with gr.Column(scale=2):
             slider = gr.ImageSlider(
@@ -478,10 +488,10 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
             output = gr.Image(
                 label="MDSR-BAM output (full resolution)", format="png", interactive=False, elem_id="output"
             )
-            download = gr.DownloadButton("Download PNG (full resolution; keeps alpha and 16 bits)", elem_id="download")
+            download = gr.DownloadButton("Download (full resolution)", elem_id="download")
 
     inputs = [image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y]
-    inputs += [my_file, my_listed, versus]
+    inputs += [my_file, my_listed, versus, download_format]
     button.click(
         upscale_ui,
         inputs,
@@ -552,12 +562,13 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
         api_truth = UploadedImage(type="filepath", image_mode=None)
         api_precision = RawText("auto")  # checked by mdsr, whose message names the choices
         api_weights = RawText("auto")
+        api_format = RawText("png")
         api_output = gr.Image(type="filepath", format="png")
         api_report = gr.JSON()
     api_button = gr.Button(visible=False)
     api_button.click(
         upscale_api,
-        [api_image, api_scale, api_truth, api_precision, api_weights],
+        [api_image, api_scale, api_truth, api_precision, api_weights, api_format],
         [api_output, api_report],
         api_name="upscale",
         validator=admit_api,

@@ -111,6 +111,11 @@ def add_upscale(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower, +0.1 dB)")
     p.add_argument("--compare", action="store_true", help="also write NAME_compare.png: bicubic | MDSR")
+    p.add_argument(
+        "--format", default="png",
+        help="png: exact (16 bits and alpha kept); webp: lossless, smaller; jpeg: quality 95, smallest (8 bits, no "
+        "alpha). Each keeps the input's colour profile and EXIF",
+    )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     p.add_argument(
         "--max-pixels",
@@ -158,7 +163,9 @@ def run_upscale(args: argparse.Namespace) -> int:
     )  # fmt: skip
     admitted = serving.admit(request, limits, device="cuda" if device != "cpu" else "cpu") if mine else None
     # Every process names every file, so that the outputs of all of them are those of one run.
-    outputs = serving.Outputs(args.out, items, args.scale, overwrite=args.overwrite, side_by_side=args.compare)
+    outputs = serving.Outputs(
+        args.out, items, args.scale, overwrite=args.overwrite, side_by_side=args.compare, format=args.format
+    )
     outputs.check_writable()  # before any work
     store = WeightStore(place=lambda model: model.to(device, memory_format=torch.channels_last))
 

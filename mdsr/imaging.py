@@ -26,6 +26,7 @@ import functools
 import math
 import os
 import re
+import zlib
 from dataclasses import dataclass, replace
 from typing import Literal, overload
 
@@ -143,7 +144,9 @@ class Picture:
     """A decoded user image.
 
     ``rgb`` is float32 (H, W, 3) in [0, 1]; ``alpha`` float32 (H, W) in [0, 1] or None; ``grey`` and
-    ``bit_depth`` (8 or 16) say how to store the result so that grey stays grey and 16-bit stays 16-bit.
+    ``bit_depth`` (8 or 16) say how to store the result so that grey stays grey and 16-bit stays 16-bit;
+    ``icc`` and ``exif`` go with the pixels into every picture made from them and into the file saved. No
+    colour is converted: the profile says what the numbers mean, and they are kept as they are.
     """
 
     rgb: np.ndarray
@@ -151,6 +154,8 @@ class Picture:
     grey: bool = False
     bit_depth: int = 8
     notes: tuple[str, ...] = ()
+    icc: bytes | None = None  # the file's colour profile, where it describes these pixels (RGB or grey)
+    exif: bytes | None = None  # the file's EXIF, less the orientation already applied and the thumbnail
 
     @property
     def size(self) -> tuple[int, int]:
@@ -174,15 +179,18 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
     _check_pixels(image.width, image.height, max_pixels)
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        image = ImageOps.exif_transpose(image)  # also drops the orientation tag it applied
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"the image data could not be decoded ({err})") from err
     mode = image.mode
+    meta = dict(icc=_profile_of(image), exif=_exif_of(image))
     if mode.startswith("I") or mode == "F":
         # 16-bit grey (PIL's "I;16"/"I"); float images are taken as [0, 1].
         scale = 1.0 if mode == "F" else 65535.0
         grey = np.clip(np.asarray(image, dtype=np.float32) / scale, 0, 1)
-        return Picture(np.repeat(grey[:, :, None], 3, axis=2), None, grey=True, bit_depth=16, notes=tuple(notes))
+        return Picture(
+            np.repeat(grey[:, :, None], 3, axis=2), None, grey=True, bit_depth=16, notes=tuple(notes), **meta
+        )
     has_alpha = (
         mode in ("RGBA", "LA", "PA", "La", "RGBa")
         or (mode == "P" and "transparency" in image.info)
@@ -197,8 +205,28 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
         rgb, alpha = np.asarray(image.convert("RGB"), dtype=np.float32), None
         rgb /= 255.0
     return Picture(
-        np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), grey=grey, notes=tuple(notes)
-    )
+        np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), grey=grey,
+        notes=tuple(notes), **meta,
+    )  # fmt: skip
+
+
+def _profile_of(image: Image.Image) -> bytes | None:
+    """The ICC profile, where it describes the pixels as decoded: an RGB profile for colour, a grey one for
+    grey (a CMYK photo's profile no longer does once it is RGB)."""
+    icc = image.info.get("icc_profile")
+    if not icc or len(icc) < 20:
+        return None
+    space = icc[16:20]
+    grey = image.mode in ("1", "L", "LA", "La", "I", "I;16", "I;16B", "F")
+    return icc if space == (b"GRAY" if grey else b"RGB ") else None
+
+
+def _exif_of(image: Image.Image) -> bytes | None:
+    """The EXIF of the image as shown: ``exif_transpose`` has removed the orientation; the thumbnail (IFD1)
+    is not written back by ``Exif.tobytes``."""
+    exif = image.getexif()
+    exif.pop(0x0112, None)
+    return exif.tobytes() if len(exif) else None
 
 
 FORMATS = "PNG, JPEG, WebP, AVIF, HEIC, BMP, TIFF or GIF"
@@ -301,7 +329,7 @@ def _read_deep_colour(path, image: Image.Image, max_pixels: int | None) -> Pictu
     array = array.astype(np.float32) / 65535.0
     rgb = array[:, :, 2::-1]
     alpha = array[:, :, 3] if array.shape[2] == 4 else None
-    return Picture(np.ascontiguousarray(rgb), alpha, grey=False, bit_depth=16)
+    return Picture(np.ascontiguousarray(rgb), alpha, grey=False, bit_depth=16, icc=_profile_of(image), exif=_exif_of(image))
 
 
 def _png_bit_depth(image: Image.Image) -> int | None:
@@ -461,23 +489,60 @@ def picture_to_pil(pic: Picture) -> Image.Image:
     return Image.fromarray(picture_to_array(replace(pic, bit_depth=8)))
 
 
-def save_picture(pic: Picture, path) -> None:
-    """Write a PNG (or any format PIL knows), keeping 16-bit colour via OpenCV."""
+OUTPUT_FORMATS = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}
+
+
+def save_picture(pic: Picture, path, *, format: str = "png") -> tuple[str, ...]:  # noqa: A002 (PIL's word)
+    """Write the picture with its ICC profile and EXIF: as PNG (exact: 8 or 16 bits, grey, alpha), WebP
+    (lossless, 8 bits, alpha) or JPEG (quality 95, 8 bits, no alpha). Returns notes on what the format
+    could not hold (16 bits written as 8; alpha laid over white in a JPEG)."""
+    fmt = str(format).lower()
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"format must be 'png', 'webp' or 'jpeg'; got {format!r}")
     path = os.fspath(path)
-    if (
-        pic.bit_depth == 16
-        and not (pic.grey and pic.alpha is None)
-        and path.lower().endswith((".png", ".tif", ".tiff"))
-    ):
+    meta = {k: v for k, v in (("icc_profile", pic.icc), ("exif", pic.exif)) if v}
+    notes = []
+    if fmt != "png" and pic.bit_depth == 16:
+        notes.append(f"{fmt.upper()} holds 8 bits a channel: written at 8 bits (PNG keeps 16)")
+        pic = replace(pic, bit_depth=8)
+    if fmt == "png" and pic.bit_depth == 16 and not (pic.grey and pic.alpha is None):
         import cv2
 
         array = picture_to_array(pic)
-        if array.ndim == 3:
-            array = array[:, :, [2, 1, 0, 3]] if array.shape[2] == 4 else array[:, :, ::-1]
-        if not cv2.imwrite(path, np.ascontiguousarray(array)):
-            raise OSError(f"could not write {path}")
-        return
-    picture_to_pil(pic).save(path)
+        array = array[:, :, [2, 1, 0, 3]] if array.shape[2] == 4 else array[:, :, ::-1]
+        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array))
+        if not ok:
+            raise OSError(f"could not encode {path}")
+        with open(path, "wb") as f:
+            f.write(_png_with_metadata(encoded.tobytes(), pic.icc, pic.exif))
+        return ()
+    image = picture_to_pil(pic)
+    if fmt == "png":
+        image.save(path, format="PNG", **meta)
+    elif fmt == "webp":
+        image.save(path, format="WEBP", lossless=True, quality=100, exact=True, **meta)
+    else:
+        if pic.alpha is not None:
+            notes.append("JPEG has no transparency: the picture was laid over white")
+            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, image.convert("RGBA")).convert("L" if pic.grey else "RGB")
+        image.save(path, format="JPEG", quality=95, subsampling=0, **meta)
+    return tuple(notes)
+
+
+def _png_with_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
+    """A PNG stream with iCCP and eXIf chunks added after its header (OpenCV writes neither)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    extra = b""
+    if icc:
+        extra += chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc))
+    if exif:
+        extra += chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif)
+    header_end = 8 + 8 + 13 + 4  # signature, IHDR's length and type, its 13 bytes and CRC
+    return png[:header_end] + extra + png[header_end:]
 
 
 def preview_rgb(pic: Picture, background: float = 0.5) -> np.ndarray:

@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -433,7 +433,7 @@ def upscale_picture(
         seconds=time.perf_counter() - started,
         trunk=trunk,
     )
-    return Picture(tensor_to_array(sr), alpha, grey=pic.grey, bit_depth=pic.bit_depth, notes=pic.notes), info
+    return replace(pic, rgb=tensor_to_array(sr), alpha=alpha), info
 
 
 def upscale(

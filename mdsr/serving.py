@@ -29,7 +29,7 @@ from PIL import Image
 
 from mdsr.compare import Comparison, Metrics, check_ground_truth_size, compare
 from mdsr.files import atomic_path, output_names
-from mdsr.imaging import ImageError, image_size, preview_rgb, read_image, save_picture
+from mdsr.imaging import OUTPUT_FORMATS, ImageError, image_size, preview_rgb, read_image, save_picture
 from mdsr.inference import Precision, RunInfo, Trunk, on_zerogpu, resolve_precision
 from mdsr.limits import describe_passes, request_memory_mb, work_pixels
 from mdsr.model import parse_scale
@@ -330,7 +330,9 @@ class Outcome:
 class Outputs:
     """Where a request's outputs are written: ``folder``, one name per item by the one naming rule
     (``files.output_names``), each file written atomically; an existing file is kept (its item skipped)
-    unless ``overwrite``. ``side_by_side`` also writes ``NAME_compare.png``: bicubic | MDSR-BAM."""
+    unless ``overwrite``. ``format``: "png" (exact), "webp" (lossless) or "jpeg" (quality 95), each with the
+    input's colour profile and EXIF (``imaging.save_picture``). ``side_by_side`` also writes
+    ``NAME_compare.png``: bicubic | MDSR-BAM."""
 
     def __init__(
         self,
@@ -340,9 +342,13 @@ class Outputs:
         *,
         overwrite: bool = False,
         side_by_side: bool = False,
+        format: str = "png",  # noqa: A002 (the option's name)
     ) -> None:
+        if str(format).lower() not in OUTPUT_FORMATS:
+            raise RefusedError(f"format must be 'png', 'webp' or 'jpeg'; got {format!r}")
         self.folder, self.overwrite, self.side_by_side = Path(folder), overwrite, side_by_side
-        names = output_names([i.name for i in items], f"x{scale}", ".png")
+        self.format = str(format).lower()
+        names = output_names([i.name for i in items], f"x{scale}", OUTPUT_FORMATS[self.format])
         self.names = {id(item): name for item, name in zip(items, names, strict=True)}
 
     def target(self, item: Item) -> Path:
@@ -360,15 +366,16 @@ class Outputs:
     def keeps(self, item: Item) -> bool:
         return not self.overwrite and self.target(item).exists()
 
-    def write(self, item: Item, comparison: Comparison) -> Path:
+    def write(self, item: Item, comparison: Comparison) -> tuple[Path, tuple[str, ...]]:
+        """Write the item's output; returns its path and notes on what the format could not hold."""
         target = self.target(item)
         with atomic_path(target) as tmp:
-            save_picture(comparison.output, tmp)
+            notes = save_picture(comparison.output, tmp, format=self.format)
         if self.side_by_side and comparison.bicubic is not None:
             side = np.hstack([preview_rgb(comparison.bicubic), preview_rgb(comparison.output)])
             with atomic_path(target.with_name(f"{target.stem}_compare.png")) as tmp:
                 Image.fromarray(side).save(tmp, format="PNG")
-        return target
+        return target, notes
 
 
 Loader = Callable[[str, int], LoadedWeights]
@@ -443,9 +450,10 @@ def run_item(
             model, a.lr, scale, truth=a.truth, with_bicubic=False, bicubic_scores=bicubic_scores, precision=mode,
             **options,
         )  # fmt: skip
-    path = outputs.write(item, a) if outputs is not None else None
+    path, written = outputs.write(item, a) if outputs is not None else (None, ())
     kept = {} if request.each else {"comparison": a, "versus": b}  # a batch keeps its rows, not its pictures
-    return ItemResult(item.name, path, a.metrics, a.info, (a.lr.size, a.output.size), a.output.notes, **kept)
+    notes = a.output.notes + written
+    return ItemResult(item.name, path, a.metrics, a.info, (a.lr.size, a.output.size), notes, **kept)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -170,8 +170,9 @@ def call(url: str, data: list) -> tuple[str, str]:
 
 
 def submit(url: str, data: list) -> urllib.request.Request:
-    """A raw call sends every argument: (image, scale, ground truth, precision, weights)."""
-    body = json.dumps({"data": [*data, "auto"] if len(data) == 4 else data}).encode()
+    """A raw call sends every argument: (image, scale, ground truth, precision, weights, format)."""
+    defaults = [None, 2, None, "auto", "auto", "png"]
+    body = json.dumps({"data": [*data, *defaults[len(data) :]]}).encode()
     return urllib.request.Request(f"{url}gradio_api/call/upscale", body, headers={"Content-Type": "application/json"})
 
 

@@ -5,6 +5,7 @@ Shared by the imaging, CLI and app tests, so that each bad input is defined once
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -109,6 +110,22 @@ def avif_rotated(folder: Path) -> Path:
     return _save(photo(), folder / "phone.avif", quality=90, exif=exif.tobytes())
 
 
+@functools.cache  # once: a new profile carries a new creation time
+def colour_profile() -> bytes:
+    """An RGB ICC profile made by LittleCMS (Pillow's ImageCms): carried byte for byte like a Display-P3 one."""
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def phone_jpeg(folder: Path) -> Path:
+    """A phone's JPEG: an RGB colour profile, a camera make and model, and orientation 6 (stored 64x48,
+    shown 48x64)."""
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F], exif[0x0110] = 6, "Phone maker", "Phone 15"
+    return _save(photo(), folder / "phone.jpg", quality=95, exif=exif.tobytes(), icc_profile=colour_profile())
+
+
 def animated_gif(folder: Path) -> Path:
     frames = [photo(), photo().transpose(Image.Transpose.FLIP_LEFT_RIGHT), photo().convert("L").convert("RGB")]
     return _save(frames[0], folder / "animated.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
@@ -208,6 +225,7 @@ MAKERS = {
     "exif_rotated_jpeg": exif_rotated_jpeg,
     "animated_gif": animated_gif,
     "heic_rotated": heic_rotated,
+    "phone_jpeg": phone_jpeg,
     "avif_rotated": avif_rotated,
     "heic_that_is_not_one": lambda folder: _bytes("fake.heic", b"\x00\x00\x00\x18ftypheic" + bytes(40))(folder),
     "rgba_png": rgba_png,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, limited, running_app
 from PIL import Image
-from sample_files import photo, write
+from sample_files import colour_profile, photo, write
 
 from mdsr.inference import resolve_precision
 from mdsr.quantize import int8_available
@@ -159,3 +159,18 @@ def test_the_ui_handler_fills_every_output(app_module):
     assert zoom.shape == (256, 3 * 256 + 2 * 6, 3)
     assert "Gain" in metrics and "tile(s)" in info
     assert [label for label, _ in state.panels] == ["bicubic", "MDSR-BAM", "ground truth"]
+
+
+def test_a_phone_photo_keeps_its_colour_profile_and_orientation_through_the_api(client, tmp_path):
+    path, report = client.predict(handle_file(str(write(tmp_path, "phone_jpeg"))), 2, None, "auto", "auto", "webp",
+                                  api_name="/upscale")  # fmt: skip
+    with Image.open(path) as out:
+        assert out.format == "WEBP" and out.size == (96, 128) and out.info["icc_profile"] == colour_profile()
+        assert out.getexif().get(0x0110) == "Phone 15"
+    assert report["notes"] == []
+
+
+def test_an_unknown_output_format_through_the_api_names_the_choices(client, tmp_path):
+    photo((20, 16)).save(tmp_path / "ok.png")
+    with pytest.raises(AppError, match="format must be 'png', 'webp' or 'jpeg'; got 'bmp'"):
+        client.predict(handle_file(str(tmp_path / "ok.png")), 2, None, "auto", "auto", "bmp", api_name="/upscale")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import BENCHMARK, crop, needs_data
 from PIL import Image
-from sample_files import write
+from sample_files import colour_profile, write
 
 from mdsr.cli import main
 from mdsr.quantize import int8_available
@@ -224,3 +224,19 @@ def test_a_folder_of_phone_photos_is_upscaled_upright(tmp_path, tiny_weights):
         "phone_avif_x2.png": (96, 128),
         "phone_heic_x2.png": (96, 128),
     }
+
+
+def test_a_phone_photo_keeps_its_colour_profile_exif_and_orientation(tmp_path, tiny_weights):
+    path = write(tmp_path, "phone_jpeg")
+    for fmt, suffix in (("png", ".png"), ("jpeg", ".jpg")):
+        argv = ["upscale", str(path), "-s", "2", "-o", str(tmp_path / fmt), "--weights", tiny_weights, "--format", fmt]
+        assert main(argv) == 0
+        with Image.open(tmp_path / fmt / f"phone_x2{suffix}") as out:
+            assert out.size == (96, 128) and out.info["icc_profile"] == colour_profile()
+            assert out.getexif().get(0x0110) == "Phone 15" and out.getexif().get(0x0112) in (None, 1)
+
+
+def test_an_unknown_output_format_is_one_line(tmp_path, tiny_weights, capsys):
+    path = write(tmp_path, "phone_jpeg")
+    assert main(["upscale", str(path), "-s", "2", "-o", str(tmp_path / "o"), "--format", "gif"]) == 2
+    assert capsys.readouterr().err.strip() == "error: format must be 'png', 'webp' or 'jpeg'; got 'gif'"

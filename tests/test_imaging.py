@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from conftest import BENCHMARK, needs_data
 from PIL import Image
-from sample_files import photo, write
+from sample_files import colour_profile, photo, write
 
 from mdsr.imaging import (
     ImageError,
@@ -209,3 +211,51 @@ def test_a_heic_photo_without_its_plugin_names_the_plugin(tmp_path, monkeypatch)
 def test_a_file_named_heic_that_is_not_one_is_not_an_image(tmp_path):
     with pytest.raises(ImageError, match="not an image that can be read"):
         read_image(write(tmp_path, "heic_that_is_not_one"))
+
+
+def metadata_of(path) -> tuple[bytes | None, dict, tuple[int, int]]:
+    with Image.open(path) as image:
+        return image.info.get("icc_profile"), dict(image.getexif()), image.size
+
+
+def test_a_photos_profile_and_exif_come_along_less_the_orientation_it_applied(tmp_path):
+    pic = read_image(write(tmp_path, "phone_jpeg"))
+    assert pic.size == (48, 64) and pic.icc == colour_profile()
+    exif = Image.Exif()
+    exif.load(pic.exif)
+    assert dict(exif) == {0x010F: "Phone maker", 0x0110: "Phone 15"}
+
+
+def test_a_cmyk_photos_profile_is_dropped_with_its_colour_space(tmp_path):
+    from PIL import ImageCms
+
+    cmyk = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    cmyk = cmyk[:16] + b"CMYK" + cmyk[20:]  # a profile of another colour space than the pixels decoded
+    photo().convert("CMYK").save(tmp_path / "cmyk.jpg", icc_profile=cmyk)
+    assert read_image(tmp_path / "cmyk.jpg").icc is None
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("png", ".png"), ("webp", ".webp"), ("jpeg", ".jpg")])
+def test_every_output_format_keeps_the_profile_and_exif(tmp_path, fmt, suffix):
+    pic = read_image(write(tmp_path, "phone_jpeg"))
+    assert save_picture(pic, tmp_path / f"out{suffix}", format=fmt) == ()
+    icc, exif, size = metadata_of(tmp_path / f"out{suffix}")
+    assert icc == colour_profile() and exif.get(0x0110) == "Phone 15" and 0x0112 not in exif and size == (48, 64)
+
+
+def test_a_16_bit_colour_png_keeps_its_16_bits_and_its_profile(tmp_path):
+    import cv2
+
+    pic = dataclasses.replace(read_image(write(tmp_path, "rgb16_png")), icc=colour_profile())
+    save_picture(pic, tmp_path / "out.png")
+    assert cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    assert metadata_of(tmp_path / "out.png")[0] == colour_profile()
+
+
+def test_what_a_format_cannot_hold_is_said(tmp_path):
+    deep, alpha = read_image(write(tmp_path, "rgb16_png")), read_image(write(tmp_path, "rgba_png"))
+    assert "8 bits" in save_picture(deep, tmp_path / "a.webp", format="webp")[0]
+    assert "laid over white" in save_picture(alpha, tmp_path / "b.jpg", format="jpeg")[0]
+    assert Image.open(tmp_path / "b.jpg").mode == "RGB"
+    with pytest.raises(ValueError, match="format must be 'png', 'webp' or 'jpeg'; got 'gif'"):
+        save_picture(deep, tmp_path / "c.gif", format="gif")
