@@ -6,6 +6,7 @@ Run locally with `python app.py`; on Hugging Face Spaces this file is the Space'
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -152,8 +153,8 @@ def admit(request: gr.Request, values: tuple) -> list:
     return verdicts
 
 
-def admit_api(image, scale, ground_truth, precision, weights, format, request: gr.Request):  # noqa: A002
-    return admit(request, (image, scale, ground_truth, precision, weights, format))
+def admit_api(image, scale, ground_truth, precision, weights, format, size, request: gr.Request):  # noqa: A002
+    return admit(request, (image, scale, ground_truth, precision, weights, format, size))
 
 
 def admit_ui(
@@ -171,12 +172,13 @@ def admit_ui(
     my_listed,
     versus,
     download_format,
+    custom_size,
     request: gr.Request,
 ):
     """`upscale_ui`'s inputs, named one by one: Gradio finds the request argument only in such a signature
     (with ``*values`` the UI's own endpoint stopped answering)."""
     values = (image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y)
-    return admit(request, (*values, my_file, my_listed, versus, download_format))
+    return admit(request, (*values, my_file, my_listed, versus, download_format, custom_size))
 
 
 def admit_batch(files, scale, truths, weights, precision, request: gr.Request):
@@ -208,10 +210,22 @@ def serve(request: serving.Request, *, mine=None, progress=None, format="png") -
                 raise gr.Error(value.message, print_exception=False)
     try:
         admitted = serving.admit(request, LIMITS, device="cuda" if zerogpu_active() else "cpu")
-        outputs = serving.Outputs(workspace().new_folder(), request.items, admitted.scale, format=format)
+        outputs = serving.Outputs(workspace().new_folder(), request.items, admitted.tag, format=format)
         return serving.run(admitted, load=functools.partial(load_weights, mine=mine), outputs=outputs, progress=progress)
     except (ImageError, WeightsError, ValueError, OSError) as err:
         raise gr.Error(str(err), print_exception=False) from None
+
+
+def custom_or(scale, custom) -> dict:
+    """The UI's size: its custom field where filled (a factor such as 1.5, or a size such as 1920x1080),
+    else the scale picked."""
+    text = (custom or "").strip() if isinstance(custom, str) else custom
+    if not text:
+        return {"scale": scale}
+    try:
+        return {"scale": float(text)}
+    except (TypeError, ValueError):
+        return {"scale": None, "size": text}
 
 
 def upload_name(path) -> str:
@@ -234,7 +248,7 @@ def metrics_markdown(
     if m is None:
         return "*No ground truth: choose one under **Ground truth** to see PSNR and SSIM.*"
     s = comparison.info.scale
-    head = f"| x{s}, Y channel, {s} px border shaved | PSNR (dB) | SSIM |\n| --- | --- | --- |\n"
+    head = f"| x{s:g}, Y channel, {math.ceil(s)} px border shaved | PSNR (dB) | SSIM |\n| --- | --- | --- |\n"
     bicubic = f"| Bicubic | {m.bicubic.psnr:.2f} | {m.bicubic.ssim:.4f} |\n"
     if other is None:
         return (
@@ -295,6 +309,7 @@ def upscale_ui(
     my_listed=None,
     versus=VERSUS_BICUBIC,
     download_format="png",
+    custom_size="",
     progress=gr.Progress(),  # noqa: B008 (Gradio injects its progress tracker through this default)
 ):
     """Upscale with the chosen weights (A) and show it beside bicubic, or beside weights B (A/B mode)."""
@@ -304,8 +319,8 @@ def upscale_ui(
     truth = GROUND_TRUTH.get(gt_mode, gt_mode)
     request = serving.Request(
         items=(serving.Item(upload_name(image), image, gt_image if truth == "upload" else None),),
-        scale=scale, weights=weights, versus=versus if ab else None, precision=precision, truth=truth,
-        self_ensemble=bool(self_ensemble), bicubic=not ab, views=True,
+        **custom_or(scale, custom_size), weights=weights, versus=versus if ab else None, precision=precision,
+        truth=truth, self_ensemble=bool(self_ensemble), bicubic=not ab, views=True,
     )  # fmt: skip
     outcome = serve(request, mine=my_file or my_listed, progress=ui_progress(progress), format=download_format)
     result = outcome.results[0]
@@ -321,7 +336,7 @@ def upscale_ui(
             (error_map(left[1], a.truth), f"|{left[0]} − truth| ×4"),
             (error_map(a.output, a.truth), f"|{right_label} − truth| ×4"),
         ]
-    view = ZoomView(rgb8(a.lr), a.info.scale, tuple(shown))  # kept by the session, in 8 bits, to re-zoom
+    view = ZoomView(rgb8(a.lr), tuple(shown))  # kept by the session, in 8 bits, to re-zoom
     return UiResult(
         slider=(shown[0][1], shown[1][1]),
         output=shown[1][1],
@@ -363,7 +378,7 @@ def batch_ui(files, scale, truths, weights, precision, progress=gr.Progress()): 
         items=items, scale=scale, weights=weights, precision=precision, truth="upload" if truths else "none", each=True
     )
     outcome = serve(request, progress=lambda done, total, name: progress((done, total), desc=f"Upscaling {name}"))
-    archive = zip_outputs(outcome, workspace().new_folder() / f"mdsr_batch_x{outcome.scale}.zip")
+    archive = zip_outputs(outcome, workspace().new_folder() / f"mdsr_batch_{outcome.tag}.zip")
     return str(archive), table(outcome)
 
 
@@ -371,8 +386,10 @@ def rezoom(view, auto_zoom, zoom_x, zoom_y):
     return gr.skip() if view is None else zoom_of(view, auto_zoom, zoom_x, zoom_y)
 
 
-def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto", format="png"):  # noqa: A002
-    """Upscale `image` by `scale` (2, 3 or 4); with `ground_truth` (the HR original), also PSNR/SSIM of
+def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto", format="png", size=None):  # noqa: A002
+    """Upscale `image` by `scale` (2, 3 or 4, or another factor from 1.1 to 8), or to `size` ("1920x1080" to
+    fit inside, "1920x" or "x1080"; then `scale` may be null); with `ground_truth` (the HR original, of the
+    output's size), also PSNR/SSIM of
     MDSR-BAM and bicubic. `precision`: "auto" (int8 on CPUs with VNNI/AMX, fp32 on other CPUs, bf16 on
     GPUs), "fp32", "bf16" or "int8". `weights`: "auto" (the published eugenesiow/mdsr-bam where the Hub
     has them, else the bundled ones), "bundled" or "published". `format`: "png" (exact), "webp" (lossless)
@@ -381,8 +398,8 @@ def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto
     if image is None:
         raise gr.Error("Upload an image first.", print_exception=False)
     request = serving.Request(
-        items=(serving.Item(upload_name(image), image, ground_truth),), scale=scale, weights=weights or "auto",
-        precision=precision or "auto", truth="upload" if ground_truth is not None else "none",
+        items=(serving.Item(upload_name(image), image, ground_truth),), scale=scale, size=size,
+        weights=weights or "auto", precision=precision or "auto", truth="upload" if ground_truth is not None else "none",
     )  # fmt: skip
     outcome = serve(request, format=format or "png")
     result = outcome.results[0]
@@ -424,6 +441,10 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                 elem_id="input-image",
             )
             scale = gr.Radio(list(SUPPORTED_SCALES), value=4, label="Scale", elem_id="scale")
+            custom_size = gr.Textbox(
+                "", label="Or another size: a factor from 1.1 to 8 (1.5, 6), or WxH to fit inside (1920x1080), "
+                "W x (1920x) or x H (x1080)", placeholder="leave empty for the scale above", elem_id="custom-size",
+            )  # fmt: skip
             with gr.Accordion("Ground truth (for PSNR / SSIM)", open=False):
                 gt_mode = gr.Radio(
                     [GT_NONE, GT_UPLOAD, GT_SELF], value=GT_NONE, label="Ground truth", elem_id="gt-mode"
@@ -491,7 +512,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
             download = gr.DownloadButton("Download (full resolution)", elem_id="download")
 
     inputs = [image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y]
-    inputs += [my_file, my_listed, versus, download_format]
+    inputs += [my_file, my_listed, versus, download_format, custom_size]
     button.click(
         upscale_ui,
         inputs,
@@ -563,12 +584,13 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
         api_precision = RawText("auto")  # checked by mdsr, whose message names the choices
         api_weights = RawText("auto")
         api_format = RawText("png")
+        api_size = RawText(None)
         api_output = gr.Image(type="filepath", format="png")
         api_report = gr.JSON()
     api_button = gr.Button(visible=False)
     api_button.click(
         upscale_api,
-        [api_image, api_scale, api_truth, api_precision, api_weights, api_format],
+        [api_image, api_scale, api_truth, api_precision, api_weights, api_format, api_size],
         [api_output, api_report],
         api_name="upscale",
         validator=admit_api,

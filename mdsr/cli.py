@@ -94,7 +94,14 @@ def add_upscale(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("upscale", help="super-resolve images")
     p.add_argument("inputs", nargs="+", help="image files or folders")
-    p.add_argument("-s", "--scale", type=int, choices=SUPPORTED_SCALES, required=True)
+    p.add_argument(
+        "-s", "--scale", type=number, default=None,
+        help="2, 3 or 4 (the network alone), or another factor from 1.1 to 8 (the network at the next scale up, "
+        "or two stages above 4x, then MATLAB's bicubic to the exact size)",
+    )  # fmt: skip
+    p.add_argument("--width", type=int, default=None, help="instead of a scale: this output width (aspect kept)")
+    p.add_argument("--height", type=int, default=None, help="instead of a scale: this output height (aspect kept)")
+    p.add_argument("--fit", default=None, metavar="WxH", help="instead of a scale: the largest size inside WxH")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument(
         "--weights",
@@ -153,8 +160,9 @@ def run_upscale(args: argparse.Namespace) -> int:
     items = tuple(serving.Item(str(path), path) for path in files)
     mine = items[shard.rank :: shard.world]
     device = f"cuda:{shard.local_rank}" if torch.cuda.is_available() else "cpu"
+    target = output_target(args)
     request = serving.Request(
-        mine, scale=args.scale, weights=args.weights or "bundled", precision=args.precision,
+        mine, scale=None, size=target, weights=args.weights or "bundled", precision=args.precision,
         self_ensemble=args.self_ensemble, bicubic=args.compare, each=True,
     )  # fmt: skip
     limits = replace(
@@ -164,8 +172,9 @@ def run_upscale(args: argparse.Namespace) -> int:
     admitted = serving.admit(request, limits, device="cuda" if device != "cpu" else "cpu") if mine else None
     # Every process names every file, so that the outputs of all of them are those of one run.
     outputs = serving.Outputs(
-        args.out, items, args.scale, overwrite=args.overwrite, side_by_side=args.compare, format=args.format
-    )
+        args.out, items, serving.tag_of(target), overwrite=args.overwrite, side_by_side=args.compare,
+        format=args.format,
+    )  # fmt: skip
     outputs.check_writable()  # before any work
     store = WeightStore(place=lambda model: model.to(device, memory_format=torch.channels_last))
 
@@ -206,6 +215,36 @@ def run_upscale(args: argparse.Namespace) -> int:
             print(f"error: {counts['failed']} of {len(items)} images failed", file=sys.stderr)
         return 1
     return 0
+
+
+def number(text: str) -> int | float | str:
+    """--scale as written: 2 stays 2, 1.5 is 1.5; anything else is checked (and worded) by mdsr.serving."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def output_target(args: argparse.Namespace):
+    """The size asked for: --scale, or one of --width, --height (both: that exact size), --fit."""
+    from mdsr.serving import parse_target
+    from mdsr.sizing import Target, parse_size
+
+    sizes = [v for v in (args.width, args.height, args.fit) if v is not None]
+    if (args.scale is None) == (not sizes) or (args.fit is not None and len(sizes) > 1):
+        raise ValueError("give --scale, or --width and/or --height, or --fit WxH")
+    if args.fit is not None:
+        target = parse_size(args.fit)
+        if target.fit is None:
+            raise ValueError(f"--fit takes WIDTHxHEIGHT, e.g. 1920x1080; got {args.fit!r}")
+        return target
+    if sizes:
+        if any(v < 1 for v in sizes):
+            raise ValueError("--width and --height are numbers of pixels, at least 1")
+        return Target(width=args.width, height=args.height)
+    return parse_target(args.scale)
 
 
 @dataclass(frozen=True)

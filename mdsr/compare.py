@@ -9,6 +9,8 @@ Metrics follow the literature's protocol (``mdsr.metrics``) on 8-bit colour: alp
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -21,6 +23,7 @@ from mdsr.imaging import (
     bicubic_downscale,
     bicubic_upscale,
     crop_picture,
+    resize_picture,
     rgb8,
     to_uint,
 )
@@ -30,10 +33,11 @@ from mdsr.inference import (
     ProgressCallback,
     RunInfo,
     TrunkChoice,
-    upscale_picture,
+    upscale_planned,
 )
 from mdsr.metrics import BAND_PIXELS, psnr, rgb_to_y, ssim
-from mdsr.model import MDSR
+from mdsr.model import MDSR, SUPPORTED_SCALES
+from mdsr.sizing import SizePlan, Target, plan
 
 
 @dataclass(frozen=True)
@@ -63,17 +67,21 @@ class Comparison:
     info: RunInfo
 
 
-def own_truth(pic: Picture, scale: int) -> tuple[Picture, Picture]:
-    """(LR, truth) where the picture is its own ground truth: cropped to a multiple of ``scale``, and
-    that crop downscaled with MATLAB's bicubic."""
+def own_truth(pic: Picture, scale: int | float) -> tuple[Picture, Picture]:
+    """(LR, truth) where the picture is its own ground truth: for a trained scale, cropped to a multiple of
+    ``scale`` and that crop downscaled with MATLAB's bicubic; for another factor, the whole picture and its
+    bicubic downscale to ``round(side / factor)``."""
     w, h = pic.size
     if min(h, w) < 2 * scale:
         raise ImageError(
-            f"the image is {w}x{h}; to use it as its own ground truth at {scale}x it must be at least "
-            f"{2 * scale} pixels on each side"
+            f"the image is {w}x{h}; to use it as its own ground truth at {scale:g}x it must be at least "
+            f"{math.ceil(2 * scale)} pixels on each side"
         )
-    lr = bicubic_downscale(pic, scale)
-    return lr, crop_picture(pic, (lr.rgb.shape[0] * scale, lr.rgb.shape[1] * scale))
+    if scale == int(scale):
+        scale = int(scale)
+        lr = bicubic_downscale(pic, scale)
+        return lr, crop_picture(pic, (lr.rgb.shape[0] * scale, lr.rgb.shape[1] * scale))
+    return resize_picture(pic, (round(w / scale), round(h / scale))), pic
 
 
 def check_ground_truth_size(lr_size: tuple[int, int], truth_size: tuple[int, int], scale: int) -> None:
@@ -100,9 +108,9 @@ def score(pic: Picture, truth: Picture, scale: int) -> Scores:
 
 
 def compare(
-    model: MDSR,
+    model: MDSR | Mapping[int, MDSR],
     pic: Picture,
-    scale: int,
+    scale: int | float | Target,
     *,
     truth: Picture | None = None,
     self_truth: bool = False,
@@ -115,26 +123,46 @@ def compare(
     max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
     trunk: TrunkChoice = "auto",
 ) -> Comparison:
-    """Upscale ``pic`` (or, with ``self_truth``, its MATLAB-bicubic downscale) and compare.
+    """Upscale ``pic`` (or, with ``self_truth``, its MATLAB-bicubic downscale) by ``scale`` (2, 3 or 4, a
+    factor from 1.1 to 8, or a ``sizing.Target``) and compare. ``model`` may be one model per scale (the
+    published weights hold one scale a file), for sizes that take two network stages.
 
     The bicubic picture is kept where ``with_bicubic`` asks for it; with a ground truth it is also made to be
     scored, unless ``bicubic_scores`` are given (a second model compared on the same input and truth). The
     other keywords are ``upscale_picture``'s.
     """
+    if isinstance(scale, Target) and scale.factor is not None:
+        scale = scale.factor
+    trained = not isinstance(scale, Target) and scale in SUPPORTED_SCALES
     if self_truth:
+        if isinstance(scale, Target):
+            raise ImageError("as its own ground truth, an image is measured at a factor, not at a size")
         pic, truth = own_truth(pic, scale)
-    elif truth is not None:
-        truth = fit_ground_truth(pic, truth, scale)
-    output, info = upscale_picture(
-        model, pic, scale, progress=progress, tile=tile, precision=precision, self_ensemble=self_ensemble,
+    if trained:
+        size_plan = SizePlan((int(scale),), (pic.size[0] * int(scale), pic.size[1] * int(scale)))
+        if truth is not None and not self_truth:
+            truth = fit_ground_truth(pic, truth, int(scale))
+    else:
+        target = Target(width=truth.size[0], height=truth.size[1]) if self_truth else scale
+        size_plan = plan(pic.size, target)
+        if truth is not None and truth.size != size_plan.size:
+            raise ImageError(
+                f"the ground truth is {truth.size[0]}x{truth.size[1]}; the output is {size_plan.size[0]}x"
+                f"{size_plan.size[1]} and the truth must be that size"
+            )
+    output, info = upscale_planned(
+        model, pic, size_plan, progress=progress, tile=tile, precision=precision, self_ensemble=self_ensemble,
         max_output_pixels=max_output_pixels, trunk=trunk,
     )  # fmt: skip
     needs_bicubic = with_bicubic or (truth is not None and bicubic_scores is None)
-    bicubic = bicubic_upscale(pic, scale) if needs_bicubic else None
+    bicubic = None
+    if needs_bicubic:
+        bicubic = bicubic_upscale(pic, int(scale)) if trained else resize_picture(pic, size_plan.size)
     metrics = None
     if truth is not None:
-        ours = score(output, truth, scale)
-        theirs = bicubic_scores or score(bicubic, truth, scale)
+        shave = math.ceil(info.scale)
+        ours = score(output, truth, shave)
+        theirs = bicubic_scores or score(bicubic, truth, shave)
         metrics = Metrics(bicubic=theirs, mdsr=ours, gain_db=round(ours.psnr - theirs.psnr, 4))
     return Comparison(
         lr=pic, bicubic=bicubic if with_bicubic else None, output=output, truth=truth, metrics=metrics, info=info
@@ -177,10 +205,9 @@ def most_detailed_region(rgb: np.ndarray, size: int) -> tuple[int, int]:
 class ZoomView:
     """What the zoom panel shows, in 8 bits (3 bytes a pixel, so that a session can keep it to re-zoom):
     the network's input, where the most detailed region is looked for, and the labelled pictures, left to
-    right (e.g. bicubic | MDSR-BAM | ground truth), each ``scale`` times its size."""
+    right (e.g. bicubic | MDSR-BAM | ground truth), each the output's size."""
 
     lr: np.ndarray
-    scale: int
     panels: tuple[tuple[str, np.ndarray], ...]
 
 
@@ -190,7 +217,6 @@ def zoom_panel(
     """The panels' crops of one region side by side, each enlarged to ``zoom`` pixels with nearest-neighbour
     so single pixels stay visible. ``center`` is (x, y) as fractions of the LR image; None picks the most
     detailed region. ``crop`` is in LR pixels. Returns uint8 (H, W, 3)."""
-    s = view.scale
     lh, lw = view.lr.shape[:2]
     crop = max(4, min(crop, lw, lh))
     if center is None:
@@ -201,7 +227,8 @@ def zoom_panel(
         x0, y0 = min(max(x0, 0), lw - crop), min(max(y0, 0), lh - crop)
     tiles = []
     for label, rgb in view.panels:
-        region = rgb[y0 * s : (y0 + crop) * s, x0 * s : (x0 + crop) * s]
+        sy, sx = rgb.shape[0] / lh, rgb.shape[1] / lw  # the output's pixels per input pixel (2, 3, 4 or 1.5)
+        region = rgb[round(y0 * sy) : round((y0 + crop) * sy), round(x0 * sx) : round((x0 + crop) * sx)]
         tile = Image.fromarray(np.ascontiguousarray(region)).resize((zoom, zoom), Image.NEAREST)
         draw = ImageDraw.Draw(tile)
         _, _, right, bottom = draw.textbbox((4, 3), label)

@@ -105,21 +105,32 @@ def _cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def imresize(
-    img: np.ndarray, scale: float, *, border: Border = "symmetric", size: tuple[int, int] | None = None
+    img: np.ndarray,
+    scale: float | tuple[float, float] | None,
+    *,
+    border: Border = "symmetric",
+    size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """MATLAB ``imresize(img, scale, 'bicubic')`` of an (H, W) or (H, W, C) array.
 
     ``size`` (H, W) overrides the output size, which otherwise is ``ceil(H * scale), ceil(W * scale)``,
-    as MATLAB computes it. Integer arrays keep their dtype with MATLAB's rounding after each pass.
+    as MATLAB computes it. ``scale`` may be a (rows, columns) pair, or None with a ``size``: then each axis
+    is scaled by its output length over its input length, as ``imresize(img, [rows cols])`` does. Integer
+    arrays keep their dtype with MATLAB's rounding after each pass.
     """
     if img.ndim not in (2, 3):
         raise ValueError(f"expected an (H, W) or (H, W, C) array, got shape {img.shape}")
     h, w = img.shape[:2]
-    out_h, out_w = size if size is not None else (math.ceil(h * scale), math.ceil(w * scale))
+    if scale is None:
+        if size is None:
+            raise ValueError("imresize needs a scale or a size")
+        scale = (size[0] / h, size[1] / w)
+    scale_h, scale_w = scale if isinstance(scale, tuple) else (scale, scale)
+    out_h, out_w = size if size is not None else (math.ceil(h * scale_h), math.ceil(w * scale_w))
     if min(out_h, out_w) < 1:
         raise ValueError(f"resizing {w}x{h} by {scale} leaves no pixels")
-    out = _resize_axis(img, out_h, scale, border, axis=0)
-    return _resize_axis(out, out_w, scale, border, axis=1)
+    out = _resize_axis(img, out_h, scale_h, border, axis=0)
+    return _resize_axis(out, out_w, scale_w, border, axis=1)
 
 
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
@@ -411,13 +422,17 @@ def tensor_to_array(tensor: torch.Tensor) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def resize_plane(values: np.ndarray, scale: float, size: tuple[int, int], border: Border = "symmetric") -> np.ndarray:
+def resize_plane(
+    values: np.ndarray, scale: float | tuple[float, float] | None, size: tuple[int, int], border: Border = "symmetric"
+) -> np.ndarray:
     """A float plane or image (alpha, 16-bit colour) by MATLAB bicubic in float64, clipped to [0, 1]."""
     resized = imresize(values.astype(np.float64), scale, size=size, border=border)
     return np.clip(resized, 0, 1).astype(np.float32)
 
 
-def _resize_picture(pic: Picture, scale: float, size: tuple[int, int], border: Border = "symmetric") -> Picture:
+def _resize_picture(
+    pic: Picture, scale: float | tuple[float, float] | None, size: tuple[int, int], border: Border = "symmetric"
+) -> Picture:
     """8-bit colour through uint8 (rounded after each pass, as the literature's bicubic baseline);
     16-bit colour and alpha in float."""
     if pic.bit_depth == 8:
@@ -427,6 +442,12 @@ def _resize_picture(pic: Picture, scale: float, size: tuple[int, int], border: B
         rgb = resize_plane(pic.rgb, scale, size, border)
     alpha = None if pic.alpha is None else resize_plane(pic.alpha, scale, size, border)
     return replace(pic, rgb=rgb, alpha=alpha)
+
+
+def resize_picture(pic: Picture, size: tuple[int, int]) -> Picture:
+    """MATLAB bicubic to an exact (width, height), each axis scaled by its own ratio (antialiased where it
+    shrinks), as ``bicubic_upscale`` resizes pictures."""
+    return _resize_picture(pic, None, (size[1], size[0]))
 
 
 def crop_picture(pic: Picture, size_hw: tuple[int, int]) -> Picture:

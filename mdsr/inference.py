@@ -17,7 +17,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,12 +33,15 @@ from mdsr.imaging import (
     array_to_tensor,
     picture_from_pil,
     picture_to_pil,
+    resize_picture,
     resize_plane,
     tensor_to_array,
 )
 from mdsr.limits import trunk_mb
 from mdsr.model import MDSR
 from mdsr.quantize import int8_available, int8_model, is_int8
+from mdsr.sizing import SizePlan, Target, parse_size
+from mdsr.sizing import plan as plan_size
 from mdsr.streaming import StreamedTrunk
 
 Precision = Literal["auto", "fp32", "bf16", "int8"]
@@ -354,15 +357,19 @@ AUTO_TILE_HR = 256
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What ran, for the UI and the CLI."""
+    """What ran, for the UI and the CLI: ``scale`` is the network's, or for another size the output's
+    width over the input's (``stages`` then lists the network's scales, and ``resized`` says a bicubic step
+    brought it to the exact size)."""
 
-    scale: int
+    scale: int | float
     precision: str
     device: str
     tiles: int
     self_ensemble: bool
     seconds: float
     trunk: Trunk = "whole"
+    stages: tuple[int, ...] = ()
+    resized: bool = False
 
 
 def choose_trunk(
@@ -436,11 +443,32 @@ def upscale_picture(
     return replace(pic, rgb=tensor_to_array(sr), alpha=alpha), info
 
 
+def upscale_planned(
+    model: MDSR | Mapping[int, MDSR], pic: Picture, size_plan: SizePlan, **options
+) -> tuple[Picture, RunInfo]:
+    """Run the network's stages of ``size_plan`` (``mdsr.sizing``), then MATLAB's bicubic to its exact
+    size where the stages overshoot it; ``model`` may be one per scale. The keywords are
+    ``upscale_picture``'s."""
+    out, seconds, tiles, info = pic, 0.0, 0, None
+    for scale in size_plan.stages:
+        stage_model = model[scale] if isinstance(model, Mapping) else model
+        out, info = upscale_picture(stage_model, out, scale, **options)
+        seconds, tiles = seconds + info.seconds, tiles + info.tiles
+    resized = size_plan.resized(pic.size)
+    if resized:
+        started = time.perf_counter()
+        out = resize_picture(out, size_plan.size)
+        seconds += time.perf_counter() - started
+    factor = size_plan.scale if not resized else round(size_plan.size[0] / pic.size[0], 4)
+    return out, replace(info, scale=factor, seconds=seconds, tiles=tiles, stages=size_plan.stages, resized=resized)
+
+
 def upscale(
     model: MDSR,
     image: Image.Image,
-    scale: int,
+    scale: int | float | None = None,
     *,
+    size: Target | str | None = None,
     tile: int | Literal["auto"] | None = "auto",
     precision: Precision = "auto",
     self_ensemble: bool = False,
@@ -449,19 +477,20 @@ def upscale(
     trunk: TrunkChoice = "auto",
     trunk_budget_mb: float = DEFAULT_TRUNK_BUDGET_MB,
 ) -> Image.Image:
-    """Super-resolve a PIL image of any mode by ``scale``; returns a PIL image of the same kind
-    (grey stays grey, alpha is kept, 16-bit grey stays 16-bit; see ``imaging.picture_to_pil``)."""
+    """Super-resolve a PIL image of any mode by ``scale`` (2, 3 or 4: the network alone; another factor
+    from 1.1 to 8), or to ``size`` (a ``sizing.Target``, or "1920x1080" to fit inside, "1920x", "x1080");
+    returns a PIL image of the same kind (grey stays grey, alpha is kept, 16-bit grey stays 16-bit; see
+    ``imaging.picture_to_pil``) with the input's colour profile and EXIF in its ``info``."""
     pic = picture_from_pil(image, max_pixels=None)
-    out, _ = upscale_picture(
-        model,
-        pic,
-        scale,
-        tile=tile,
-        precision=precision,
-        self_ensemble=self_ensemble,
-        progress=progress,
-        max_output_pixels=max_output_pixels,
-        trunk=trunk,
-        trunk_budget_mb=trunk_budget_mb,
-    )
-    return picture_to_pil(out)
+    options = dict(
+        tile=tile, precision=precision, self_ensemble=self_ensemble, progress=progress,
+        max_output_pixels=max_output_pixels, trunk=trunk, trunk_budget_mb=trunk_budget_mb,
+    )  # fmt: skip
+    if size is None and scale in (2, 3, 4) and not isinstance(scale, bool):
+        out, _ = upscale_picture(model, pic, int(scale), **options)
+    else:
+        target = (size if isinstance(size, Target) else parse_size(size)) if size is not None else scale
+        out, _ = upscale_planned(model, pic, plan_size(pic.size, target), **options)
+    result = picture_to_pil(out)
+    result.info.update({k: v for k, v in (("icc_profile", out.icc), ("exif", out.exif)) if v})
+    return result

@@ -31,8 +31,10 @@ from mdsr.compare import Comparison, Metrics, check_ground_truth_size, compare
 from mdsr.files import atomic_path, output_names
 from mdsr.imaging import OUTPUT_FORMATS, ImageError, image_size, preview_rgb, read_image, save_picture
 from mdsr.inference import Precision, RunInfo, Trunk, on_zerogpu, resolve_precision
-from mdsr.limits import describe_passes, request_memory_mb, work_pixels
-from mdsr.model import parse_scale
+from mdsr.limits import OUTPUT_BYTES, describe_passes, request_memory_mb, work_pixels
+from mdsr.model import MDSR, SUPPORTED_SCALES
+from mdsr.sizing import SizePlan, Target, parse_factor, parse_size
+from mdsr.sizing import plan as plan_size
 from mdsr.weights import LoadedWeights, WeightsError
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -159,7 +161,7 @@ class Request:
     is its own row."""
 
     items: tuple[Item, ...]
-    scale: object  # as sent: checked by ``admit``
+    scale: object  # as sent: 2, 3, 4 or another factor, checked by ``admit``
     weights: str = "auto"
     versus: str | None = None
     precision: object = "auto"
@@ -168,6 +170,7 @@ class Request:
     bicubic: bool = False
     views: bool = False
     each: bool = False
+    size: object = None  # instead of a scale: a sizing.Target, or text such as "1920x1080" (fit inside)
 
     @property
     def models(self) -> int:
@@ -176,11 +179,13 @@ class Request:
 
 @dataclass(frozen=True)
 class Plan:
-    """An item as admitted: its size from the header (None where unreadable: decoding will say why), the
-    trunk it will run with, or why it was refused."""
+    """An item as admitted: its network input's size from the header (None where unreadable: decoding will
+    say why), the stages and exact size of its output (``sizing``), the trunk it will run with, or why it
+    was refused."""
 
     item: Item
     size: tuple[int, int] | None = None
+    sizing: SizePlan | None = None
     trunk: Trunk = "whole"
     refusal: str = ""
 
@@ -188,24 +193,53 @@ class Plan:
 @dataclass(frozen=True)
 class Admitted:
     request: Request
-    scale: int
+    target: int | Target  # a trained scale, or another factor or size
     precision: Precision
     plans: tuple[Plan, ...]
     limits: Limits
     work: int
     memory_mb: float
 
+    @property
+    def tag(self) -> str:
+        return tag_of(self.target)
+
+
+def tag_of(target: int | Target) -> str:
+    """What output names say of the size: x2, x1.5, w1920, h1080 or 1920x1080."""
+    if not isinstance(target, Target):
+        return f"x{target}"
+    if target.factor is not None:
+        return f"x{target.factor:g}"
+    if target.fit is not None:
+        return f"{target.fit[0]}x{target.fit[1]}"
+    if target.width and target.height:
+        return f"{target.width}x{target.height}"
+    return f"w{target.width}" if target.width else f"h{target.height}"
+
+
+def parse_target(scale: object, size: object = None) -> int | Target:
+    """The output size asked for: ``size`` (a ``sizing.Target`` or text such as "1920x1080") where given,
+    else ``scale``: 2, 3 or 4 (the network alone), or another factor from 1.1 to 8."""
+    if size is not None and size != "":
+        return size if isinstance(size, Target) else parse_size(size)
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale in SUPPORTED_SCALES:
+        return int(scale)
+    return Target(factor=parse_factor(scale))
+
 
 def admit(request: Request, limits: Limits, *, device: str = "cpu") -> Admitted:
     """Check every limit of ``request`` from its arguments and the images' headers; raise ``RefusedError``
     for the request, or (with ``request.each``) mark each refused item with its sentence."""
     try:
-        scale = parse_scale(request.scale)
+        target = parse_target(request.scale, request.size)
         precision = resolve_precision(request.precision, device) if request.precision != "auto" else "auto"
     except ValueError as err:
         raise RefusedError(str(err)) from None
     if request.truth not in ("none", "upload", "self"):
         raise RefusedError(f"ground truth must be 'none', 'upload' or 'self', got {request.truth!r}")
+    if request.truth == "self" and isinstance(target, Target) and target.factor is None:
+        raise RefusedError("as its own ground truth, an image is measured at a factor (such as 2 or 1.5), not a size")
     if not request.items:
         raise RefusedError("the request holds no image")
     if len(request.items) > limits.batch_images:
@@ -213,42 +247,53 @@ def admit(request: Request, limits: Limits, *, device: str = "cpu") -> Admitted:
     plans = []
     for item in request.items:
         try:
-            plans.append(plan_item(item, request, scale, limits))
+            plans.append(plan_item(item, request, target, limits))
         except RefusedError as refusal:
             if not request.each:
                 raise
             plans.append(Plan(item, refusal=str(refusal)))
-    work = sum(
-        work_pixels(p.size, scale, self_ensemble=request.self_ensemble, models=request.models)
-        for p in plans
-        if p.size is not None and not p.refusal
-    )
+    admitted = [p for p in plans if p.size is not None and not p.refusal]
+    work = sum(_work(p, request) for p in admitted)
     if work > limits.work_pixels:
-        what = (
-            f"this batch is {work:,} output pixels" + describe_passes(request.self_ensemble, request.models)
-            if len(plans) > 1
-            else _one_image_work(plans[0].size, scale, request)
-        )
+        passes = describe_passes(request.self_ensemble, request.models)
+        if len(plans) > 1:
+            what = f"this batch is {work:,} output pixels{passes}"
+        else:
+            (w, h), stages = plans[0].sizing.size, plans[0].sizing.stages
+            network = "" if len(stages) == 1 else f" (the network's {' then '.join(f'{s}x' for s in stages)})"
+            what = f"this request is {w}x{h} output pixels{network}{passes} = {work:,}"
         raise RefusedError(f"{what}; the limit per request is {limits.work_pixels:,}")
-    memory = max((_memory(p, request, scale, limits) for p in plans if p.size and not p.refusal), default=0.0)
-    return Admitted(request, scale, precision, tuple(plans), limits, work, memory)
+    memory = max((_memory(p, request, limits) for p in admitted), default=0.0)
+    return Admitted(request, target, precision, tuple(plans), limits, work, memory)
 
 
-def _one_image_work(size: tuple[int, int], scale: int, request: Request) -> str:
-    w, h = size
-    work = work_pixels(size, scale, self_ensemble=request.self_ensemble, models=request.models)
-    passes = describe_passes(request.self_ensemble, request.models)
-    return f"this request is {w * scale}x{h * scale} output pixels{passes} = {work:,}"
+def _stage_sizes(plan: Plan) -> list[tuple[tuple[int, int], int]]:
+    """(input size, scale) of each network stage."""
+    sizes, (w, h) = [], plan.size
+    for scale in plan.sizing.stages:
+        sizes.append(((w, h), scale))
+        w, h = w * scale, h * scale
+    return sizes
 
 
-def _memory(plan: Plan, request: Request, scale: int, limits: Limits) -> float:
-    return request_memory_mb(
-        plan.size, scale, trunk=plan.trunk, base_mb=limits.base_mb, views=request.views,
+def _work(plan: Plan, request: Request) -> int:
+    return sum(
+        work_pixels(size, scale, self_ensemble=request.self_ensemble, models=request.models)
+        for size, scale in _stage_sizes(plan)
+    )
+
+
+def _memory(plan: Plan, request: Request, limits: Limits) -> float:
+    """The last (largest) stage's estimate, with the stage before it kept, where there is one."""
+    (size, scale), before = _stage_sizes(plan)[-1], plan.size
+    kept = OUTPUT_BYTES * size[0] * size[1] / 1e6 if size != before else 0.0
+    return kept + request_memory_mb(
+        size, scale, trunk=plan.trunk, base_mb=limits.base_mb, views=request.views,
         truth=request.truth != "none", models=request.models,
     )  # fmt: skip
 
 
-def plan_item(item: Item, request: Request, scale: int, limits: Limits) -> Plan:
+def plan_item(item: Item, request: Request, target: int | Target, limits: Limits) -> Plan:
     """One item's checks: it could be unpacked, its pixels, its output's, its ground truth's size, and the
     memory it needs with the faster trunk that fits (``RefusedError`` otherwise)."""
     if item.problem:
@@ -257,19 +302,28 @@ def plan_item(item: Item, request: Request, scale: int, limits: Limits) -> Plan:
     if size is None:
         return Plan(item)  # the decoder will name what is wrong with it
     w, h = size
+    factor = target if not isinstance(target, Target) else target.factor
     if request.truth == "self":  # the image is the truth; the network sees its downscale
-        if w * h > limits.input_pixels * scale * scale:
+        if w * h > limits.input_pixels * factor * factor:
             raise RefusedError(
-                f"the image is {w}x{h} = {w * h:,} pixels; as its own ground truth at {scale}x the limit is "
-                f"{limits.input_pixels * scale * scale:,} pixels"
+                f"the image is {w}x{h} = {w * h:,} pixels; as its own ground truth at {factor:g}x the limit is "
+                f"{int(limits.input_pixels * factor * factor):,} pixels"
             )
-        w, h = w // scale, h // scale
+        truth_size = (w, h) if not isinstance(target, int) else (w - w % target, h - h % target)
+        w, h = (w // target, h // target) if isinstance(target, int) else (round(w / factor), round(h / factor))
+        target = target if isinstance(target, int) else Target(width=truth_size[0], height=truth_size[1])
     if w * h > limits.input_pixels:
         raise RefusedError(f"the image is {w}x{h} = {w * h:,} pixels; the limit is {limits.input_pixels:,} pixels")
-    if w * h * scale * scale > limits.output_pixels:
+    try:
+        sizing = SizePlan((target,), (w * target, h * target)) if isinstance(target, int) else plan_size((w, h), target)
+    except ValueError as err:
+        raise RefusedError(str(err)) from None
+    largest = max(sizing.size[0] * sizing.size[1], w * h * sizing.scale * sizing.scale)
+    if largest > limits.output_pixels:
+        (ow, oh), made = sizing.size, ("" if not sizing.resized((w, h)) else f" (the network makes {w * sizing.scale}x{h * sizing.scale} first)")
         raise RefusedError(
-            f"a {w}x{h} image upscaled {scale}x would be {w * scale}x{h * scale} = {w * h * scale * scale:,} "
-            f"pixels; the output limit is {limits.output_pixels:,} pixels"
+            f"a {w}x{h} image upscaled to {ow}x{oh}{made} would be {largest:,} pixels; the output limit is "
+            f"{limits.output_pixels:,} pixels"
         )
     if request.truth == "upload" and item.truth is None and not request.each:  # in a batch: no scores for it
         raise RefusedError("upload the original (HR) image, or choose another ground-truth option")
@@ -277,20 +331,27 @@ def plan_item(item: Item, request: Request, scale: int, limits: Limits) -> Plan:
         declared = image_size(item.truth)
         if declared is not None:  # a wrong size is refused from the header, before decoding
             try:
-                check_ground_truth_size((w, h), declared, scale)
+                if isinstance(target, int):
+                    check_ground_truth_size((w, h), declared, target)
+                elif declared != sizing.size:
+                    raise ImageError(
+                        f"the ground truth is {declared[0]}x{declared[1]}; the output is {sizing.size[0]}x"
+                        f"{sizing.size[1]} and the truth must be that size"
+                    )
             except ImageError as err:
                 raise RefusedError(str(err)) from None
-    plan = Plan(item, (w, h), "whole")
-    if _memory(plan, request, scale, limits) <= limits.memory_mb:
+    plan = Plan(item, (w, h), sizing, "whole")
+    if _memory(plan, request, limits) <= limits.memory_mb:
         return plan
-    plan = Plan(item, (w, h), "streamed")
-    need = _memory(plan, request, scale, limits)
+    plan = Plan(item, (w, h), sizing, "streamed")
+    need = _memory(plan, request, limits)
     if need > limits.memory_mb:
         views = [v for v, on in (("its views", request.views), ("ground-truth scores", request.truth != "none")) if on]
         also = f" with {' and '.join(views)}" if views else ""
         ab = " for two models (A/B)" if request.models > 1 else ""
+        at = f"{target}x" if isinstance(target, int) else f"{sizing.size[0]}x{sizing.size[1]}"
         raise RefusedError(
-            f"a {w}x{h} image at {scale}x{also}{ab} needs about {need:,.0f} MB; the limit per request is "
+            f"a {w}x{h} image at {at}{also}{ab} needs about {need:,.0f} MB; the limit per request is "
             f"{limits.memory_mb:,.0f} MB (use a smaller image or scale)"
         )
     return plan
@@ -322,7 +383,7 @@ class ItemResult:
 @dataclass(frozen=True)
 class Outcome:
     results: tuple[ItemResult, ...]
-    scale: int
+    tag: str  # the size asked for, as output names say it (x2, x1.5, 1920x1080)
     weights: LoadedWeights
     versus: LoadedWeights | None = None
 
@@ -338,7 +399,7 @@ class Outputs:
         self,
         folder: str | os.PathLike,
         items: Sequence[Item],
-        scale: int,
+        tag: str,
         *,
         overwrite: bool = False,
         side_by_side: bool = False,
@@ -348,7 +409,7 @@ class Outputs:
             raise RefusedError(f"format must be 'png', 'webp' or 'jpeg'; got {format!r}")
         self.folder, self.overwrite, self.side_by_side = Path(folder), overwrite, side_by_side
         self.format = str(format).lower()
-        names = output_names([i.name for i in items], f"x{scale}", OUTPUT_FORMATS[self.format])
+        names = output_names([i.name for i in items], tag, OUTPUT_FORMATS[self.format])
         self.names = {id(item): name for item, name in zip(items, names, strict=True)}
 
     def target(self, item: Item) -> Path:
@@ -393,9 +454,10 @@ def run(
     """Run an admitted request: weights A (and B) loaded once, every item decoded once and compared, its
     output written where ``outputs`` say. Without ``request.each`` the first failure is raised; with it,
     each failure becomes that item's ``error``."""
-    request, scale = admitted.request, admitted.scale
-    weights = load(request.weights, scale)
-    versus = load(request.versus, scale) if request.versus else None
+    request = admitted.request
+    stages = sorted({s for p in admitted.plans if p.sizing for s in p.sizing.stages}) or [2]
+    weights = {s: load(request.weights, s) for s in stages}  # one source; a model per scale where it has one per scale
+    versus = {s: load(request.versus, s) for s in stages} if request.versus else None
     results = []
     for n, plan in enumerate(admitted.plans):
         item = plan.item
@@ -416,39 +478,48 @@ def run(
             if not request.each:
                 raise
             results.append(ItemResult(item.name, error=str(err)))
-    return Outcome(tuple(results), scale, weights, versus)
+    last = stages[-1]
+    return Outcome(tuple(results), admitted.tag, weights[last], versus[last] if versus else None)
 
 
 def run_item(
     admitted: Admitted,
     plan: Plan,
-    weights: LoadedWeights,
-    versus: LoadedWeights | None,
+    weights: dict[int, LoadedWeights],
+    versus: dict[int, LoadedWeights] | None,
     outputs: Outputs | None,
     report: Callable[[int, int], None],
 ) -> ItemResult:
-    request, scale, limits = admitted.request, admitted.scale, admitted.limits
+    request, target, limits = admitted.request, admitted.target, admitted.limits
     item = plan.item
-    decode_limit = limits.input_pixels * (scale * scale if request.truth == "self" else 1)
+    factor = target if not isinstance(target, Target) else (target.factor or 1)
+    decode_limit = int(limits.input_pixels * (factor * factor if request.truth == "self" else 1))
     pic = read_image(item.source, max_pixels=decode_limit)
     truth = None
     if request.truth == "upload" and item.truth is not None:
-        largest = (pic.size[0] + 1) * scale * (pic.size[1] + 1) * scale  # fit_ground_truth checks exactly
+        s = (plan.sizing or SizePlan((2,), (0, 0))).scale
+        largest = max((pic.size[0] + 1) * s * (pic.size[1] + 1) * s, 1)  # compare checks the size exactly
         truth = read_image(item.truth, max_pixels=largest)
     options = dict(self_ensemble=request.self_ensemble, trunk=plan.trunk, max_output_pixels=limits.output_pixels)
-    model, mode = weights.model_for(admitted.precision)
+
+    def models(chosen: dict[int, LoadedWeights]) -> tuple[dict[int, MDSR], str]:
+        runs = {s: w.model_for(admitted.precision) for s, w in chosen.items()}
+        return {s: m for s, (m, _) in runs.items()}, next(iter(runs.values()))[1]
+
+    a_models, mode = models(weights)
     a = compare_on_device(
-        model, pic, scale, truth=truth, self_truth=request.truth == "self", with_bicubic=request.bicubic,
+        a_models, pic, target, truth=truth, self_truth=request.truth == "self", with_bicubic=request.bicubic,
         progress=report, precision=mode, **options,
     )  # fmt: skip
     del pic, truth  # what B needs is in A's comparison: the network's input and the fitted truth
     b = None
     if versus is not None:
         bicubic_scores = a.metrics.bicubic if a.metrics is not None else None
-        model, mode = versus.model_for(admitted.precision)
+        same_size = target if not isinstance(target, Target) else Target(width=a.output.size[0], height=a.output.size[1])
+        b_models, mode = models(versus)
         b = compare_on_device(
-            model, a.lr, scale, truth=a.truth, with_bicubic=False, bicubic_scores=bicubic_scores, precision=mode,
-            **options,
+            b_models, a.lr, same_size, truth=a.truth, with_bicubic=False, bicubic_scores=bicubic_scores,
+            precision=mode, **options,
         )  # fmt: skip
     path, written = outputs.write(item, a) if outputs is not None else (None, ())
     kept = {} if request.each else {"comparison": a, "versus": b}  # a batch keeps its rows, not its pictures

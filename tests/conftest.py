@@ -170,8 +170,8 @@ def call(url: str, data: list) -> tuple[str, str]:
 
 
 def submit(url: str, data: list) -> urllib.request.Request:
-    """A raw call sends every argument: (image, scale, ground truth, precision, weights, format)."""
-    defaults = [None, 2, None, "auto", "auto", "png"]
+    """A raw call sends every argument: (image, scale, ground truth, precision, weights, format, size)."""
+    defaults = [None, 2, None, "auto", "auto", "png", None]
     body = json.dumps({"data": [*data, *defaults[len(data) :]]}).encode()
     return urllib.request.Request(f"{url}gradio_api/call/upscale", body, headers={"Content-Type": "application/json"})
 

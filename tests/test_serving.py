@@ -86,7 +86,7 @@ def test_a_run_decodes_each_image_once_and_writes_its_output(tmp_path, monkeypat
     monkeypatch.setattr(serving, "read_image", lambda source, **k: decoded.append(source) or read(source, **k))
     weights = LoadedWeights(tiny(), "tiny")
     admitted = admit(one(str(tmp_path / "cup.png"), versus="other", precision="fp32"), DEMO_LIMITS)
-    outputs = serving.Outputs(tmp_path / "out", admitted.request.items, 2)
+    outputs = serving.Outputs(tmp_path / "out", admitted.request.items, admitted.tag)
     outcome = run(admitted, load=lambda choice, scale: weights, outputs=outputs)
     result = outcome.results[0]
     assert decoded == [str(tmp_path / "cup.png")]

@@ -1,0 +1,113 @@
+"""Any output size: a factor from 1.1 to 8, or a width, a height, or a box to fit inside.
+
+The network runs at the smallest trained scale that reaches the size, or above 4x in two stages (the
+cheapest pair: 2x then 3x for up to 6x, 2x then 4x for up to 8x), each stage exact; then MATLAB's bicubic
+(antialiased) brings the result down to the exact size. The trained scales 2, 3 and 4 are the network
+alone, as before. A factor's size is ``ceil(side * factor)`` on each side, as MATLAB's imresize computes it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from mdsr.model import SUPPORTED_SCALES
+
+MIN_FACTOR, MAX_FACTOR = 1.1, 8.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """What was asked: a ``factor``, or a ``width`` and/or ``height`` (one alone keeps the aspect ratio; both
+    give that exact size), or a ``fit`` box (width, height) to fill as far as the aspect ratio allows."""
+
+    factor: float | None = None
+    width: int | None = None
+    height: int | None = None
+    fit: tuple[int, int] | None = None
+
+    def describe(self) -> str:
+        if self.factor is not None:
+            return f"{self.factor:g}x"
+        if self.fit is not None:
+            return f"fit inside {self.fit[0]}x{self.fit[1]}"
+        return f"{self.width or ''}x{self.height or ''}"
+
+
+@dataclass(frozen=True)
+class SizePlan:
+    """How to reach a size: the network's scales, in order, and the exact size after the last resize."""
+
+    stages: tuple[int, ...]
+    size: tuple[int, int]  # (width, height)
+
+    @property
+    def scale(self) -> int:
+        """The network's overall scale."""
+        return math.prod(self.stages)
+
+    def resized(self, input_size: tuple[int, int]) -> bool:
+        return self.size != (input_size[0] * self.scale, input_size[1] * self.scale)
+
+
+def parse_factor(value: object) -> float:
+    """A factor from an untrusted caller: a number from 1.1 to 8 (2, 3 and 4 included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"the scale must be a number from {MIN_FACTOR:g} to {MAX_FACTOR:g}; got {_shown(value)}")
+    if not MIN_FACTOR <= value <= MAX_FACTOR:
+        raise ValueError(f"the scale must be from {MIN_FACTOR:g} to {MAX_FACTOR:g}; got {value:g}")
+    return float(value)
+
+
+def parse_size(text: object) -> Target:
+    """A size as people write it: "1920x1080" (fit inside), "1920x" (that width), "x1080" (that height)."""
+    match = re.fullmatch(r"\s*(\d{1,6})?\s*[xX×]\s*(\d{1,6})?\s*", text) if isinstance(text, str) else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"a size is WIDTHxHEIGHT (to fit inside), WIDTHx or xHEIGHT, e.g. 1920x1080; got {_shown(text)}")
+    width, height = (int(v) if v else None for v in match.groups())
+    if width is not None and height is not None:
+        return Target(fit=(width, height))
+    return Target(width=width, height=height)
+
+
+def stages_for(factor: float) -> tuple[int, ...]:
+    """The network's scales for ``factor``: one trained scale up to 4x, else the cheapest pair (the work is
+    the first stage's output plus the second's), the smaller scale first."""
+    if factor <= max(SUPPORTED_SCALES):
+        return (min(s for s in SUPPORTED_SCALES if s >= factor - 1e-9),)
+    pairs = [(a, b) for a in SUPPORTED_SCALES for b in SUPPORTED_SCALES if a * b >= factor - 1e-9]
+    return min(pairs, key=lambda p: (p[0] ** 2 + (p[0] * p[1]) ** 2, p))
+
+
+def plan(input_size: tuple[int, int], target: Target | int | float) -> SizePlan:
+    """The stages and exact output size for an input of ``input_size`` (width, height)."""
+    w, h = input_size
+    if not isinstance(target, Target):
+        target = Target(factor=parse_factor(target))
+    if target.factor is not None:
+        factor = parse_factor(target.factor)
+        size = (math.ceil(w * factor - 1e-9), math.ceil(h * factor - 1e-9))
+    elif target.fit is not None:
+        factor = min(target.fit[0] / w, target.fit[1] / h)
+        size = (min(target.fit[0], round(w * factor)), min(target.fit[1], round(h * factor)))
+    elif target.width is not None and target.height is not None:
+        size, factor = (target.width, target.height), max(target.width / w, target.height / h)
+    elif target.width is not None:
+        factor = target.width / w
+        size = (target.width, round(h * factor))
+    else:
+        factor = target.height / h
+        size = (round(w * factor), target.height)
+    ratios = (size[0] / w, size[1] / h)
+    if min(size) < 1 or not MIN_FACTOR - 1e-9 <= min(ratios) <= max(ratios) <= MAX_FACTOR + 1e-9:
+        raise ValueError(
+            f"{target.describe()} of a {w}x{h} image is {size[0]}x{size[1]}, {max(ratios):.3g}x; the output must be "
+            f"{MIN_FACTOR:g} to {MAX_FACTOR:g} times the input"
+        )
+    return SizePlan(stages_for(max(ratios)), size)
+
+
+def _shown(value: object) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."

@@ -1,0 +1,148 @@
+"""Any output size: factors from 1.1 to 8 and target sizes, through the library, the CLI and the API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import ROOT, tiny
+from PIL import Image
+from sample_files import photo
+
+import mdsr
+from mdsr.cli import main
+from mdsr.imaging import read_image, resize_picture
+from mdsr.inference import upscale_picture
+from mdsr.serving import DEMO_LIMITS, Item, RefusedError, Request, admit
+from mdsr.sizing import Target, parse_size, plan, stages_for
+
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.mark.parametrize(
+    ("factor", "stages"), [(1.1, (2,)), (1.5, (2,)), (2, (2,)), (2.5, (3,)), (3.5, (4,)), (5, (2, 3)), (6, (2, 3)), (8, (2, 4))]
+)
+def test_the_network_runs_at_the_cheapest_trained_scales_that_reach_the_factor(factor, stages):
+    assert stages_for(factor) == stages
+
+
+def test_sizes_follow_matlabs_rounding_and_keep_the_aspect_ratio():
+    assert plan((101, 60), 1.5).size == (152, 90)  # ceil(151.5), as imresize computes it
+    assert plan((200, 100), Target(width=500)).size == (500, 250)
+    assert plan((200, 100), parse_size("x300")).size == (600, 300)
+    assert plan((200, 100), parse_size("1000x1000")).size == (1000, 500)  # fit inside
+    assert plan((200, 100), Target(width=400, height=250)).size == (400, 250)  # both: that exact size
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (0, r"the scale must be from 1.1 to 8; got 0"),
+        (0.5, r"the scale must be from 1.1 to 8; got 0.5"),
+        (9, r"the scale must be from 1.1 to 8; got 9"),
+        ("abc", r"the scale must be a number from 1.1 to 8; got 'abc'"),
+        (float("nan"), r"the scale must be a number from 1.1 to 8"),
+        (Target(width=0), r"is 0x0.*the output must be 1.1 to 8 times the input"),
+        (parse_size("100000x"), r"100000x of a 200x100 image is 100000x50000, 500x; the output must be 1.1 to 8"),
+        (parse_size("210x"), r"1.05x; the output must be 1.1 to 8 times the input"),
+    ],
+)
+def test_a_size_out_of_reach_is_one_sentence(target, message):
+    with pytest.raises(ValueError, match=message):
+        plan((200, 100), target)
+
+
+@pytest.mark.parametrize("text", ["12", "x", "1920*1080", "-5x10", [1920, 1080]])
+def test_a_size_written_otherwise_names_the_forms(text):
+    with pytest.raises(ValueError, match=r"a size is WIDTHxHEIGHT \(to fit inside\), WIDTHx or xHEIGHT"):
+        parse_size(text)
+
+
+def test_a_factor_between_trained_scales_is_the_network_then_matlabs_bicubic(coffee):
+    pic = read_image(coffee.crop((0, 0, 40, 30)))
+    model = tiny()
+    at_2x, _ = upscale_picture(model, pic, 2, precision="fp32")
+    out = mdsr.upscale(model, coffee.crop((0, 0, 40, 30)), 1.5, precision="fp32")
+    assert out.size == (60, 45)
+    assert np.array_equal(np.asarray(out), np.asarray(mdsr.imaging.picture_to_pil(resize_picture(at_2x, (60, 45)))))
+
+
+def test_the_trained_scales_are_the_network_alone(coffee):
+    model, image = tiny(), coffee.crop((0, 0, 40, 30))
+    pic = read_image(image)
+    by_factor = mdsr.upscale(model, image, 3, precision="fp32")
+    assert np.array_equal(np.asarray(by_factor), np.asarray(mdsr.imaging.picture_to_pil(upscale_picture(model, pic, 3, precision="fp32")[0])))
+
+
+def test_admission_counts_the_work_of_both_stages(tmp_path):
+    photo((100, 80)).save(tmp_path / "cup.png")
+    admitted = admit(Request((Item("cup.png", str(tmp_path / "cup.png")),), scale=6), DEMO_LIMITS)
+    assert admitted.plans[0].sizing.stages == (2, 3) and admitted.work == 200 * 160 + 600 * 480
+    with pytest.raises(RefusedError, match=r"600x480 output pixels \(the network's 2x then 3x\) = 320,000; the limit"):
+        admit(Request((Item("cup.png", str(tmp_path / "cup.png")),), scale=6), _with(work_pixels=300_000))
+
+
+def _with(**changes):
+    import dataclasses
+
+    return dataclasses.replace(DEMO_LIMITS, **changes)
+
+
+def test_the_cli_takes_a_factor_a_width_a_height_or_a_box(tmp_path, tiny_weights, coffee):
+    coffee.crop((0, 0, 40, 30)).save(tmp_path / "cup.png")
+    base = ["upscale", str(tmp_path / "cup.png"), "-o", str(tmp_path / "out"), "--weights", tiny_weights]
+    for extra in (["-s", "2.5"], ["--width", "100"], ["--height", "90"], ["--fit", "200x100"]):
+        assert main([*base, *extra]) == 0
+    sizes = {p.name: Image.open(p).size for p in (tmp_path / "out").iterdir()}
+    assert sizes == {
+        "cup_x2.5.png": (100, 75),
+        "cup_w100.png": (100, 75),
+        "cup_h90.png": (120, 90),
+        "cup_200x100.png": (133, 100),
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["-s", "0"], "error: the scale must be from 1.1 to 8; got 0"),
+        (["-s", "0.5"], "error: the scale must be from 1.1 to 8; got 0.5"),
+        (["-s", "9"], "error: the scale must be from 1.1 to 8; got 9"),
+        (["-s", "abc"], "error: the scale must be a number from 1.1 to 8; got 'abc'"),
+        (["--width", "0"], "error: --width and --height are numbers of pixels, at least 1"),
+        (["-s", "2", "--width", "100"], "error: give --scale, or --width and/or --height, or --fit WxH"),
+    ],
+)
+def test_the_cli_answers_a_bad_size_with_one_line(tmp_path, tiny_weights, coffee, capsys, extra, message):
+    coffee.crop((0, 0, 40, 30)).save(tmp_path / "cup.png")
+    assert main(["upscale", str(tmp_path / "cup.png"), "-o", str(tmp_path / "out"), "--weights", tiny_weights, *extra]) == 2
+    assert capsys.readouterr().err.strip() == message
+
+
+def test_a_width_out_of_reach_is_the_images_row_in_the_cli(tmp_path, tiny_weights, coffee, capsys):
+    coffee.crop((0, 0, 40, 30)).save(tmp_path / "cup.png")
+    argv = ["upscale", str(tmp_path / "cup.png"), "-o", str(tmp_path / "out"), "--weights", tiny_weights, "--width", "100000"]
+    assert main(argv) == 1
+    assert "100000x of a 40x30 image is 100000x75000, 2.5e+03x; the output must be 1.1 to 8" in capsys.readouterr().err
+
+
+def test_the_api_takes_a_factor_or_a_size(tmp_path):
+    import app
+
+    photo((40, 30)).save(tmp_path / "cup.png")
+    assert app.upscale_api(str(tmp_path / "cup.png"), 1.5)[1]["width"] == 60
+    _, report = app.upscale_api(str(tmp_path / "cup.png"), None, size="x90")
+    assert (report["width"], report["height"]) == (120, 90)
+    with pytest.raises(app.gr.Error, match="a size is WIDTHxHEIGHT"):
+        app.upscale_api(str(tmp_path / "cup.png"), None, size="big")
+    with pytest.raises(app.gr.Error, match="the scale must be from 1.1 to 8; got 9"):
+        app.upscale_api(str(tmp_path / "cup.png"), 9)
+
+
+def test_a_factor_with_the_image_as_its_own_truth_is_scored_at_the_images_size():
+    import app
+
+    result = app.upscale_ui(
+        image=str(EXAMPLES / "chelsea.png"), scale=2, gt_mode=app.GT_SELF, gt_image=None,
+        **{**app.DEFAULTS, "weights": app.BUNDLED}, custom_size="1.5", progress=lambda *a, **k: None,
+    )  # fmt: skip
+    assert result.output.shape == (300, 451, 3) and "| x1.49" in result.metrics and "Gain" in result.metrics
