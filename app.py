@@ -173,12 +173,15 @@ def admit_ui(
     versus,
     download_format,
     custom_size,
+    region_auto,
+    region_x,
+    region_y,
     request: gr.Request,
 ):
     """`upscale_ui`'s inputs, named one by one: Gradio finds the request argument only in such a signature
     (with ``*values`` the UI's own endpoint stopped answering)."""
     values = (image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y)
-    return admit(request, (*values, my_file, my_listed, versus, download_format, custom_size))
+    return admit(request, (*values, my_file, my_listed, versus, download_format, custom_size, region_auto, region_x, region_y))
 
 
 def admit_batch(files, scale, truths, weights, precision, request: gr.Request):
@@ -287,6 +290,7 @@ class UiResult(NamedTuple):
     metrics: str
     errors: list | None
     info: str
+    region: np.ndarray | None
     view: ZoomView
 
     def shown(self) -> tuple:
@@ -310,6 +314,9 @@ def upscale_ui(
     versus=VERSUS_BICUBIC,
     download_format="png",
     custom_size="",
+    region_auto=True,
+    region_x=50,
+    region_y=50,
     progress=gr.Progress(),  # noqa: B008 (Gradio injects its progress tracker through this default)
 ):
     """Upscale with the chosen weights (A) and show it beside bicubic, or beside weights B (A/B mode)."""
@@ -321,6 +328,7 @@ def upscale_ui(
         items=(serving.Item(upload_name(image), image, gt_image if truth == "upload" else None),),
         **custom_or(scale, custom_size), weights=weights, versus=versus if ab else None, precision=precision,
         truth=truth, self_ensemble=bool(self_ensemble), bicubic=not ab, views=True,
+        region=serving.Region(None if region_auto else (region_x / 100, region_y / 100)),
     )  # fmt: skip
     outcome = serve(request, mine=my_file or my_listed, progress=ui_progress(progress), format=download_format)
     result = outcome.results[0]
@@ -344,8 +352,22 @@ def upscale_ui(
         zoom=zoom_of(view, auto_zoom, zoom_x, zoom_y),
         metrics=metrics_markdown(a, b, left[0], right_label),
         errors=maps,
-        info=info_markdown(a, outcome.weights, result.notes) + (f" · **slider:** {left[0]} ◀ ▶ {right_label}" if ab else ""),
+        info=info_markdown(a, outcome.weights, result.notes)
+        + (f" · **slider:** {left[0]} ◀ ▶ {right_label}" if ab else "")
+        + region_markdown(result),
+        region=result.overview,
         view=view,
+    )
+
+
+def region_markdown(result: serving.ItemResult) -> str:
+    """Which part of a photo over the limits was upscaled, and why not the whole."""
+    if result.region is None:
+        return ""
+    x, y, w, h = result.region
+    return (
+        f" · **region:** the {w}x{h} part at ({x}, {y}) was upscaled, as the whole photo is over the demo's "
+        f"limits ({result.over}); move it under **Region**"
     )
 
 
@@ -488,12 +510,20 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                     value="png", label="Download as (the colour profile and EXIF of your file are kept)",
                     elem_id="download-format",
                 )  # fmt: skip
+            with gr.Accordion("Region: for photos over the limits (e.g. a 12-megapixel phone photo)", open=False):
+                region_auto = gr.Checkbox(True, label="The most detailed part", elem_id="region-auto")
+                region_x = gr.Slider(0, 100, value=50, step=1, label="or centred at x (%)", elem_id="region-x")
+                region_y = gr.Slider(0, 100, value=50, step=1, label="and y (%)", elem_id="region-y")
             button = gr.Button("Upscale", variant="primary", elem_id="upscale-button")
         with gr.Column(scale=2):
             slider = gr.ImageSlider(
                 label="Bicubic (or weights B) ◀ ▶ MDSR-BAM", format="png", type="numpy", elem_id="slider"
             )
             info = gr.Markdown(elem_id="run-info")
+            region = gr.Image(
+                label="Where the upscaled region lies in your photo", format="png", interactive=False,
+                elem_id="region",
+            )  # fmt: skip
             metrics = gr.Markdown(elem_id="metrics")
             zoom = gr.Image(
                 label="Zoomed region: bicubic | MDSR-BAM | ground truth",
@@ -512,11 +542,11 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
             download = gr.DownloadButton("Download (full resolution)", elem_id="download")
 
     inputs = [image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y]
-    inputs += [my_file, my_listed, versus, download_format, custom_size]
+    inputs += [my_file, my_listed, versus, download_format, custom_size, region_auto, region_x, region_y]
     button.click(
         upscale_ui,
         inputs,
-        [slider, output, download, zoom, metrics, errors, info, state],
+        [slider, output, download, zoom, metrics, errors, info, region, state],
         api_visibility="private",
         validator=admit_ui,
         concurrency_limit=1,
@@ -537,7 +567,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
             [str(EXAMPLES / "chelsea.png"), 2, GT_SELF, None],
         ],
         inputs=[image, scale, gt_mode, gt_image],
-        outputs=[slider, output, download, zoom, metrics, errors, info],
+        outputs=[slider, output, download, zoom, metrics, errors, info, region],
         fn=run_example,
         cache_examples=True,
         cache_mode="eager",  # run once at start-up: no visitor waits, no example runs beside the queue

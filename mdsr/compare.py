@@ -23,6 +23,7 @@ from mdsr.imaging import (
     bicubic_downscale,
     bicubic_upscale,
     crop_picture,
+    preview_rgb,
     resize_picture,
     rgb8,
     to_uint,
@@ -199,6 +200,39 @@ def most_detailed_region(rgb: np.ndarray, size: int) -> tuple[int, int]:
     sums = integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size]
     y, x = np.unravel_index(np.argmax(sums), sums.shape)
     return int(x), int(y)
+
+
+def region_at(pic: Picture, size: tuple[int, int], center: tuple[float, float] | None) -> tuple[int, int]:
+    """Top-left (x, y) of a ``size`` (width, height) region of the picture: around ``center`` (fractions of
+    its width and height), or around its most detailed part (found on a preview of at most ~512 pixels a
+    side, for speed)."""
+    (w, h), (cw, ch) = pic.size, size
+    if center is not None:
+        x0, y0 = round(center[0] * w - cw / 2), round(center[1] * h - ch / 2)
+        return min(max(x0, 0), w - cw), min(max(y0, 0), h - ch)
+    step = max(1, max(w, h) // 512)
+    preview = rgb8(replace(pic, rgb=pic.rgb[::step, ::step], alpha=None))
+    x0, y0 = most_detailed_region(preview, max(1, min(cw, ch) // step))
+    return min(x0 * step, w - cw), min(y0 * step, h - ch)
+
+
+def crop_region(pic: Picture, corner: tuple[int, int], size: tuple[int, int]) -> Picture:
+    """A copy of the ``size`` (width, height) region at ``corner`` (x, y): the whole picture can then go."""
+    (x0, y0), (cw, ch) = corner, size
+    rgb = np.ascontiguousarray(pic.rgb[y0 : y0 + ch, x0 : x0 + cw])
+    alpha = None if pic.alpha is None else np.ascontiguousarray(pic.alpha[y0 : y0 + ch, x0 : x0 + cw])
+    return replace(pic, rgb=rgb, alpha=alpha)
+
+
+def region_outline(pic: Picture, region: tuple[int, int, int, int], longest: int = 800) -> np.ndarray:
+    """A preview of the whole picture (at most ``longest`` pixels a side) with ``region`` (x, y, w, h)
+    outlined: where the upscaled part came from."""
+    w, h = pic.size
+    step = max(1, math.ceil(max(w, h) / longest))
+    preview = Image.fromarray(preview_rgb(replace(pic, rgb=pic.rgb[::step, ::step], alpha=None)))
+    x0, y0, cw, ch = (v / step for v in region)
+    ImageDraw.Draw(preview).rectangle((x0, y0, x0 + cw, y0 + ch), outline=(255, 40, 40), width=3)
+    return np.asarray(preview)
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,22 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from PIL import Image
 
-from mdsr.compare import Comparison, Metrics, check_ground_truth_size, compare
+from mdsr.compare import (
+    Comparison,
+    Metrics,
+    check_ground_truth_size,
+    compare,
+    crop_region,
+    region_at,
+    region_outline,
+)
 from mdsr.files import atomic_path, output_names
 from mdsr.imaging import OUTPUT_FORMATS, ImageError, image_size, preview_rgb, read_image, save_picture
 from mdsr.inference import Precision, RunInfo, Trunk, on_zerogpu, resolve_precision
@@ -152,6 +160,18 @@ class Item:
 
 
 @dataclass(frozen=True)
+class Region:
+    """For a photo over the limits (the demo's UI): upscale the largest part of it that fits, keeping its
+    aspect ratio, around ``center`` ((x, y) as fractions of the width and height) or, where None, around
+    its most detailed part. Only without a ground truth, and for photos of at most REGION_DECODE_PIXELS."""
+
+    center: tuple[float, float] | None = None
+
+
+REGION_DECODE_PIXELS = 24_000_000  # the largest photo the demo decodes whole to cut a region from (6000x4000)
+
+
+@dataclass(frozen=True)
 class Request:
     """What to do: ``items`` (one, or a batch), the scale, the weights (a name the caller's loader knows),
     ``versus`` (weights B: an A/B comparison), the precision, the ground truth ("upload": each item's
@@ -171,6 +191,7 @@ class Request:
     views: bool = False
     each: bool = False
     size: object = None  # instead of a scale: a sizing.Target, or text such as "1920x1080" (fit inside)
+    region: Region | None = None  # the demo: a photo over the limits gives its largest part that fits
 
     @property
     def models(self) -> int:
@@ -188,6 +209,9 @@ class Plan:
     sizing: SizePlan | None = None
     trunk: Trunk = "whole"
     refusal: str = ""
+    crop: tuple[int, int] | None = None  # the region's size, where the whole image is over the limits
+    whole: tuple[int, int] | None = None  # the whole image's size, then
+    over: str = ""  # why the whole image was not taken, then
 
 
 @dataclass(frozen=True)
@@ -295,12 +319,35 @@ def _memory(plan: Plan, request: Request, limits: Limits) -> float:
 
 def plan_item(item: Item, request: Request, target: int | Target, limits: Limits) -> Plan:
     """One item's checks: it could be unpacked, its pixels, its output's, its ground truth's size, and the
-    memory it needs with the faster trunk that fits (``RefusedError`` otherwise)."""
+    memory it needs with the faster trunk that fits (``RefusedError`` otherwise). With a ``request.region``,
+    an image over the limits gives its largest region (of its aspect ratio) within them instead."""
     if item.problem:
         raise RefusedError(item.problem)
     size = image_size(item.source)
     if size is None:
         return Plan(item)  # the decoder will name what is wrong with it
+    try:
+        return _plan_at(item, request, target, limits, size)
+    except RefusedError as refusal:
+        if request.region is None or request.truth != "none" or size[0] * size[1] > REGION_DECODE_PIXELS:
+            raise
+        over = str(refusal)
+    low, high = 0.0, 1.0  # the region's side over the image's
+    best = None
+    while high - low > 0.005:
+        k = (low + high) / 2
+        crop = (max(16, int(size[0] * k)), max(16, int(size[1] * k)))
+        try:
+            best = replace(_plan_at(item, request, target, limits, crop), crop=crop, whole=size, over=over)
+            low = k
+        except RefusedError:
+            high = k
+    if best is None:
+        raise RefusedError(over)
+    return best
+
+
+def _plan_at(item: Item, request: Request, target: int | Target, limits: Limits, size: tuple[int, int]) -> Plan:
     w, h = size
     factor = target if not isinstance(target, Target) else target.factor
     if request.truth == "self":  # the image is the truth; the network sees its downscale
@@ -374,6 +421,9 @@ class ItemResult:
     info: RunInfo | None = None
     sizes: tuple[tuple[int, int], tuple[int, int]] | None = None  # (input, output) as (width, height)
     notes: tuple[str, ...] = ()  # what decoding changed (an animation's first frame, ...)
+    region: tuple[int, int, int, int] | None = None  # (x, y, width, height) upscaled of a photo over the limits
+    overview: np.ndarray | None = None  # then: the whole photo, small, with that region outlined
+    over: str = ""  # then: the limit the whole photo passed
     comparison: Comparison | None = None
     versus: Comparison | None = None
     error: str = ""
@@ -494,7 +544,13 @@ def run_item(
     item = plan.item
     factor = target if not isinstance(target, Target) else (target.factor or 1)
     decode_limit = int(limits.input_pixels * (factor * factor if request.truth == "self" else 1))
-    pic = read_image(item.source, max_pixels=decode_limit)
+    pic = read_image(item.source, max_pixels=REGION_DECODE_PIXELS if plan.crop else decode_limit)
+    region = overview = None
+    if plan.crop:
+        x0, y0 = region_at(pic, plan.crop, request.region.center)
+        region = (x0, y0, *plan.crop)
+        overview = region_outline(pic, region)
+        pic = crop_region(pic, (x0, y0), plan.crop)  # the whole photo goes
     truth = None
     if request.truth == "upload" and item.truth is not None:
         s = (plan.sizing or SizePlan((2,), (0, 0))).scale
@@ -524,7 +580,8 @@ def run_item(
     path, written = outputs.write(item, a) if outputs is not None else (None, ())
     kept = {} if request.each else {"comparison": a, "versus": b}  # a batch keeps its rows, not its pictures
     notes = a.output.notes + written
-    return ItemResult(item.name, path, a.metrics, a.info, (a.lr.size, a.output.size), notes, **kept)
+    sizes = (a.lr.size, a.output.size)
+    return ItemResult(item.name, path, a.metrics, a.info, sizes, notes, region, overview, plan.over, **kept)
 
 
 # --------------------------------------------------------------------------------------------------

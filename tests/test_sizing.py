@@ -146,3 +146,30 @@ def test_a_factor_with_the_image_as_its_own_truth_is_scored_at_the_images_size()
         **{**app.DEFAULTS, "weights": app.BUNDLED}, custom_size="1.5", progress=lambda *a, **k: None,
     )  # fmt: skip
     assert result.output.shape == (300, 451, 3) and "| x1.49" in result.metrics and "Gain" in result.metrics
+
+
+def test_a_photo_over_the_demos_limits_gives_its_largest_region_within_them(monkeypatch, tmp_path, astronaut):
+    import app
+    from conftest import limited
+
+    limited(monkeypatch, input_pixels=20_000)
+    astronaut.save(tmp_path / "photo.png")  # 512x512: 262,144 pixels
+    run = lambda **region: app.upscale_ui(  # noqa: E731
+        image=str(tmp_path / "photo.png"), scale=2, gt_mode=app.GT_NONE, gt_image=None,
+        **{**app.DEFAULTS, "weights": app.BUNDLED}, progress=lambda *a, **k: None, **region,
+    )  # fmt: skip
+    detailed = run()
+    assert detailed.output.shape[0] * detailed.output.shape[1] <= 4 * 20_000 and detailed.region is not None
+    assert "**region:** the 140x140 part at" in detailed.info and "the limit is 20,000 pixels" in detailed.info
+    corner = run(region_auto=False, region_x=0, region_y=0)
+    assert "the 140x140 part at (0, 0) was upscaled" in corner.info
+
+
+def test_the_api_refuses_a_photo_over_the_limits_with_the_same_sentence(monkeypatch, tmp_path, astronaut):
+    import app
+    from conftest import limited
+
+    limited(monkeypatch, input_pixels=20_000)
+    astronaut.save(tmp_path / "photo.png")
+    with pytest.raises(app.gr.Error, match=r"the image is 512x512 = 262,144 pixels; the limit is 20,000 pixels"):
+        app.upscale_api(str(tmp_path / "photo.png"), 2)
