@@ -294,8 +294,9 @@ class UiResult(NamedTuple):
     view: ZoomView
 
     def shown(self) -> tuple:
-        """Everything but the kept view: what an example row shows."""
-        return tuple(getattr(self, name) for name in self._fields if name != "view")
+        """What an example row shows: all but the kept view and the region (an example is never over the
+        limits, and Gradio's example cache cannot hold an empty image)."""
+        return tuple(getattr(self, name) for name in self._fields if name not in ("view", "region"))
 
 
 def upscale_ui(
@@ -567,7 +568,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
             [str(EXAMPLES / "chelsea.png"), 2, GT_SELF, None],
         ],
         inputs=[image, scale, gt_mode, gt_image],
-        outputs=[slider, output, download, zoom, metrics, errors, info, region],
+        outputs=[slider, output, download, zoom, metrics, errors, info],
         fn=run_example,
         cache_examples=True,
         cache_mode="eager",  # run once at start-up: no visitor waits, no example runs beside the queue

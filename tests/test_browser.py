@@ -140,3 +140,29 @@ def test_batch_upscales_several_images_into_one_zip(page, url, tmp_path):
     assert page.locator("#batch-table td", has_text="36.").count() >= 1  # chelsea's PSNR against its truth
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-batch.png"), full_page=True)
+
+
+def test_another_size_is_upscaled_and_named(page, url):
+    page.goto(url)
+    page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLES / "coffee_lr_x3.png"))
+    page.locator("#custom-size textarea, #custom-size input").first.fill("1.5")
+    page.locator("#upscale-button").click()
+    page.locator("#run-info", has_text="200x133 → 300x200").wait_for(timeout=180_000)
+    assert page.locator("#output img").evaluate("img => img.naturalWidth") == 300
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-custom-size.png"), full_page=True)
+
+
+def test_a_photo_over_the_limits_gives_a_region_shown_on_the_whole(page, url, tmp_path, monkeypatch, astronaut):
+    from conftest import limited
+
+    limited(monkeypatch, input_pixels=40_000)  # the astronaut's 512x512 is then a photo over the limits
+    astronaut.save(tmp_path / "astronaut.jpg", quality=95)
+    page.goto(url)
+    page.locator("#input-image input[type=file]").set_input_files(str(tmp_path / "astronaut.jpg"))
+    page.locator("#scale label", has_text="2").click()
+    page.locator("#upscale-button").click()
+    page.locator("#run-info", has_text="region:").wait_for(timeout=180_000)
+    assert page.locator("#region img").count() == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-region.png"), full_page=True)
