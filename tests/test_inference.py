@@ -146,3 +146,10 @@ def test_without_edge_padding_it_is_the_bare_network(tiny_model, coffee):
     with torch.inference_mode():
         bare = tiny_model(lr, 3).clamp(0, 1)
     assert torch.allclose(super_resolve(tiny_model, lr, 3, edge_padding=0, precision="fp32"), bare, atol=1e-5)
+
+
+def test_auto_is_fp32_on_a_gpu_too_as_bf16_misses_the_bar(monkeypatch):
+    from mdsr.inference import auto_precision
+
+    monkeypatch.setattr("mdsr.inference.bf16_supported", lambda *a, **k: True)
+    assert auto_precision("cuda") == "fp32"
