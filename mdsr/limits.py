@@ -14,16 +14,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-Trunk = Literal["whole", "streamed"]
+Trunk = Literal["whole", "lean", "streamed"]
 
 EDGE = 8  # the input's edge replicated by 4 pixels on each side (mdsr.inference.EDGE_PADDING)
 # The process at rest, the bundled weights and their int8 copy loaded: the demo (with Gradio) 500-550 MB,
 # the CLI 300-350 MB, measured; each caller's ``Limits.base_mb``.
 # The trunk, per pixel of the edge-padded input: the whole-image trunk holds three 64-channel float maps
-# and its striped pieces; the streamed trunk one map, plus its bands and chunks (STREAMED_FIXED_MB).
+# and its striped pieces; the lean trunk two; the streamed trunk one, plus its bands and chunks.
 WHOLE_TRUNK_BYTES = 850
+LEAN_TRUNK_BYTES = 560  # two maps: the block's input and output
 STREAMED_TRUNK_BYTES = 260
-STREAMED_FIXED_MB = 200
+STREAMED_FIXED_MB = 200  # the lean trunk's streamed parts too
 INPUT_BYTES = 24  # per input pixel: the decoded picture and the network's view of it
 # Per output pixel:
 OUTPUT_BYTES = 12  # the output picture (float32 RGB)
@@ -38,7 +39,8 @@ def trunk_mb(size: tuple[int, int], trunk: Trunk) -> float:
     pixels = (size[0] + EDGE) * (size[1] + EDGE)
     if trunk == "whole":
         return WHOLE_TRUNK_BYTES * pixels / 1e6
-    return STREAMED_TRUNK_BYTES * pixels / 1e6 + STREAMED_FIXED_MB
+    per_pixel = LEAN_TRUNK_BYTES if trunk == "lean" else STREAMED_TRUNK_BYTES
+    return per_pixel * pixels / 1e6 + STREAMED_FIXED_MB
 
 
 def request_memory_mb(

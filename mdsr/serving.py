@@ -387,9 +387,10 @@ def _plan_at(item: Item, request: Request, target: int | Target, limits: Limits,
                     )
             except ImageError as err:
                 raise RefusedError(str(err)) from None
-    plan = Plan(item, (w, h), sizing, "whole")
-    if _memory(plan, request, limits) <= limits.memory_mb:
-        return plan
+    for trunk in ("whole", "lean"):  # the fastest trunk that fits
+        plan = Plan(item, (w, h), sizing, trunk)
+        if _memory(plan, request, limits) <= limits.memory_mb:
+            return plan
     plan = Plan(item, (w, h), sizing, "streamed")
     need = _memory(plan, request, limits)
     if need > limits.memory_mb:

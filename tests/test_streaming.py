@@ -53,22 +53,32 @@ def test_streamed_features_equal_whole_image_features_in_fp32(small_stripes, che
     assert torch.allclose(streamed, whole_features(model, lr, scale), atol=1e-5)
 
 
-def test_the_streamed_path_gives_the_whole_image_result_with_the_bundled_weights(small_stripes, coffee):
+@pytest.mark.parametrize("trunk", ["streamed", "lean"])
+def test_each_bounded_trunk_gives_the_whole_image_result_with_the_bundled_weights(small_stripes, coffee, trunk):
     model, lr = load_model(), as_tensor(crop(coffee, (120, 80), (250, 120)))
     whole = super_resolve(model, lr, 2, precision="fp32", trunk="whole")
-    streamed = super_resolve(model, lr, 2, precision="fp32", trunk="streamed")
-    assert (streamed - whole).abs().max().item() < 1e-5
+    bounded = super_resolve(model, lr, 2, precision="fp32", trunk=trunk)
+    assert (bounded - whole).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_lean_features_equal_whole_image_features_in_fp32(small_stripes, chelsea, scale):
+    model, lr = tiny(), as_tensor(crop(chelsea, (90, 70), (200, 100)))
+    with torch.inference_mode():
+        lean = streaming.LeanTrunk(model, lr, scale, pad=EDGE_PADDING).features().tensor
+    assert torch.allclose(lean, whole_features(model, lr, scale), atol=1e-5)
 
 
 @pytest.mark.skipif(not int8_available(), reason="this PyTorch has no oneDNN int8 convolution")
-def test_streamed_int8_equals_whole_image_int8_up_to_rounding(small_stripes):
+@pytest.mark.parametrize("trunk", ["streamed", "lean"])
+def test_bounded_int8_equals_whole_image_int8_up_to_rounding(small_stripes, trunk):
     """The same quantisation ranges, so the same integers except where a float summed in another order
     crosses a rounding boundary: a change of at most one 8-bit level, and none in PSNR."""
     model = int8_model(load_model())
     hr = read_rgb8(EXAMPLES / "chelsea.png")[:120, :160]
     lr = array_to_tensor(hr[::2, ::2])
     whole, streamed = (
-        to_uint(tensor_to_array(super_resolve(model, lr, 2, precision="int8", trunk=t))) for t in ("whole", "streamed")
+        to_uint(tensor_to_array(super_resolve(model, lr, 2, precision="int8", trunk=t))) for t in ("whole", trunk)
     )
     assert np.abs(whole.astype(int) - streamed).max() <= 1
     assert abs(psnr(whole, hr, shave=2) - psnr(streamed, hr, shave=2)) < 0.002
