@@ -161,8 +161,9 @@ def run_upscale(args: argparse.Namespace) -> int:
     mine = items[shard.rank :: shard.world]
     device = f"cuda:{shard.local_rank}" if torch.cuda.is_available() else "cpu"
     target = output_target(args)
+    scale, size = (target, None) if isinstance(target, int) else (None, target)
     request = serving.Request(
-        mine, scale=None, size=target, weights=args.weights or "bundled", precision=args.precision,
+        mine, scale=scale, size=size, weights=args.weights or "bundled", precision=args.precision,
         self_ensemble=args.self_ensemble, bicubic=args.compare, each=True,
     )  # fmt: skip
     limits = replace(

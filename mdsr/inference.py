@@ -251,8 +251,12 @@ def _single_pass(
 
     with autocast(mode, device):
         if trunk in ("streamed", "lean") and device.type == "cpu":
-            kind = StreamedTrunk if trunk == "streamed" else LeanTrunk
-            fmap = kind(model, lr, scale, pad=pad, progress=step).features()
+            if trunk == "streamed":
+                streamed = StreamedTrunk(model, lr, scale, pad=pad, progress=step)
+            else:
+                stripe = choose_stripe(h + 2 * pad, w + 2 * pad)
+                streamed = LeanTrunk(model, lr, scale, pad=pad, progress=step, stripe=stripe)
+            fmap = streamed.features()
             feats, release = fmap.tensor, fmap.release_above
             release_freed_memory()
         else:

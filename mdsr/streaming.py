@@ -250,6 +250,8 @@ class StreamedTrunk:
         return self.lr.index_select(2, y).index_select(3, x).float().contiguous(memory_format=torch.channels_last)
 
     def features(self) -> FeatureMap:
+        """The head and pre-process blocks (their gates recorded), the body's blocks (``body``), and the
+        body's end with the long skip recomputed, all in one map that is returned."""
         model = self.model
         fmap = FeatureMap(model.config.n_feats, self.height, self.width)
         x = fmap.tensor
@@ -260,12 +262,17 @@ class StreamedTrunk:
             state, written = self.update_block(block, x, written)
             skip_blocks.append(state)
             self.progress()
-        for block in model.body[:-1]:
-            _, written = self.update_block(block, x, written)
-            self.progress()
+        written = self.body(x, written)
         self.finish(x, written, skip_blocks)
         self.progress()
         return fmap
+
+    def body(self, x: torch.Tensor, written: Range) -> Range:
+        """The body's residual blocks, each streamed in place; returns the range of the result."""
+        for block in self.model.body[:-1]:
+            _, written = self.update_block(block, x, written)
+            self.progress()
+        return written
 
     # -- sweeps: every band of rows, every chunk of columns, in place ---------------------------------
 
@@ -366,32 +373,33 @@ class StreamedTrunk:
 
 
 class LeanTrunk(StreamedTrunk):
-    """``MDSR.features`` in the memory of two maps, at about 1.1x the whole-image trunk's time: the head and
-    the pre-process blocks streamed (their gates recorded), the body's blocks on whole maps (each reads one
-    and writes the other), and the body's end streamed, the long skip recomputed, as ``StreamedTrunk`` does.
-    For images whose three whole-image maps would not fit, but two do."""
+    """``MDSR.features`` in the memory of two maps, at about 1.1x the whole-image trunk's time: as
+    ``StreamedTrunk`` (the head and pre-process blocks streamed, their gates recorded; the body's end
+    streamed, the long skip recomputed), but the body's blocks run on whole maps, each reading one and
+    writing the other, their convolutions in stripes of ``stripe`` rows. For images whose three whole-image
+    maps would not fit, but two do."""
 
-    def features(self) -> FeatureMap:
-        model = self.model
-        fmap = FeatureMap(model.config.n_feats, self.height, self.width)
-        x = fmap.tensor
-        written = self.fill(x, 1, lambda _piece, rows, cols: model.head(self.padded_input(rows, cols)), reads=False)
-        self.progress()
-        skip_blocks = []
-        for block in model.pre_process[str(self.scale)]:
-            state, written = self.update_block(block, x, written)
-            skip_blocks.append(state)
-            self.progress()
+    def __init__(
+        self,
+        model: MDSR,
+        lr: torch.Tensor,
+        scale: int,
+        *,
+        pad: int,
+        stripe: int | None,
+        progress: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(model, lr, scale, pad=pad, progress=progress)
+        self.stripe = stripe
+
+    def body(self, x: torch.Tensor, written: Range) -> Range:
         current, spare = x, torch.empty_like(x, memory_format=torch.channels_last)
-        stripe = max(32, (96 * 1024) // self.width)  # the whole-image trunk's striped convolutions
-        for block in model.body[:-1]:
-            current, spare = block(current, stripe, out=spare), current
+        for block in self.model.body[:-1]:
+            current, spare = block(current, self.stripe, out=spare), current
             self.progress()
         if current is not x:
             x.copy_(current)
         del current, spare
         written = Range()
         written.add(x)
-        self.finish(x, written, skip_blocks)
-        self.progress()
-        return fmap
+        return written

@@ -148,7 +148,7 @@ def test_an_output_folder_that_cannot_be_written_is_found_before_any_work(tmp_pa
 def test_an_interrupted_write_leaves_no_partial_output(tmp_path, tiny_weights, coffee, monkeypatch):
     crop(coffee, (24, 20)).save(tmp_path / "cup.png")
 
-    def interrupted(pic, path):
+    def interrupted(pic, path, **_options):
         Path(path).write_bytes(b"\x89PNG half")
         raise KeyboardInterrupt
 

@@ -10,7 +10,7 @@ import re
 import pytest
 from conftest import ROOT, call, data_url, running_app
 from sample_files import photo, write
-from test_weights_hostile import CORPUS
+from test_weights_hostile import CORPUS, write_corpus
 
 from mdsr.cli import main
 
@@ -19,12 +19,7 @@ EXAMPLES = ROOT / "examples"
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> dict:
-    folder = tmp_path_factory.mktemp("crafted")
-    paths = {}
-    for name, (suffix, make, _) in CORPUS.items():
-        paths[name] = folder / f"{name}{suffix}"
-        make(paths[name])
-    return paths
+    return write_corpus(tmp_path_factory.mktemp("crafted"))
 
 
 @pytest.mark.parametrize("name", list(CORPUS))
@@ -56,7 +51,7 @@ def url():
 
 
 RAW_CASES = {
-    "scale as text": ([data_url(photo((40, 30))), "two", None, "auto", "auto"], "scale must be 2, 3 or 4"),
+    "scale as text": ([data_url(photo((40, 30))), "two", None, "auto", "auto"], "scale must be a number from 1.1 to 8"),
     "unknown precision": ([data_url(photo((40, 30))), 2, None, "fp8", "auto"], "precision must be"),
     "unknown weights": ([data_url(photo((40, 30))), 2, None, "auto", "mine"], "weights must be 'auto', 'bundled'"),
     "weights as a list": ([data_url(photo((40, 30))), 2, None, "auto", ["auto"]], "weights must be"),

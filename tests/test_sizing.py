@@ -149,8 +149,9 @@ def test_a_factor_with_the_image_as_its_own_truth_is_scored_at_the_images_size()
 
 
 def test_a_photo_over_the_demos_limits_gives_its_largest_region_within_them(monkeypatch, tmp_path, astronaut):
-    import app
     from conftest import limited
+
+    import app
 
     limited(monkeypatch, input_pixels=20_000)
     astronaut.save(tmp_path / "photo.png")  # 512x512: 262,144 pixels
@@ -166,8 +167,9 @@ def test_a_photo_over_the_demos_limits_gives_its_largest_region_within_them(monk
 
 
 def test_the_api_refuses_a_photo_over_the_limits_with_the_same_sentence(monkeypatch, tmp_path, astronaut):
-    import app
     from conftest import limited
+
+    import app
 
     limited(monkeypatch, input_pixels=20_000)
     astronaut.save(tmp_path / "photo.png")

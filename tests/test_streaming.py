@@ -61,11 +61,11 @@ def test_each_bounded_trunk_gives_the_whole_image_result_with_the_bundled_weight
     assert (bounded - whole).abs().max().item() < 1e-5
 
 
-@pytest.mark.parametrize("scale", [2, 4])
-def test_lean_features_equal_whole_image_features_in_fp32(small_stripes, chelsea, scale):
+@pytest.mark.parametrize("scale, stripe", [(2, None), (4, 16)])
+def test_lean_features_equal_whole_image_features_in_fp32(small_stripes, chelsea, scale, stripe):
     model, lr = tiny(), as_tensor(crop(chelsea, (90, 70), (200, 100)))
     with torch.inference_mode():
-        lean = streaming.LeanTrunk(model, lr, scale, pad=EDGE_PADDING).features().tensor
+        lean = streaming.LeanTrunk(model, lr, scale, pad=EDGE_PADDING, stripe=stripe).features().tensor
     assert torch.allclose(lean, whole_features(model, lr, scale), atol=1e-5)
 
 

@@ -289,15 +289,19 @@ BOMBS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> dict[str, Path]:
-    """Every crafted file, written once for the module."""
-    folder = tmp_path_factory.mktemp("uploads")
+def write_corpus(folder: Path) -> dict[str, Path]:
+    """Every crafted file, written into ``folder``."""
     paths = {}
     for name, (suffix, make, _) in CORPUS.items():
         paths[name] = folder / f"{name}{suffix}"
         make(paths[name])
     return paths
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict[str, Path]:
+    """Every crafted file, written once for the module."""
+    return write_corpus(tmp_path_factory.mktemp("uploads"))
 
 
 @pytest.mark.parametrize("name", list(CORPUS))
