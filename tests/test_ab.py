@@ -30,7 +30,8 @@ def ab(app_module, my_file, versus, **overrides):
 
 def test_ab_puts_weights_b_left_and_a_right_with_both_scores_and_the_difference(app_module, tmp_path):
     mine = str(save_weights(tiny(), tmp_path / "mine.safetensors"))
-    (left, right), full, _, zoom, metrics, maps, info, _ = ab(app_module, mine, app_module.BUNDLED)
+    run = ab(app_module, mine, app_module.BUNDLED)
+    (left, right), full, zoom, metrics, maps, info = run.slider, run.output, run.zoom, run.metrics, run.errors, run.info
     bicubic_run = ab(app_module, mine, app_module.VERSUS_BICUBIC)
     bundled_run = ab(app_module, None, app_module.VERSUS_BICUBIC, weights=app_module.BUNDLED)
     assert (
@@ -49,7 +50,7 @@ def test_ab_puts_weights_b_left_and_a_right_with_both_scores_and_the_difference(
 
 def test_the_difference_is_a_minus_b(app_module, tmp_path):
     mine = str(save_weights(tiny(), tmp_path / "mine.safetensors"))
-    metrics = ab(app_module, mine, app_module.BUNDLED)[4]
+    metrics = ab(app_module, mine, app_module.BUNDLED).metrics
     rows = {r.split("|")[1].strip(): r.split("|")[2].strip() for r in metrics.splitlines()[2:]}
     a, b = float(rows["A: mine.safetensors"]), float(rows["B: mdsr-bam-x234.safetensors"])
     assert float(rows["**A − B**"].strip("*")) == pytest.approx(a - b, abs=0.011)

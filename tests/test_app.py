@@ -154,11 +154,12 @@ def test_the_ui_handler_fills_every_output(app_module):
         **{**app_module.DEFAULTS, "weights": app_module.BUNDLED},
         progress=lambda *a, **k: None,
     )
-    (bicubic, output), full, _download, zoom, metrics, errors, info, state = outputs
+    (bicubic, output), full = outputs.slider, outputs.output
     assert bicubic.shape == output.shape == full.shape == (300, 450, 3)
-    assert zoom.shape == (256, 3 * 256 + 2 * 6, 3)
-    assert "Gain" in metrics and "tile(s)" in info
-    assert [label for label, _ in state.panels] == ["bicubic", "MDSR-BAM", "ground truth"]
+    assert outputs.zoom.shape == (256, 3 * 256 + 2 * 6, 3)
+    assert "Gain" in outputs.metrics and "tile(s)" in outputs.info and outputs.errors is not None
+    assert outputs.region is None  # the whole photo was upscaled
+    assert [label for label, _ in outputs.view.panels] == ["bicubic", "MDSR-BAM", "ground truth"]
 
 
 def test_a_phone_photo_keeps_its_colour_profile_and_orientation_through_the_api(client, tmp_path):
