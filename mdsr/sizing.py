@@ -28,11 +28,14 @@ class Target:
     fit: tuple[int, int] | None = None
 
     def describe(self) -> str:
+        """What was asked, as the start of a sentence."""
         if self.factor is not None:
-            return f"{self.factor:g}x"
+            return f"a scale of {self.factor:g}"
         if self.fit is not None:
-            return f"fit inside {self.fit[0]}x{self.fit[1]}"
-        return f"{self.width or ''}x{self.height or ''}"
+            return f"fitting inside {self.fit[0]}x{self.fit[1]}"
+        if self.width is not None and self.height is not None:
+            return f"a size of {self.width}x{self.height}"
+        return f"a width of {self.width}" if self.width is not None else f"a height of {self.height}"
 
 
 @dataclass(frozen=True)
@@ -102,10 +105,14 @@ def plan(input_size: tuple[int, int], target: Target | int | float) -> SizePlan:
     ratios = (size[0] / w, size[1] / h)
     if min(size) < 1 or not MIN_FACTOR - 1e-9 <= min(ratios) <= max(ratios) <= MAX_FACTOR + 1e-9:
         raise ValueError(
-            f"{target.describe()} of a {w}x{h} image is {size[0]}x{size[1]}, {max(ratios):.3g}x; the output must be "
+            f"{target.describe()} makes a {w}x{h} image {size[0]}x{size[1]}, {_times(max(ratios))}; the output must be "
             f"{MIN_FACTOR:g} to {MAX_FACTOR:g} times the input"
         )
     return SizePlan(stages_for(max(ratios)), size)
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.3g}x" if ratio < 100 else f"{ratio:,.0f}x"
 
 
 def _shown(value: object) -> str:
