@@ -38,7 +38,7 @@ from mdsr.inference import (
 )
 from mdsr.metrics import BAND_PIXELS, psnr, rgb_to_y, ssim
 from mdsr.model import MDSR, SUPPORTED_SCALES
-from mdsr.sizing import SizePlan, Target, plan
+from mdsr.sizing import MAX_FACTOR, MIN_FACTOR, SizePlan, Target, plan
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,23 @@ def own_truth(pic: Picture, scale: int | float) -> tuple[Picture, Picture]:
         scale = int(scale)
         lr = bicubic_downscale(pic, scale)
         return lr, crop_picture(pic, (lr.rgb.shape[0] * scale, lr.rgb.shape[1] * scale))
-    return resize_picture(pic, (round(w / scale), round(h / scale))), pic
+    return resize_picture(pic, own_truth_sizes(pic.size, scale)[0]), pic
+
+
+def own_truth_sizes(size: tuple[int, int], scale: int | float) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(LR size, truth size), each (width, height), of a picture of ``size`` that is its own ground truth
+    (``own_truth``): a whole factor crops to its multiple; another keeps the picture whole and rounds each
+    side of the LR to the nearest size whose ratio stays within 1.1 to 8 (80 px at 1.1 gives 72, not 73:
+    80/73 is under 1.1)."""
+    w, h = size
+    if scale == int(scale):
+        s = int(scale)
+        return (w // s, h // s), (w - w % s, h - h % s)
+
+    def side(n: int) -> int:
+        return min(max(round(n / scale), math.ceil(n / MAX_FACTOR - 1e-9)), math.floor(n / MIN_FACTOR + 1e-9))
+
+    return (side(w), side(h)), (w, h)
 
 
 def check_ground_truth_size(lr_size: tuple[int, int], truth_size: tuple[int, int], scale: int) -> None:

@@ -33,6 +33,7 @@ from mdsr.compare import (
     check_ground_truth_size,
     compare,
     crop_region,
+    own_truth_sizes,
     region_at,
     region_outline,
 )
@@ -356,8 +357,7 @@ def _plan_at(item: Item, request: Request, target: int | Target, limits: Limits,
                 f"the image is {w}x{h} = {w * h:,} pixels; as its own ground truth at {factor:g}x the limit is "
                 f"{int(limits.input_pixels * factor * factor):,} pixels"
             )
-        truth_size = (w, h) if not isinstance(target, int) else (w - w % target, h - h % target)
-        w, h = (w // target, h // target) if isinstance(target, int) else (round(w / factor), round(h / factor))
+        (w, h), truth_size = own_truth_sizes((w, h), factor)
         target = target if isinstance(target, int) else Target(width=truth_size[0], height=truth_size[1])
     if w * h > limits.input_pixels:
         raise RefusedError(f"the image is {w}x{h} = {w * h:,} pixels; the limit is {limits.input_pixels:,} pixels")

@@ -148,6 +148,18 @@ def test_a_factor_with_the_image_as_its_own_truth_is_scored_at_the_images_size()
     assert result.output.shape == (300, 451, 3) and "| x1.49" in result.metrics and "Gain" in result.metrics
 
 
+@pytest.mark.parametrize(("factor", "lr_size"), [("6", (13, 10)), ("1.1", (72, 54)), ("8", (10, 7))])
+def test_a_small_image_as_its_own_truth_runs_at_any_factor_the_field_allows(tmp_path, factor, lr_size):
+    import app
+
+    photo((80, 60)).save(tmp_path / "small.png")  # 6x: a 78x60 crop and 13x10; 1.1x: 80/73 would be under 1.1
+    result = app.upscale_ui(
+        image=str(tmp_path / "small.png"), scale=2, gt_mode=app.GT_SELF, gt_image=None,
+        **{**app.DEFAULTS, "weights": app.BUNDLED}, custom_size=factor, progress=lambda *a, **k: None,
+    )  # fmt: skip
+    assert result.view.lr.shape[1::-1] == lr_size and "Gain" in result.metrics
+
+
 def test_a_photo_over_the_demos_limits_gives_its_largest_region_within_them(monkeypatch, tmp_path, astronaut):
     from conftest import limited
 
