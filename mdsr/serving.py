@@ -231,13 +231,14 @@ class Admitted:
 
 
 def tag_of(target: int | Target) -> str:
-    """What output names say of the size: x2, x1.5, w1920, h1080 or 1920x1080."""
+    """What output names say of the size, each ask its own name (a kept file is never one made for another
+    ask): x2, x1.5, x2.0000001, w1920, h1080, 1920x1080 (that exact size) or fit1920x1080."""
     if not isinstance(target, Target):
         return f"x{target}"
     if target.factor is not None:
-        return f"x{target.factor:g}"
+        return f"x{target.factor:.15g}"
     if target.fit is not None:
-        return f"{target.fit[0]}x{target.fit[1]}"
+        return f"fit{target.fit[0]}x{target.fit[1]}"
     if target.width and target.height:
         return f"{target.width}x{target.height}"
     return f"w{target.width}" if target.width else f"h{target.height}"

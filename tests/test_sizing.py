@@ -90,14 +90,18 @@ def _with(**changes):
 def test_the_cli_takes_a_factor_a_width_a_height_or_a_box(tmp_path, tiny_weights, coffee):
     coffee.crop((0, 0, 40, 30)).save(tmp_path / "cup.png")
     base = ["upscale", str(tmp_path / "cup.png"), "-o", str(tmp_path / "out"), "--weights", tiny_weights]
-    for extra in (["-s", "2.5"], ["--width", "100"], ["--height", "90"], ["--fit", "200x100"]):
+    asks = (["-s", "2.5"], ["-s", "2.0000001"], ["--width", "100"], ["--height", "90"], ["--fit", "200x100"],
+            ["--width", "200", "--height", "100"])  # fmt: skip
+    for extra in asks:
         assert main([*base, *extra]) == 0
     sizes = {p.name: Image.open(p).size for p in (tmp_path / "out").iterdir()}
-    assert sizes == {
+    assert sizes == {  # each ask its own name: a rerun never keeps a file made for another
         "cup_x2.5.png": (100, 75),
+        "cup_x2.0000001.png": (81, 61),
         "cup_w100.png": (100, 75),
         "cup_h90.png": (120, 90),
-        "cup_200x100.png": (133, 100),
+        "cup_fit200x100.png": (133, 100),
+        "cup_200x100.png": (200, 100),
     }
 
 
