@@ -526,6 +526,12 @@ def save_picture(pic: Picture, path, *, format: str = "png") -> tuple[str, ...]:
     if fmt != "png" and pic.bit_depth == 16:
         notes.append(f"{fmt.upper()} holds 8 bits a channel: written at 8 bits (PNG keeps 16)")
         pic = replace(pic, bit_depth=8)
+    if fmt == "webp" and pic.grey and _grey_profile(pic.icc):
+        # WebP has no grey: the pixels go out as colour, where a grey profile is invalid (viewers would
+        # ignore it or misrender), so it is left out.
+        notes.append("WEBP writes this grey picture as colour: its grey colour profile was left out")
+        meta.pop("icc_profile", None)
+        pic = replace(pic, icc=None)
     if fmt == "png" and pic.bit_depth == 16 and not (pic.grey and pic.alpha is None):
         import cv2
 
@@ -549,6 +555,11 @@ def save_picture(pic: Picture, path, *, format: str = "png") -> tuple[str, ...]:
             image = Image.alpha_composite(background, image.convert("RGBA")).convert("L" if pic.grey else "RGB")
         image.save(path, format="JPEG", quality=95, subsampling=0, **meta)
     return tuple(notes)
+
+
+def _grey_profile(icc: bytes | None) -> bool:
+    """True for an ICC profile of grey data (its header's colour space, bytes 16-19, is 'GRAY')."""
+    return bool(icc) and icc[16:20] == b"GRAY"
 
 
 def _png_with_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:

@@ -235,6 +235,16 @@ def test_a_cmyk_photos_profile_is_dropped_with_its_colour_space(tmp_path):
     assert read_image(tmp_path / "cmyk.jpg").icc is None
 
 
+@pytest.mark.parametrize(("fmt", "kept"), [("png", True), ("jpeg", True), ("webp", False)])
+def test_a_grey_profile_stays_only_where_the_picture_stays_grey(tmp_path, fmt, kept):
+    grey = colour_profile()[:16] + b"GRAY" + colour_profile()[20:]  # a profile of grey data, as scanners write
+    photo().convert("L").save(tmp_path / "scan.png", icc_profile=grey)
+    notes = save_picture(read_image(tmp_path / "scan.png"), tmp_path / "out", format=fmt)
+    with Image.open(tmp_path / "out") as out:
+        assert (out.info.get("icc_profile") == grey) == kept and (out.mode == "L") == kept
+    assert notes == (() if kept else ("WEBP writes this grey picture as colour: its grey colour profile was left out",))
+
+
 @pytest.mark.parametrize(("fmt", "suffix"), [("png", ".png"), ("webp", ".webp"), ("jpeg", ".jpg")])
 def test_every_output_format_keeps_the_profile_and_exif(tmp_path, fmt, suffix):
     pic = read_image(write(tmp_path, "phone_jpeg"))
