@@ -513,13 +513,20 @@ def picture_to_pil(pic: Picture) -> Image.Image:
 OUTPUT_FORMATS = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}
 
 
+def output_format(value: object) -> str:
+    """'png', 'webp' or 'jpeg' from what a caller wrote ('PNG', ' webp', 'jpg' too)."""
+    fmt = str(value).strip().lower()
+    fmt = "jpeg" if fmt == "jpg" else fmt
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"format must be 'png', 'webp' or 'jpeg'; got {value!r}")
+    return fmt
+
+
 def save_picture(pic: Picture, path, *, format: str = "png") -> tuple[str, ...]:  # noqa: A002 (PIL's word)
     """Write the picture with its ICC profile and EXIF: as PNG (exact: 8 or 16 bits, grey, alpha), WebP
     (lossless, 8 bits, alpha) or JPEG (quality 95, 8 bits, no alpha). Returns notes on what the format
     could not hold (16 bits written as 8; alpha laid over white in a JPEG)."""
-    fmt = str(format).lower()
-    if fmt not in OUTPUT_FORMATS:
-        raise ValueError(f"format must be 'png', 'webp' or 'jpeg'; got {format!r}")
+    fmt = output_format(format)
     path = os.fspath(path)
     meta = {k: v for k, v in (("icc_profile", pic.icc), ("exif", pic.exif)) if v}
     notes = []

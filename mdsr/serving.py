@@ -38,7 +38,15 @@ from mdsr.compare import (
     region_outline,
 )
 from mdsr.files import atomic_path, output_names
-from mdsr.imaging import OUTPUT_FORMATS, ImageError, image_size, preview_rgb, read_image, save_picture
+from mdsr.imaging import (
+    OUTPUT_FORMATS,
+    ImageError,
+    image_size,
+    output_format,
+    preview_rgb,
+    read_image,
+    save_picture,
+)
 from mdsr.inference import Precision, RunInfo, Trunk, on_zerogpu, resolve_precision
 from mdsr.limits import OUTPUT_BYTES, describe_passes, request_memory_mb, work_pixels
 from mdsr.model import MDSR, SUPPORTED_SCALES
@@ -457,10 +465,11 @@ class Outputs:
         side_by_side: bool = False,
         format: str = "png",  # noqa: A002 (the option's name)
     ) -> None:
-        if str(format).lower() not in OUTPUT_FORMATS:
-            raise RefusedError(f"format must be 'png', 'webp' or 'jpeg'; got {format!r}")
+        try:
+            self.format = output_format(format)
+        except ValueError as err:
+            raise RefusedError(str(err)) from None
         self.folder, self.overwrite, self.side_by_side = Path(folder), overwrite, side_by_side
-        self.format = str(format).lower()
         names = output_names([i.name for i in items], tag, OUTPUT_FORMATS[self.format])
         self.names = {id(item): name for item, name in zip(items, names, strict=True)}
 

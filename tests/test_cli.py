@@ -240,3 +240,11 @@ def test_an_unknown_output_format_is_one_line(tmp_path, tiny_weights, capsys):
     path = write(tmp_path, "phone_jpeg")
     assert main(["upscale", str(path), "-s", "2", "-o", str(tmp_path / "o"), "--format", "gif"]) == 2
     assert capsys.readouterr().err.strip() == "error: format must be 'png', 'webp' or 'jpeg'; got 'gif'"
+
+
+def test_a_format_is_read_as_people_write_it(tmp_path, tiny_weights):
+    path = write(tmp_path, "phone_jpeg")
+    for written in ("jpg", " WebP", "PNG"):
+        assert main(["upscale", str(path), "-s", "2", "-o", str(tmp_path / "o"), "--format", written,
+                     "--weights", tiny_weights]) == 0  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["phone_x2.jpg", "phone_x2.png", "phone_x2.webp"]
