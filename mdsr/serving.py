@@ -257,6 +257,8 @@ def parse_target(scale: object, size: object = None) -> int | Target:
     else ``scale``: 2, 3 or 4 (the network alone), or another factor from 1.1 to 8."""
     if size is not None and size != "":
         return size if isinstance(size, Target) else parse_size(size)
+    if scale is None or scale == "":
+        raise ValueError("the scale must be given (a factor from 1.1 to 8), or a size such as 1920x1080")
     if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale in SUPPORTED_SCALES:
         return int(scale)
     return Target(factor=parse_factor(scale))

@@ -140,6 +140,8 @@ def test_the_api_takes_a_factor_or_a_size(tmp_path):
         app.upscale_api(str(tmp_path / "cup.png"), None, size="big")
     with pytest.raises(app.gr.Error, match="the scale must be from 1.1 to 8; got 9"):
         app.upscale_api(str(tmp_path / "cup.png"), 9)
+    with pytest.raises(app.gr.Error, match="the scale must be given .*, or a size such as 1920x1080"):
+        app.upscale_api(str(tmp_path / "cup.png"), None)
 
 
 def test_a_factor_with_the_image_as_its_own_truth_is_scored_at_the_images_size():
