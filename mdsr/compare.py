@@ -78,11 +78,10 @@ def own_truth(pic: Picture, scale: int | float) -> tuple[Picture, Picture]:
             f"the image is {w}x{h}; to use it as its own ground truth at {scale:g}x it must be at least "
             f"{math.ceil(2 * scale)} pixels on each side"
         )
+    lr_size, (tw, th) = own_truth_sizes(pic.size, scale)
     if scale == int(scale):
-        scale = int(scale)
-        lr = bicubic_downscale(pic, scale)
-        return lr, crop_picture(pic, (lr.rgb.shape[0] * scale, lr.rgb.shape[1] * scale))
-    return resize_picture(pic, own_truth_sizes(pic.size, scale)[0]), pic
+        return bicubic_downscale(pic, int(scale)), crop_picture(pic, (th, tw))
+    return resize_picture(pic, lr_size), pic
 
 
 def own_truth_sizes(size: tuple[int, int], scale: int | float) -> tuple[tuple[int, int], tuple[int, int]]:
