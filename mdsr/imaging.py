@@ -190,9 +190,9 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
     _check_pixels(image.width, image.height, max_pixels)
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)  # also drops the orientation tag it applied
-    except (OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as err:  # libheif/libavif: RuntimeError
         raise ImageError(f"the image data could not be decoded ({err})") from err
+    image = ImageOps.exif_transpose(image)  # also drops the orientation tag it applied
     mode = image.mode
     meta = dict(icc=_profile_of(image), exif=_exif_of(image))
     if mode.startswith("I") or mode == "F":
@@ -274,20 +274,56 @@ def _unreadable(source) -> ImageError:
     return ImageError(f"the file is not an image that can be read ({FORMATS})")
 
 
+PNG_MAX_CHUNKS = 1_000_000  # a 100 MB PNG in libpng's 8 KB IDAT chunks has ~12,000; walking one costs a seek
+DECODER_ERRORS = (Image.DecompressionBombError, OSError, SyntaxError, ValueError, RuntimeError, EOFError)
+
+
 def image_size(path) -> tuple[int, int] | None:
-    """(width, height) as displayed (EXIF rotation applied), from the file's header without decoding it;
-    None where the header cannot be read (``read_image`` then says why). A file object is left where it was."""
+    """(width, height) as displayed (EXIF rotation applied), from the file's header without decoding a
+    pixel; None where the header cannot be read (``read_image`` then says why). A file object is left
+    where it was.
+
+    Pillow reads a PNG's EXIF only once it has decoded the pixels (an eXIf chunk may follow the image
+    data), so for PNGs the chunks are walked by their lengths instead (``_png_exif``); every other format
+    has its EXIF in the header Pillow parses on opening (libheif and libavif raise ``RuntimeError`` on a
+    header they refuse)."""
     start = path.tell() if hasattr(path, "seek") else None
+    heif_available()
     try:
         with Image.open(path) as image:
             w, h = image.size
-            rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # orientations that swap the axes
-    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+            if image.format == "PNG" and "exif" not in image.info:
+                found = _png_exif(image.fp)
+                if found is not None:
+                    image.info["exif"] = found
+                exif = Image.Image.getexif(image)  # the base class's: the header's EXIF, never a decode
+            else:
+                exif = image.getexif()
+            rotated = exif.get(0x0112, 1) in (5, 6, 7, 8)  # orientations that swap the axes
+    except DECODER_ERRORS:
         return None
     finally:
         if start is not None:
             path.seek(start)
     return (h, w) if rotated else (w, h)
+
+
+def _png_exif(fp) -> bytes | None:
+    """The data of a PNG's eXIf chunk wherever it lies, found by seeking from chunk to chunk (8 bytes read
+    each); None where there is none or the chunk list is damaged."""
+    fp.seek(8)
+    for _ in range(PNG_MAX_CHUNKS):
+        head = fp.read(8)
+        if len(head) < 8:
+            return None
+        length, kind = int.from_bytes(head[:4], "big"), head[4:]
+        if kind == b"eXIf":
+            data = fp.read(length)
+            return data if len(data) == length else None
+        if kind == b"IEND":
+            return None
+        fp.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
+    return None
 
 
 def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> Picture:
@@ -320,7 +356,7 @@ def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> 
                 "safely, a possible decompression bomb"
             ) from err
         raise ImageError(f"the image data could not be decoded ({err})") from err
-    except (OSError, SyntaxError) as err:
+    except (OSError, SyntaxError, EOFError, RuntimeError) as err:  # libheif and libavif raise RuntimeError
         raise ImageError(f"the image data could not be decoded ({err})") from err
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import io
+import zlib
 from pathlib import Path
 
 import cv2
@@ -154,6 +155,36 @@ def profile_bomb_png(folder: Path) -> Path:
 def huge_declared_truth(folder: Path) -> Path:
     """A small file that declares a 4096x4096 image (one bit per pixel, all zero)."""
     return _save(Image.new("1", (4096, 4096)), folder / "huge_truth.png", optimize=True)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+def declared_png(path: Path, size: tuple[int, int], *, exif_after_pixels: bytes | None = None) -> Path:
+    """A small grey PNG of ``size`` (all black), written a row at a time: 13000x13000 is 169 MB of pixels
+    in a ~170 KB file. ``exif_after_pixels``: an eXIf chunk after the image data, where Pillow finds it
+    only once it has decoded every pixel."""
+    (w, h), packer = size, zlib.compressobj(9)
+    row = bytes(w + 1)  # filter byte, then the row
+    idat = b"".join(packer.compress(row) for _ in range(h)) + packer.flush()
+    ihdr = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    chunks = [_png_chunk(b"IHDR", ihdr), _png_chunk(b"IDAT", idat)]
+    if exif_after_pixels is not None:
+        chunks.append(_png_chunk(b"eXIf", exif_after_pixels))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"".join(chunks) + _png_chunk(b"IEND", b""))
+    return path
+
+
+def heic_declaring(folder: Path, size: tuple[int, int]) -> Path:
+    """A 64x48 HEIC made by pillow-heif whose size box (ispe) is patched to declare ``size``."""
+    path = heic_rotated(folder)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"ispe") + 8  # after the box type and its version and flags
+    data[at : at + 8] = size[0].to_bytes(4, "big") + size[1].to_bytes(4, "big")
+    bomb = folder / f"declares_{size[0]}x{size[1]}.heic"
+    bomb.write_bytes(bytes(data))
+    return bomb
 
 
 def _bytes(name: str, data: bytes):
