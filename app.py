@@ -15,10 +15,9 @@ from typing import NamedTuple
 import gradio as gr
 import numpy as np
 
-from mdsr import serving
-from mdsr.batch import COLUMNS, collect, table, zip_outputs
-from mdsr.compare import Comparison, ZoomView, error_map, zoom_panel
-from mdsr.gradio_adapter import (
+from demo import clients
+from demo.batch import COLUMNS, collect, table, zip_outputs
+from demo.gradio_adapter import (
     base_preprocess,
     check_gradio_internals,
     is_received,
@@ -27,6 +26,10 @@ from mdsr.gradio_adapter import (
     serialize_admission,
     upload_folder,
 )
+from demo.views import ZoomView, error_map, region_outline, zoom_panel
+from demo.workspace import Workspace
+from mdsr import serving
+from mdsr.compare import Comparison
 from mdsr.imaging import ImageError, preview_rgb, rgb8
 from mdsr.inference import to_serving_device, zerogpu_active
 from mdsr.model import SUPPORTED_SCALES
@@ -58,16 +61,16 @@ PRECISIONS = [
     ("int8 (CPU: PSNR within 0.0074 dB of fp32 on average, 0.053 dB at most)", "int8"),
 ]
 # X-Forwarded-For is believed only from these (MDSR_TRUSTED_PROXIES; the Space's proxy on Hugging Face).
-TRUSTED_PROXIES = serving.trusted_proxies()
+TRUSTED_PROXIES = clients.trusted_proxies()
 # Weights are loaded on first use and kept; whether the Hub is reachable is asked at the first "auto"
 # request (3 s at most, at once under HF_HUB_OFFLINE). On a ZeroGPU Space the models live on CUDA.
 STORE = WeightStore(place=to_serving_device)
 
 
 @functools.cache
-def workspace() -> serving.Workspace:
+def workspace() -> Workspace:
     """Where the demo writes (inside Gradio's cache, which serves it), made and swept at the first request."""
-    return serving.Workspace(upload_folder() / "mdsr-results", KEEP_RESULTS_S)
+    return Workspace(upload_folder() / "mdsr-results", KEEP_RESULTS_S)
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def received_file(payload) -> str | Refused:
 def client_address(request) -> str:
     """The caller's address: the peer, or behind a trusted proxy the address it forwarded (mdsr.serving)."""
     peer = request.client.host if request.client else "unknown"
-    return serving.client_address(peer, request.headers.get("x-forwarded-for", ""), TRUSTED_PROXIES)
+    return clients.client_address(peer, request.headers.get("x-forwarded-for", ""), TRUSTED_PROXIES)
 
 
 def admit(request: gr.Request, values: tuple) -> list:
@@ -145,7 +148,7 @@ def admit(request: gr.Request, values: tuple) -> list:
     verdicts = [gr.validate(True, "") for _ in values]
     jobs = jobs_by_client(demo, client_address)  # exact: admissions are serialized (serialize_admission)
     try:
-        serving.check_share(jobs[client_address(request)], sum(jobs.values()), LIMITS)
+        clients.check_share(jobs[client_address(request)], sum(jobs.values()), LIMITS)
     except serving.RefusedError as err:
         refused = str(err)
     if refused:
@@ -356,7 +359,7 @@ def upscale_ui(
         info=info_markdown(a, outcome.weights, result.notes)
         + (f" · **slider:** {left[0]} ◀ ▶ {right_label}" if ab else "")
         + region_markdown(result),
-        region=result.overview,
+        region=None if result.region is None else region_outline(result.overview, result.whole, result.region),
         view=view,
     )
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from mdsr.imaging import (
     ImageError,
@@ -26,7 +25,6 @@ from mdsr.imaging import (
     preview_rgb,
     resize_picture,
     rgb8,
-    to_uint,
 )
 from mdsr.inference import (
     DEFAULT_MAX_OUTPUT_PIXELS,
@@ -36,7 +34,7 @@ from mdsr.inference import (
     TrunkChoice,
     upscale_planned,
 )
-from mdsr.metrics import BAND_PIXELS, psnr, rgb_to_y, ssim
+from mdsr.metrics import psnr, ssim
 from mdsr.model import MDSR, SUPPORTED_SCALES
 from mdsr.sizing import MAX_FACTOR, MIN_FACTOR, SizePlan, Target, plan
 
@@ -185,24 +183,6 @@ def compare(
     )
 
 
-def error_map(output: Picture, truth: Picture, gain: float = 4.0) -> np.ndarray:
-    """|output - truth| on the Y channel, amplified ``gain`` times, as a uint8 heat map (H, W, 3); made in
-    bands of rows, so that large pictures need little more than the map itself."""
-    h, w = output.rgb.shape[:2]
-    heat = np.empty((h, w, 3), np.uint8)
-    rows = max(1, BAND_PIXELS // w)
-    for y0 in range(0, h, rows):
-        diff = np.abs(rgb_to_y(rgb8(_rows(output, y0, y0 + rows))) - rgb_to_y(rgb8(_rows(truth, y0, y0 + rows))))
-        level = np.clip(diff * gain / 255.0, 0, 1)
-        # black -> red -> yellow -> white, so small errors stay dark and large ones stand out
-        heat[y0 : y0 + rows] = to_uint(np.stack([np.clip(level * 3 - k, 0, 1) for k in range(3)], axis=2))
-    return heat
-
-
-def _rows(pic: Picture, y0: int, y1: int) -> Picture:
-    return replace(pic, rgb=pic.rgb[y0:y1], alpha=None if pic.alpha is None else pic.alpha[y0:y1])
-
-
 def most_detailed_region(rgb: np.ndarray, size: int) -> tuple[int, int]:
     """Top-left (x, y) of the ``size``-square window of a uint8 (H, W, 3) image with the most gradient energy."""
     grey = rgb.astype(np.float64).mean(axis=2)
@@ -239,53 +219,7 @@ def crop_region(pic: Picture, corner: tuple[int, int], size: tuple[int, int]) ->
     return replace(pic, rgb=rgb, alpha=alpha)
 
 
-def region_outline(pic: Picture, region: tuple[int, int, int, int], longest: int = 800) -> np.ndarray:
-    """A preview of the whole picture (at most ``longest`` pixels a side) with ``region`` (x, y, w, h)
-    outlined: where the upscaled part came from."""
-    w, h = pic.size
-    step = max(1, math.ceil(max(w, h) / longest))
-    preview = Image.fromarray(preview_rgb(replace(pic, rgb=pic.rgb[::step, ::step], alpha=None)))
-    x0, y0, cw, ch = (v / step for v in region)
-    ImageDraw.Draw(preview).rectangle((x0, y0, x0 + cw, y0 + ch), outline=(255, 40, 40), width=3)
-    return np.asarray(preview)
-
-
-@dataclass(frozen=True)
-class ZoomView:
-    """What the zoom panel shows, in 8 bits (3 bytes a pixel, so that a session can keep it to re-zoom):
-    the network's input, where the most detailed region is looked for, and the labelled pictures, left to
-    right (e.g. bicubic | MDSR-BAM | ground truth), each the output's size."""
-
-    lr: np.ndarray
-    panels: tuple[tuple[str, np.ndarray], ...]
-
-
-def zoom_panel(
-    view: ZoomView, *, center: tuple[float, float] | None = None, crop: int = 48, zoom: int = 256
-) -> np.ndarray:
-    """The panels' crops of one region side by side, each enlarged to ``zoom`` pixels with nearest-neighbour
-    so single pixels stay visible. ``center`` is (x, y) as fractions of the LR image; None picks the most
-    detailed region. ``crop`` is in LR pixels. Returns uint8 (H, W, 3)."""
-    lh, lw = view.lr.shape[:2]
-    crop = max(4, min(crop, lw, lh))
-    if center is None:
-        x0, y0 = most_detailed_region(view.lr, crop)
-    else:
-        x0 = int(round(center[0] * lw - crop / 2))
-        y0 = int(round(center[1] * lh - crop / 2))
-        x0, y0 = min(max(x0, 0), lw - crop), min(max(y0, 0), lh - crop)
-    tiles = []
-    for label, rgb in view.panels:
-        sy, sx = rgb.shape[0] / lh, rgb.shape[1] / lw  # the output's pixels per input pixel (2, 3, 4 or 1.5)
-        region = rgb[round(y0 * sy) : round((y0 + crop) * sy), round(x0 * sx) : round((x0 + crop) * sx)]
-        tile = Image.fromarray(np.ascontiguousarray(region)).resize((zoom, zoom), Image.NEAREST)
-        draw = ImageDraw.Draw(tile)
-        _, _, right, bottom = draw.textbbox((4, 3), label)
-        draw.rectangle((0, 0, right + 4, bottom + 3), fill=(0, 0, 0))
-        draw.text((4, 3), label, fill=(255, 255, 255))
-        tiles.append(np.asarray(tile))
-    gap = np.full((zoom, 6, 3), 255, np.uint8)
-    row = [tiles[0]]
-    for tile in tiles[1:]:
-        row += [gap, tile]
-    return np.hstack(row)
+def overview_of(pic: Picture, longest: int = 800) -> np.ndarray:
+    """A small 8-bit preview of the whole picture, at most ``longest`` pixels a side (every n-th pixel)."""
+    step = max(1, math.ceil(max(pic.size) / longest))
+    return preview_rgb(replace(pic, rgb=pic.rgb[::step, ::step], alpha=None))

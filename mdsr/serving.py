@@ -12,14 +12,10 @@ sentence names the limit it hit and the request's own figure.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import ipaddress
 import os
 import tempfile
-import time
-import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -33,9 +29,9 @@ from mdsr.compare import (
     check_ground_truth_size,
     compare,
     crop_region,
+    overview_of,
     own_truth_sizes,
     region_at,
-    region_outline,
 )
 from mdsr.files import atomic_path, output_names
 from mdsr.imaging import (
@@ -54,7 +50,6 @@ from mdsr.sizing import SizePlan, Target, parse_factor, parse_size
 from mdsr.sizing import plan as plan_size
 from mdsr.weights import LoadedWeights, WeightsError
 
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Source = str | os.PathLike | io.BytesIO  # a file's path, or the bytes of a zip member
 GroundTruth = Literal["none", "upload", "self"]
 UNLIMITED = 2**62
@@ -91,60 +86,6 @@ CLI_LIMITS = Limits(
     file_bytes=UNLIMITED, input_pixels=50_000_000, output_pixels=200_000_000, work_pixels=UNLIMITED,
     memory_mb=4000, base_mb=350, batch_images=UNLIMITED, batch_bytes=UNLIMITED, jobs_per_client=1, jobs=1,
 )  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------------------
-# Who sent it, and whether they may send more
-# --------------------------------------------------------------------------------------------------
-
-
-def trusted_proxies(environ: os._Environ | dict = os.environ) -> tuple[IpNetwork, ...]:
-    """The proxies whose X-Forwarded-For entries are believed: ``MDSR_TRUSTED_PROXIES`` (comma-separated
-    addresses or networks); on a Hugging Face Space (``SPACE_ID`` set), where every request comes through
-    the Space's proxy, its private and loopback networks by default; elsewhere none."""
-    configured = environ.get("MDSR_TRUSTED_PROXIES")
-    if configured is None and environ.get("SPACE_ID"):
-        configured = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,127.0.0.0/8,::1/128,fc00::/7"
-    networks = []
-    for item in (configured or "").split(","):
-        if item.strip():
-            try:
-                networks.append(ipaddress.ip_network(item.strip(), strict=False))
-            except ValueError as err:
-                raise ValueError(f"MDSR_TRUSTED_PROXIES: {item.strip()!r} is not an address or network") from err
-    return tuple(networks)
-
-
-def client_address(peer: str, forwarded_for: str, trusted: Iterable[IpNetwork]) -> str:
-    """The address a request is counted against. A peer that is not a trusted proxy is the client, whatever
-    headers it sends. Behind trusted proxies, X-Forwarded-For is read from the right (each proxy appends the
-    address it received from), skipping trusted proxies: the first other address is the client."""
-    trusted = tuple(trusted)
-
-    def is_trusted(address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in trusted)
-
-    if not is_trusted(peer):
-        return peer
-    hops = [a.strip() for a in forwarded_for.split(",") if a.strip()]
-    for address in reversed(hops):
-        if not is_trusted(address):
-            return address
-    return hops[0] if hops else peer
-
-
-def check_share(client_jobs: int, all_jobs: int, limits: Limits) -> None:
-    """A new request from a client with ``client_jobs`` waiting or running, ``all_jobs`` in all."""
-    if client_jobs >= limits.jobs_per_client:
-        raise RefusedError(
-            f"you already have {limits.jobs_per_client} requests waiting or running; wait for one to finish"
-        )
-    if all_jobs >= limits.jobs:
-        raise RefusedError(f"the demo is busy ({limits.jobs} requests waiting or running); try again in a minute")
 
 
 def check_file_size(size: int, limits: Limits) -> None:
@@ -434,7 +375,8 @@ class ItemResult:
     sizes: tuple[tuple[int, int], tuple[int, int]] | None = None  # (input, output) as (width, height)
     notes: tuple[str, ...] = ()  # what decoding changed (an animation's first frame, ...)
     region: tuple[int, int, int, int] | None = None  # (x, y, width, height) upscaled of a photo over the limits
-    overview: np.ndarray | None = None  # then: the whole photo, small, with that region outlined
+    overview: np.ndarray | None = None  # then: the whole photo, small (``compare.overview_of``)
+    whole: tuple[int, int] | None = None  # then: the whole photo's size
     over: str = ""  # then: the limit the whole photo passed
     comparison: Comparison | None = None
     versus: Comparison | None = None
@@ -562,7 +504,7 @@ def run_item(
     if plan.crop:
         x0, y0 = region_at(pic, plan.crop, request.region.center)
         region = (x0, y0, *plan.crop)
-        overview = region_outline(pic, region)
+        overview = overview_of(pic)
         pic = crop_region(pic, (x0, y0), plan.crop)  # the whole photo goes
     truth = None
     if request.truth == "upload" and item.truth is not None:
@@ -594,47 +536,4 @@ def run_item(
     kept = {} if request.each else {"comparison": a, "versus": b}  # a batch keeps its rows, not its pictures
     notes = a.output.notes + written
     sizes = (a.lr.size, a.output.size)
-    return ItemResult(item.name, path, a.metrics, a.info, sizes, notes, region, overview, plan.over, **kept)
-
-
-# --------------------------------------------------------------------------------------------------
-# What a server writes, bounded on disk
-# --------------------------------------------------------------------------------------------------
-
-
-class Workspace:
-    """Everything a server writes lives under ``root``, this process's files in a folder of its own; every
-    file and folder under ``root`` older than ``keep_s`` seconds is deleted whenever ``sweep`` runs (at
-    start, and before each request writes), what earlier processes left behind included."""
-
-    def __init__(self, root: str | os.PathLike, keep_s: float, *, clock: Callable[[], float] = time.time) -> None:
-        self.root, self.keep_s, self.clock = Path(root), keep_s, clock
-        self.folder = self.root / f"run-{int(clock())}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.sweep()
-
-    def sweep(self) -> None:
-        cutoff = self.clock() - self.keep_s
-        # Ages as they were before this sweep: deleting a folder's files makes the folder look new.
-        entries = []
-        for path in self.root.rglob("*"):
-            with contextlib.suppress(OSError):  # gone meanwhile (another sweep)
-                entries.append((path, path.lstat().st_mtime))
-        for path, mtime in sorted(entries, key=lambda e: len(e[0].parts), reverse=True):  # deepest first
-            if mtime >= cutoff or path == self.folder:
-                continue
-            try:
-                if path.is_dir() and not path.is_symlink():
-                    path.rmdir()  # only once empty: a folder with young files stays
-                else:
-                    path.unlink(missing_ok=True)
-            except OSError:
-                continue  # not empty, gone meanwhile, or not ours to delete: the next sweep tries again
-
-    def new_folder(self) -> Path:
-        """A fresh folder for one request's files (swept like the rest)."""
-        self.sweep()
-        folder = self.folder / uuid.uuid4().hex[:12]
-        folder.mkdir(parents=True)
-        return folder
-
+    return ItemResult(item.name, path, a.metrics, a.info, sizes, notes, region, overview, plan.whole, plan.over, **kept)

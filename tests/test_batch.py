@@ -12,7 +12,7 @@ from conftest import ROOT, limited
 from PIL import Image
 from sample_files import photo, write
 
-from mdsr.batch import collect
+from demo.batch import collect
 from mdsr.imaging import bicubic_downscale
 from mdsr.serving import RefusedError
 

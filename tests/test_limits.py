@@ -13,7 +13,7 @@ from conftest import ROOT, call, data_url, running_app
 from PIL import Image
 from sample_files import photo
 
-from mdsr import serving
+from demo.workspace import Workspace
 from mdsr.serving import DEMO_LIMITS, Item, RefusedError, Request, admit
 
 
@@ -25,7 +25,7 @@ def disk_bytes(folder: Path) -> int:
 def test_fifty_requests_leave_disk_use_bounded(monkeypatch):
     import app
 
-    results = serving.Workspace(app.upload_folder() / "mdsr-results-test", keep_s=0)  # everything earlier has aged
+    results = Workspace(app.upload_folder() / "mdsr-results-test", keep_s=0)  # everything earlier has aged
     monkeypatch.setattr(app, "workspace", lambda: results)
     cache = app.upload_folder()
     with running_app() as url:

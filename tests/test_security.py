@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT, call, data_url, limited, running_app, submit
 from sample_files import photo
 
-from mdsr import serving
+from demo import clients
 
 EXAMPLES = ROOT / "examples"
 
@@ -155,35 +155,35 @@ def test_simultaneous_requests_from_many_clients_are_admitted_up_to_the_queue_si
 
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
-SPACE_PROXY = serving.trusted_proxies({"SPACE_ID": "someone/mdsr"})
+SPACE_PROXY = clients.trusted_proxies({"SPACE_ID": "someone/mdsr"})
 
 
 def test_behind_a_trusted_proxy_the_client_is_the_address_the_proxy_added():
-    assert serving.client_address("10.1.2.3", "6.6.6.6, 203.0.113.7", SPACE_PROXY) == "203.0.113.7"
+    assert clients.client_address("10.1.2.3", "6.6.6.6, 203.0.113.7", SPACE_PROXY) == "203.0.113.7"
 
 
 def test_a_peer_that_is_no_trusted_proxy_cannot_choose_its_address_with_a_header():
-    assert serving.client_address("93.184.216.34", "203.0.113.7", SPACE_PROXY) == "93.184.216.34"
-    assert serving.client_address("10.1.2.3", "203.0.113.7", ()) == "10.1.2.3"  # a LAN peer, no proxy configured
+    assert clients.client_address("93.184.216.34", "203.0.113.7", SPACE_PROXY) == "93.184.216.34"
+    assert clients.client_address("10.1.2.3", "203.0.113.7", ()) == "10.1.2.3"  # a LAN peer, no proxy configured
 
 
 def test_only_the_space_proxy_or_configured_proxies_are_trusted():
-    assert serving.trusted_proxies({}) == ()
-    assert serving.trusted_proxies({"MDSR_TRUSTED_PROXIES": "192.0.2.7, 2001:db8::/32"}) == (
+    assert clients.trusted_proxies({}) == ()
+    assert clients.trusted_proxies({"MDSR_TRUSTED_PROXIES": "192.0.2.7, 2001:db8::/32"}) == (
         ipaddress.ip_network("192.0.2.7/32"),
         ipaddress.ip_network("2001:db8::/32"),
     )
     with pytest.raises(ValueError, match="MDSR_TRUSTED_PROXIES: 'proxy.local' is not an address or network"):
-        serving.trusted_proxies({"MDSR_TRUSTED_PROXIES": "proxy.local"})
+        clients.trusted_proxies({"MDSR_TRUSTED_PROXIES": "proxy.local"})
 
 
 def test_hops_of_trusted_proxies_are_skipped_from_the_right():
-    assert serving.client_address("127.0.0.1", "203.0.113.9, 127.0.0.5", LOOPBACK) == "203.0.113.9"
+    assert clients.client_address("127.0.0.1", "203.0.113.9, 127.0.0.5", LOOPBACK) == "203.0.113.9"
 
 
 def test_the_gradio_internals_the_demo_relies_on_are_present():
     import app
-    from mdsr.gradio_adapter import check_gradio_internals
+    from demo.gradio_adapter import check_gradio_internals
 
     check_gradio_internals(app.demo)
     assert getattr(app.demo._queue.push, "serialized", False)

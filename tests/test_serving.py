@@ -11,8 +11,9 @@ from conftest import tiny
 from PIL import Image
 from sample_files import photo
 
+from demo.workspace import Workspace
 from mdsr import serving
-from mdsr.serving import DEMO_LIMITS, Item, RefusedError, Request, Workspace, admit, run
+from mdsr.serving import DEMO_LIMITS, Item, RefusedError, Request, admit, run
 from mdsr.weights import LoadedWeights
 
 

@@ -34,7 +34,9 @@ def check_gradio_internals(demo: gr.Blocks) -> None:
     needed = {
         "Blocks._queue": queue is not None,
         "Queue.push": callable(getattr(queue, "push", None)),
-        "Queue.event_queue_per_concurrency_id": isinstance(getattr(queue, "event_queue_per_concurrency_id", None), dict),
+        "Queue.event_queue_per_concurrency_id": isinstance(
+            getattr(queue, "event_queue_per_concurrency_id", None), dict
+        ),
         "Queue.active_jobs": isinstance(getattr(queue, "active_jobs", None), list),
         "Queue.max_size": hasattr(queue, "max_size"),
         "processing_utils.save_base64_to_cache": callable(getattr(gr.processing_utils, "save_base64_to_cache", None)),

@@ -37,9 +37,7 @@ def collect(
             originals.setdefault(PurePosixPath(entry.name).stem.lower(), entry.source)
     if len(images) > max_images:
         raise RefusedError(f"a batch holds at most {max_images} images; this one has {len(images)}")
-    return tuple(
-        Item(e.name, e.source, originals.get(PurePosixPath(e.name).stem.lower()), e.problem) for e in images
-    )
+    return tuple(Item(e.name, e.source, originals.get(PurePosixPath(e.name).stem.lower()), e.problem) for e in images)
 
 
 @dataclass
@@ -93,7 +91,11 @@ def _member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, budget: Budget) -
         with archive.open(member) as f:
             data = f.read(budget.left + 1)  # the directory may lie about sizes: read, bounded
     except NotImplementedError:
-        return Item(name, None, problem=f"the zip stores it with a compression this reader lacks (method {member.compress_type})")
+        return Item(
+            name,
+            None,
+            problem=f"the zip stores it with a compression this reader lacks (method {member.compress_type})",
+        )
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:  # a bad CRC, a damaged stream
         return Item(name, None, problem=f"the file is damaged in the zip ({err})")
     budget.spend(len(data))
