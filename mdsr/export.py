@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -34,21 +36,71 @@ class OneScale(torch.nn.Module):
             return self.model(x, self.scale)
 
 
-def export_onnx(model: MDSR, folder: str | os.PathLike, scales: list[int] | None = None) -> list[Path]:
-    """Write ``mdsr_x{s}.onnx`` for each scale (default: every scale the model has) into ``folder``."""
+def onnx_path(folder: str | os.PathLike, scale: int) -> Path:
+    """Where ``export_onnx`` writes the file of ``scale``."""
+    return Path(folder) / f"mdsr_x{scale}.onnx"
+
+
+def check_outputs(paths: Sequence[str | os.PathLike], *, overwrite: bool = False) -> None:
+    """Refuse now, before any model is loaded, files that could not be written or that would replace
+    others: a folder that is a file or cannot be made or written to, a path that is a folder, and (unless
+    ``overwrite``) a file that exists. Each refusal is one sentence (a ``ValueError``)."""
+    paths = [Path(p) for p in paths]
+    for folder in dict.fromkeys(p.parent for p in paths):
+        check_folder(folder)
+    if folders := [p for p in paths if p.is_dir()]:
+        raise ValueError(f"{folders[0]} is a folder, where the export writes a file")
+    if (existing := [str(p) for p in paths if p.exists()]) and not overwrite:
+        them = "it" if len(existing) == 1 else "them"
+        raise ValueError(
+            f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''} (--overwrite replaces {them})"
+        )
+
+
+def check_folder(folder: str | os.PathLike) -> None:
+    """Make ``folder`` (and its parents) and check that a file can be written in it, or say in one sentence
+    why not."""
+    folder = Path(folder)
+    blocking = next((p for p in (folder, *folder.parents) if _is_file(p)), None)
+    if blocking == folder:
+        raise ValueError(f"{folder} is a file; the export writes into a folder")
+    if blocking is not None:
+        raise ValueError(f"the folder {folder} cannot be made: {blocking} is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        reason = (err.strerror or type(err).__name__).lower()
+        raise ValueError(f"the folder {folder} cannot be made or written to ({reason})") from None
+
+
+def _is_file(path: Path) -> bool:
+    """Whether something other than a folder is at ``path`` (a path that cannot be looked at is not)."""
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError:
+        return False
+
+
+def export_onnx(
+    model: MDSR, folder: str | os.PathLike, scales: list[int] | None = None, *, overwrite: bool = True
+) -> list[Path]:
+    """Write ``mdsr_x{s}.onnx`` for each scale (default: every scale the model has) into ``folder``; with
+    ``overwrite=False`` an existing file is refused (``check_outputs``) before any is written."""
     try:
         import onnx  # noqa: F401 (the exporter needs it)
         import onnxscript  # noqa: F401
     except ImportError as err:
-        raise RuntimeError("ONNX export needs the onnx and onnxscript packages: pip install onnx onnxscript") from err
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+        raise ValueError("ONNX export needs the onnx and onnxscript packages: pip install onnx onnxscript") from err
+    scales = scales or list(model.scales)
+    check_outputs([onnx_path(folder, s) for s in scales], overwrite=overwrite)
     model = model.eval()
     written = []
-    for scale in scales or list(model.scales):
+    for scale in scales:
         net = OneScale(model, scale)
         height, width = torch.export.Dim("height", min=4), torch.export.Dim("width", min=4)
-        target = folder / f"mdsr_x{scale}.onnx"
+        target = onnx_path(folder, scale)
         with atomic_path(target) as tmp, contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
             torch.onnx.export(
                 net, (torch.rand(1, 3, 32, 32),), str(tmp), input_names=["input"], output_names=["output"],

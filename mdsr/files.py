@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path, PurePath
 
 # What folders and zips are searched for (HEIC/HEIF read where pillow-heif is installed: mdsr.imaging).
@@ -24,20 +24,38 @@ def is_image_name(name: str | PurePath) -> bool:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path in ``path``'s folder to write to; on success it replaces ``path`` (fsynced first),
-    on an exception it is removed and ``path`` is left as it was."""
+    """A temporary path in ``path``'s folder to write to; on success it replaces ``path`` (fsynced first,
+    with the mode a new file gets under the umask, 0644 under 022), on an exception it is removed and
+    ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = 0o666 & ~current_umask()  # what open() would have given: mkstemp makes the file 0600
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, mode)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+PROC_STATUS = "/proc/self/status"
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux reports it (/proc/self/status, since
+    4.7); elsewhere set and restored at once, as ``os.umask`` only reads it that way."""
+    with suppress(OSError, ValueError), open(PROC_STATUS, "rb") as status:
+        for line in status:
+            if line.startswith(b"Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o077)  # briefly stricter, never looser, for a file another thread creates meanwhile
+    os.umask(mask)
+    return mask
 
 
 def output_names(inputs: Sequence[str | PurePath], tag: str, extension: str) -> list[str]:

@@ -32,7 +32,7 @@ from typing import Literal, overload
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, features
+from PIL import Image, ImageOps, PngImagePlugin, features
 
 Border = Literal["symmetric", "replicate"]
 
@@ -192,9 +192,10 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as err:  # libheif/libavif: RuntimeError
         raise ImageError(f"the image data could not be decoded ({err})") from err
-    image = ImageOps.exif_transpose(image)  # also drops the orientation tag it applied
+    image, exif, exif_notes = _upright(image)
+    notes += exif_notes
     mode = image.mode
-    meta = dict(icc=_profile_of(image), exif=_exif_of(image))
+    meta = dict(icc=_profile_of(image), exif=exif)
     if mode.startswith("I") or mode == "F":
         # 16-bit grey (PIL's "I;16"/"I"); float images are taken as [0, 1].
         scale = 1.0 if mode == "F" else 65535.0
@@ -240,6 +241,55 @@ def _exif_of(image: Image.Image) -> bytes | None:
     return exif.tobytes() if len(exif) else None
 
 
+# An EXIF is metadata: one that Pillow cannot parse never refuses the pixels. Its parser meets junk with
+# many kinds of error (SyntaxError, struct.error, TypeError, AttributeError...), hence ``except Exception``.
+EXIF_UNREADABLE = "its EXIF could not be read: left out, and the picture kept as stored (not rotated)"
+EXIF_UNKEPT = "its EXIF could not be read in full: left out"
+TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}  # EXIF orientation -> the turn that shows the image upright, as ``ImageOps.exif_transpose`` applies it
+ORIENTATIONS = {method: orientation for orientation, method in TRANSPOSES.items()}
+
+
+def _orientation(image: Image.Image, *, header_only: bool = False) -> int | None:
+    """The EXIF orientation (1 where there is none or it is no orientation), or None where the EXIF cannot
+    be parsed. ``header_only``: never decode the pixels to find it (a PNG's ``getexif`` would)."""
+    raw = image.info.get("exif")
+    try:
+        if isinstance(raw, bytes) and raw:
+            Image.Exif().load(raw)  # afresh: Pillow's JPEG opener has parsed it already, hiding any error
+        exif = Image.Image.getexif(image) if header_only else image.getexif()
+        orientation = exif.get(0x0112, 1)
+        method = TRANSPOSES.get(orientation)  # looked up as exif_transpose does (6.0 is 6)
+    except MemoryError:
+        raise
+    except Exception:
+        return None
+    return ORIENTATIONS[method] if method is not None else 1
+
+
+def _upright(image: Image.Image) -> tuple[Image.Image, bytes | None, tuple[str, ...]]:
+    """The image as shown (its EXIF orientation applied, as ``image_size`` reports it) and the EXIF to keep,
+    with a note where the EXIF could not be read and was left out."""
+    orientation = _orientation(image)
+    if orientation is None:
+        return image, None, (EXIF_UNREADABLE,)
+    try:
+        upright = ImageOps.exif_transpose(image)  # also drops the orientation tag it applied
+        return upright, _exif_of(upright), ()
+    except MemoryError:
+        raise
+    except Exception:  # junk past the orientation (in a sub-IFD), met on writing the EXIF back
+        turned = image.transpose(TRANSPOSES[orientation]) if orientation != 1 else image
+        return turned, None, (EXIF_UNKEPT,)
+
+
 FORMATS = "PNG, JPEG, WebP, AVIF, HEIC, BMP, TIFF or GIF"
 HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
 
@@ -268,7 +318,9 @@ def _unreadable(source) -> ImageError:
             source.seek(0)
     brand = head[8:12] if head[4:8] == b"ftyp" else b""
     if brand in HEIF_BRANDS and not heif_available():
-        return ImageError("the file is a HEIC/HEIF photo; reading it needs the pillow-heif package (pip install pillow-heif)")
+        return ImageError(
+            "the file is a HEIC/HEIF photo; reading it needs the pillow-heif package (pip install pillow-heif)"
+        )
     if brand in (b"avif", b"avis") and not features.check("avif"):
         return ImageError("the file is an AVIF image; reading it needs Pillow 11.3 or newer built with AVIF")
     return ImageError(f"the file is not an image that can be read ({FORMATS})")
@@ -292,14 +344,14 @@ def image_size(path) -> tuple[int, int] | None:
     try:
         with Image.open(path) as image:
             w, h = image.size
-            if image.format == "PNG" and "exif" not in image.info:
+            png = image.format == "PNG"
+            if png and "exif" not in image.info:
                 found = _png_exif(image.fp)
                 if found is not None:
                     image.info["exif"] = found
-                exif = Image.Image.getexif(image)  # the base class's: the header's EXIF, never a decode
-            else:
-                exif = image.getexif()
-            rotated = exif.get(0x0112, 1) in (5, 6, 7, 8)  # orientations that swap the axes
+            # A PNG's through the base class: the header's EXIF, never a decode. An unreadable EXIF turns
+            # nothing, as the decoder then leaves it out.
+            rotated = _orientation(image, header_only=png) in (5, 6, 7, 8)  # orientations that swap the axes
     except DECODER_ERRORS:
         return None
     finally:
@@ -373,10 +425,36 @@ def _read_deep_colour(path, image: Image.Image, max_pixels: int | None) -> Pictu
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if array is None or array.dtype != np.uint16 or array.ndim != 3:
         return None
+    orientation = _orientation(image)  # OpenCV's IMREAD_UNCHANGED applies none
+    exif, notes = None, (EXIF_UNREADABLE,) if orientation is None else ()
+    if orientation is not None:
+        array = _turned(array, orientation)
+        try:
+            exif = _exif_of(image)
+        except MemoryError:
+            raise
+        except Exception:  # junk past the orientation
+            notes = (EXIF_UNKEPT,)
     array = array.astype(np.float32) / 65535.0
     rgb = array[:, :, 2::-1]
     alpha = array[:, :, 3] if array.shape[2] == 4 else None
-    return Picture(np.ascontiguousarray(rgb), alpha, grey=False, bit_depth=16, icc=_profile_of(image), exif=_exif_of(image))
+    return Picture(
+        np.ascontiguousarray(rgb), alpha, grey=False, bit_depth=16, notes=notes, icc=_profile_of(image), exif=exif
+    )
+
+
+def _turned(array: np.ndarray, orientation: int) -> np.ndarray:
+    """An (H, W, ...) array turned as ``TRANSPOSES[orientation]`` turns a PIL image (a view)."""
+    return {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+        8: lambda a: np.rot90(a, 1),
+    }[orientation](array)
 
 
 def _png_bit_depth(image: Image.Image) -> int | None:
@@ -547,6 +625,11 @@ def picture_to_pil(pic: Picture) -> Image.Image:
 
 
 OUTPUT_FORMATS = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}
+# A JPEG marker segment holds 65,533 bytes after its length: the EXIF's APP1 that much, its "Exif\0\0"
+# header included (Pillow refuses more: "EXIF data is too long"); a profile's APP2s 65,519 each after
+# their "ICC_PROFILE\0", sequence number and count, in at most 255 of them.
+JPEG_MAX_EXIF = 65_533
+JPEG_MAX_PROFILE = 255 * (65_533 - 14)
 
 
 def output_format(value: object) -> str:
@@ -561,7 +644,8 @@ def output_format(value: object) -> str:
 def save_picture(pic: Picture, path, *, format: str = "png") -> tuple[str, ...]:  # noqa: A002 (PIL's word)
     """Write the picture with its ICC profile and EXIF: as PNG (exact: 8 or 16 bits, grey, alpha), WebP
     (lossless, 8 bits, alpha) or JPEG (quality 95, 8 bits, no alpha). Returns notes on what the format
-    could not hold (16 bits written as 8; alpha laid over white in a JPEG)."""
+    could not hold (16 bits written as 8; alpha laid over white in a JPEG; a profile or EXIF too large for
+    it, left out rather than failing after the work or writing a file that cannot be read back)."""
     fmt = output_format(format)
     path = os.fspath(path)
     meta = {k: v for k, v in (("icc_profile", pic.icc), ("exif", pic.exif)) if v}
@@ -575,6 +659,23 @@ def save_picture(pic: Picture, path, *, format: str = "png") -> tuple[str, ...]:
         notes.append("WEBP writes this grey picture as colour: its grey colour profile was left out")
         meta.pop("icc_profile", None)
         pic = replace(pic, icc=None)
+    profile_limit = {"png": PngImagePlugin.MAX_TEXT_CHUNK, "jpeg": JPEG_MAX_PROFILE}.get(fmt)
+    if pic.icc and profile_limit is not None and len(pic.icc) > profile_limit:
+        # Pillow refuses to open a PNG whose iCCP chunk inflates past MAX_TEXT_CHUNK; a JPEG's profile is
+        # split over at most 255 APP2 segments (more wrap their count, and readers drop the profile).
+        notes.append(
+            f"{fmt.upper()} holds a colour profile of {profile_limit:,} bytes at most (for Pillow to read it back): "
+            f"this picture's {len(pic.icc):,}-byte profile was left out"
+        )
+        meta.pop("icc_profile", None)
+        pic = replace(pic, icc=None)
+    if fmt == "jpeg" and pic.exif and len(pic.exif) > JPEG_MAX_EXIF:
+        notes.append(
+            f"JPEG holds {JPEG_MAX_EXIF:,} bytes of EXIF at most: this picture's {len(pic.exif):,} bytes of EXIF were "
+            "left out (PNG and WebP keep them)"
+        )
+        meta.pop("exif", None)
+        pic = replace(pic, exif=None)
     if fmt == "png" and pic.bit_depth == 16 and not (pic.grey and pic.alpha is None):
         import cv2
 
@@ -585,7 +686,7 @@ def save_picture(pic: Picture, path, *, format: str = "png") -> tuple[str, ...]:
             raise OSError(f"could not encode {path}")
         with open(path, "wb") as f:
             f.write(_png_with_metadata(encoded.tobytes(), pic.icc, pic.exif))
-        return ()
+        return tuple(notes)
     image = picture_to_pil(pic)
     if fmt == "png":
         image.save(path, format="PNG", **meta)

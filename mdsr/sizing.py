@@ -55,11 +55,17 @@ class SizePlan:
 
 
 def parse_factor(value: object) -> float:
-    """A factor from an untrusted caller: a number from 1.1 to 8 (2, 3 and 4 included)."""
+    """A factor from an untrusted caller: a number from 1.1 to 8 (2, 3 and 4 included). A refused value is
+    shown exactly as given (1.0999999999, not 1.1)."""
+    if isinstance(value, str) and "_" in value:  # float() and int() read "1_5" as 15
+        raise ValueError(
+            f"the scale must be a number from {MIN_FACTOR:g} to {MAX_FACTOR:g}, written without underscores; "
+            f"got {_shown(value)}"
+        )
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"the scale must be a number from {MIN_FACTOR:g} to {MAX_FACTOR:g}; got {_shown(value)}")
     if not MIN_FACTOR <= value <= MAX_FACTOR:
-        raise ValueError(f"the scale must be from {MIN_FACTOR:g} to {MAX_FACTOR:g}; got {value:g}")
+        raise ValueError(f"the scale must be from {MIN_FACTOR:g} to {MAX_FACTOR:g}; got {_exact(value)}")
     return float(value)
 
 
@@ -67,7 +73,9 @@ def parse_size(text: object) -> Target:
     """A size as people write it: "1920x1080" (fit inside), "1920x" (that width), "x1080" (that height)."""
     match = re.fullmatch(r"\s*(\d{1,6})?\s*[xX×]\s*(\d{1,6})?\s*", text) if isinstance(text, str) else None
     if not match or not any(match.groups()):
-        raise ValueError(f"a size is WIDTHxHEIGHT (to fit inside), WIDTHx or xHEIGHT, e.g. 1920x1080; got {_shown(text)}")
+        raise ValueError(
+            f"a size is WIDTHxHEIGHT (to fit inside), WIDTHx or xHEIGHT, e.g. 1920x1080; got {_shown(text)}"
+        )
     width, height = (int(v) if v else None for v in match.groups())
     if width is not None and height is not None:
         return Target(fit=(width, height))
@@ -103,16 +111,42 @@ def plan(input_size: tuple[int, int], target: Target | int | float) -> SizePlan:
         factor = target.height / h
         size = (round(w * factor), target.height)
     ratios = (size[0] / w, size[1] / h)
-    if min(size) < 1 or not MIN_FACTOR - 1e-9 <= min(ratios) <= max(ratios) <= MAX_FACTOR + 1e-9:
-        raise ValueError(
-            f"{target.describe()} makes a {w}x{h} image {size[0]}x{size[1]}, {_times(max(ratios))}; the output must be "
-            f"{MIN_FACTOR:g} to {MAX_FACTOR:g} times the input"
-        )
+    failing = [
+        (name, side, out)
+        for name, side, out in (("width", w, size[0]), ("height", h, size[1]))
+        if not _reachable(out / side)
+    ]
+    if failing:
+        made = f"{target.describe()} makes a {w}x{h} image {size[0]}x{size[1]}"
+        if len(failing) == 2 and _times(ratios[0]) == _times(ratios[1]):  # the whole image, by one ratio
+            raise ValueError(
+                f"{made}, {_times(ratios[0])}; the output must be {MIN_FACTOR:g} to {MAX_FACTOR:g} times the input"
+            )
+        sides = " and ".join(f"its {name} {side} -> {out} is {_times(out / side)}" for name, side, out in failing)
+        raise ValueError(f"{made}: {sides}; each side must be {MIN_FACTOR:g} to {MAX_FACTOR:g} times the input")
     return SizePlan(stages_for(max(ratios)), size)
 
 
+def _reachable(ratio: float) -> bool:
+    return MIN_FACTOR - 1e-9 <= ratio <= MAX_FACTOR + 1e-9
+
+
 def _times(ratio: float) -> str:
-    return f"{ratio:.3g}x" if ratio < 100 else f"{ratio:,.0f}x"
+    """A ratio in 3 significant digits, or as many more as it takes not to round a refused one into the range
+    (1.0999 is 1.0999x, not 1.1x)."""
+    if ratio >= 100:
+        return f"{ratio:,.0f}x"
+    shown = f"{ratio:.3g}"
+    for digits in range(4, 16):
+        if _reachable(float(shown)) == _reachable(ratio):
+            break
+        shown = f"{ratio:.{digits}g}"
+    return f"{shown}x"
+
+
+def _exact(value: int | float) -> str:
+    """A number as given: a float's shortest exact form (1.0999999999, where :g would say 1.1)."""
+    return repr(float(value)) if isinstance(value, float) else _shown(value)
 
 
 def _shown(value: object) -> str:

@@ -176,6 +176,21 @@ def declared_png(path: Path, size: tuple[int, int], *, exif_after_pixels: bytes 
     return path
 
 
+def exif_png(path: Path, exif: bytes, *, deep: bool = False) -> Path:
+    """The photo as a PNG (8-bit, or with ``deep`` 16-bit colour as OpenCV writes it) with an eXIf chunk of
+    ``exif`` (written as given, junk or not) after its header."""
+    if deep:
+        rgb = np.asarray(photo(), dtype=np.uint16) * 257 + 5
+        png = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))[1].tobytes()
+    else:
+        buffer = io.BytesIO()
+        photo().save(buffer, format="PNG")
+        png = buffer.getvalue()
+    header_end = 8 + 8 + 13 + 4  # signature, IHDR's length and type, its 13 bytes and CRC
+    path.write_bytes(png[:header_end] + _png_chunk(b"eXIf", exif) + png[header_end:])
+    return path
+
+
 def heic_declaring(folder: Path, size: tuple[int, int]) -> Path:
     """A 64x48 HEIC made by pillow-heif whose size box (ispe) is patched to declare ``size``."""
     path = heic_rotated(folder)

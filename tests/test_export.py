@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,11 +12,27 @@ from conftest import as_tensor, crop, tiny
 from mdsr.cli import main
 from mdsr.weights import save_weights
 
-ort = pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
+
+@pytest.fixture
+def ort():
+    """ONNX Runtime, where it and the exporter's packages are installed (else the test is skipped)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    return pytest.importorskip("onnxruntime")
 
 
-def test_the_onnx_file_of_each_scale_gives_pytorchs_output_at_any_size(tmp_path, coffee):
+@pytest.fixture
+def no_model_loaded(monkeypatch):
+    """Any model loaded fails the test: what these refuse is refused before the work."""
+
+    def load(*args, **kwargs):
+        pytest.fail("a model was loaded before the outputs were checked")
+
+    monkeypatch.setattr("mdsr.weights.load_for_scales", load)
+    monkeypatch.setattr("mdsr.train.load_checkpoint", load)
+
+
+def test_the_onnx_file_of_each_scale_gives_pytorchs_output_at_any_size(tmp_path, coffee, ort):
     weights = save_weights(tiny(), tmp_path / "tiny.safetensors")
     assert main(["export", "--onnx", str(tmp_path / "onnx"), "--weights", str(weights), "--scales", "2", "3"]) == 0
     assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == ["mdsr_x2.onnx", "mdsr_x3.onnx"]
@@ -29,4 +47,55 @@ def test_the_onnx_file_of_each_scale_gives_pytorchs_output_at_any_size(tmp_path,
 
 def test_export_without_its_arguments_is_one_line(tmp_path, capsys):
     assert main(["export", "--onnx", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
-    assert capsys.readouterr().err.strip() == "error: mdsr export --onnx takes one output folder (the weights come with --weights)"
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: mdsr export --onnx takes one output folder (the weights come with --weights)"
+    )
+
+
+def test_an_existing_onnx_file_is_kept_unless_overwrite_is_given(tmp_path, capsys, no_model_loaded):
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "mdsr_x3.onnx").write_bytes(b"mine")
+    assert main(["export", "--onnx", str(tmp_path / "onnx"), "--scales", "2", "3"]) == 2
+    kept = tmp_path / "onnx" / "mdsr_x3.onnx"
+    assert capsys.readouterr().err.strip() == f"error: {kept} already exists (--overwrite replaces it)"
+    assert kept.read_bytes() == b"mine" and not (tmp_path / "onnx" / "mdsr_x2.onnx").exists()
+
+
+def test_overwrite_replaces_an_existing_onnx_file(tmp_path, ort):
+    weights = save_weights(tiny(), tmp_path / "tiny.safetensors")
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "mdsr_x2.onnx").write_bytes(b"old")
+    argv = ["export", "--onnx", str(tmp_path / "onnx"), "--weights", str(weights), "--scales", "2", "--overwrite"]
+    assert main(argv) == 0
+    ort.InferenceSession(str(tmp_path / "onnx" / "mdsr_x2.onnx"))  # a real ONNX file, not the old bytes
+
+
+def test_an_onnx_folder_that_is_a_file_is_one_sentence(tmp_path, capsys, no_model_loaded):
+    (tmp_path / "onnx").write_bytes(b"a file")
+    assert main(["export", "--onnx", str(tmp_path / "onnx")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'onnx'} is a file; the export writes into a folder"
+
+
+def test_an_onnx_folder_under_a_file_is_one_sentence(tmp_path, capsys, no_model_loaded):
+    (tmp_path / "notes").write_bytes(b"a file")
+    assert main(["export", "--onnx", str(tmp_path / "notes" / "onnx")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: the folder {tmp_path / 'notes' / 'onnx'} cannot be made: {tmp_path / 'notes'} is a file"
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="Linux's /proc")
+def test_an_onnx_folder_that_cannot_be_made_is_one_sentence(capsys, no_model_loaded):
+    assert main(["export", "--onnx", "/proc/mdsr_onnx"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: the folder /proc/mdsr_onnx cannot be made or written to (no such file or directory)"
+    )
+
+
+def test_an_existing_weights_file_is_kept_unless_overwrite_is_given(tmp_path, capsys, no_model_loaded):
+    (tmp_path / "mine.safetensors").write_bytes(b"mine")
+    assert main(["export", str(tmp_path / "last.pt"), str(tmp_path / "mine.safetensors")]) == 2
+    existing = tmp_path / "mine.safetensors"
+    assert capsys.readouterr().err.strip() == f"error: {existing} already exists (--overwrite replaces it)"
+    assert existing.read_bytes() == b"mine"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
+from mdsr import files
 from mdsr.files import atomic_path, output_names
 
 
@@ -43,3 +47,27 @@ def test_an_atomic_write_replaces_the_file_when_complete(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_bytes(b"new")
     assert target.read_bytes() == b"new" and list(tmp_path.iterdir()) == [target]
+
+
+@pytest.fixture
+def umask():
+    """Set the process's umask for one test, restored after it."""
+    before = os.umask(0o022)
+    yield os.umask
+    os.umask(before)
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_an_atomic_write_has_the_mode_the_umask_gives_a_new_file(tmp_path, umask, mask, mode):
+    umask(mask)
+    with atomic_path(tmp_path / "out.png") as tmp:
+        tmp.write_bytes(b"new")
+    assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == mode
+
+
+def test_the_umask_is_read_the_same_where_proc_does_not_report_it(tmp_path, umask, monkeypatch):
+    umask(0o027)
+    monkeypatch.setattr(files, "PROC_STATUS", str(tmp_path / "no_such_file"))
+    with atomic_path(tmp_path / "out.png") as tmp:
+        tmp.write_bytes(b"new")
+    assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o640 and os.umask(0o027) == 0o027

@@ -193,7 +193,9 @@ def test_bicubic_of_an_8_bit_picture_equals_bicubic_of_its_array(chelsea):
 def test_phone_formats_decode_upright(tmp_path, sample):
     pytest.importorskip("pillow_heif")
     pic = read_image(write(tmp_path, sample))
-    assert pic.size == (48, 64) and abs(float(pic.rgb.mean()) - float(np.asarray(photo(), np.float32).mean() / 255)) < 0.02
+    assert (
+        pic.size == (48, 64) and abs(float(pic.rgb.mean()) - float(np.asarray(photo(), np.float32).mean() / 255)) < 0.02
+    )
 
 
 def test_a_heic_photo_without_its_plugin_names_the_plugin(tmp_path, monkeypatch):
@@ -269,3 +271,66 @@ def test_what_a_format_cannot_hold_is_said(tmp_path):
     assert Image.open(tmp_path / "b.jpg").mode == "RGB"
     with pytest.raises(ValueError, match="format must be 'png', 'webp' or 'jpeg'; got 'gif'"):
         save_picture(deep, tmp_path / "c.gif", format="gif")
+
+
+def long_exif(length: int) -> bytes:
+    """An EXIF of exactly ``length`` bytes ("Exif\\0\\0" header included): a long image description (0x010E),
+    then zero bytes (Pillow writes whole words)."""
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 100
+    exif[0x010E] = "x" * (length - (len(exif.tobytes()) - 100) - 1)
+    data = exif.tobytes()
+    return data + bytes(length - len(data))
+
+
+def large_profile(length: int) -> bytes:
+    """A profile of ``length`` bytes: a 128-byte header saying RGB, then random bytes (that deflate cannot
+    shrink)."""
+    header = bytearray(128)
+    header[0:4], header[16:20], header[36:40] = (128).to_bytes(4, "big"), b"RGB ", b"acsp"
+    return bytes(header) + np.random.default_rng(0).bytes(length - 128)
+
+
+def test_an_exif_too_long_for_a_jpeg_is_left_out_with_a_note(tmp_path):
+    pic = dataclasses.replace(read_image(photo()), exif=long_exif(70_000))
+    notes = save_picture(pic, tmp_path / "out.jpg", format="jpeg")
+    assert notes == (
+        "JPEG holds 65,533 bytes of EXIF at most: this picture's 70,000 bytes of EXIF were left out (PNG and WebP "
+        "keep them)",
+    )
+    assert metadata_of(tmp_path / "out.jpg")[1:] == ({}, (64, 48))
+
+
+def test_an_exif_of_the_most_a_jpeg_holds_is_kept(tmp_path):
+    pic = dataclasses.replace(read_image(photo()), exif=long_exif(65_533))
+    assert save_picture(pic, tmp_path / "out.jpg", format="jpeg") == ()
+    assert len(metadata_of(tmp_path / "out.jpg")[1][0x010E]) > 65_000
+
+
+@pytest.mark.parametrize("sample", ["rgba_png", "rgb16_png"])  # PIL's PNG writer, and OpenCV's with our chunks
+def test_a_profile_too_large_for_pillow_to_read_back_is_left_out_of_a_png_with_a_note(tmp_path, sample):
+    pic = dataclasses.replace(read_image(write(tmp_path, sample)), icc=large_profile(10_000_000))
+    notes = save_picture(pic, tmp_path / "out.png")
+    assert notes == (
+        "PNG holds a colour profile of 1,048,576 bytes at most (for Pillow to read it back): this picture's "
+        "10,000,000-byte profile was left out",
+    )
+    assert read_image(tmp_path / "out.png").icc is None
+
+
+def test_a_profile_of_the_most_pillow_reads_back_is_kept_in_a_png(tmp_path):
+    from PIL import PngImagePlugin
+
+    profile = large_profile(PngImagePlugin.MAX_TEXT_CHUNK)
+    assert save_picture(dataclasses.replace(read_image(photo()), icc=profile), tmp_path / "out.png") == ()
+    assert read_image(tmp_path / "out.png").icc == profile
+
+
+def test_a_profile_too_large_for_a_jpeg_is_left_out_with_a_note(tmp_path):
+    pic = dataclasses.replace(read_image(photo()), icc=large_profile(17_000_000))
+    notes = save_picture(pic, tmp_path / "out.jpg", format="jpeg")
+    assert notes == (
+        "JPEG holds a colour profile of 16,707,345 bytes at most (for Pillow to read it back): this picture's "
+        "17,000,000-byte profile was left out",
+    )
+    assert metadata_of(tmp_path / "out.jpg")[0] is None
