@@ -6,8 +6,8 @@ Run locally with `python app.py`; on Hugging Face Spaces this file is the Space'
 from __future__ import annotations
 
 import functools
-import math
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -26,14 +26,14 @@ from demo.gradio_adapter import (
     serialize_admission,
     upload_folder,
 )
-from demo.views import ZoomView, error_map, region_outline, zoom_panel
+from demo.views import ZoomView, error_map, info_markdown, metrics_markdown, region_markdown, region_outline, zoom_panel
 from demo.workspace import Workspace
 from mdsr import serving
-from mdsr.compare import Comparison
-from mdsr.imaging import ImageError, preview_rgb, rgb8
-from mdsr.inference import to_serving_device, zerogpu_active
+from mdsr.compare import compare
+from mdsr.imaging import preview_rgb, rgb8
+from mdsr.inference import PreparedModels, on_zerogpu, resolve_precision, to_serving_device, zerogpu_active
 from mdsr.model import SUPPORTED_SCALES
-from mdsr.weights import PUBLISHED_ID, LoadedWeights, WeightsError, WeightStore, describe, weights_in_folder
+from mdsr.weights import PUBLISHED_ID, LoadedWeights, WeightStore, describe, weights_in_folder
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE / "examples"
@@ -60,17 +60,39 @@ PRECISIONS = [
     ("bf16 (misses the bar: up to 0.14 dB on one image)", "bf16"),
     ("int8 (CPU: PSNR within 0.0074 dB of fp32 on average, 0.053 dB at most)", "int8"),
 ]
-# X-Forwarded-For is believed only from these (MDSR_TRUSTED_PROXIES; the Space's proxy on Hugging Face).
-TRUSTED_PROXIES = clients.trusted_proxies()
-# Weights are loaded on first use and kept; whether the Hub is reachable is asked at the first "auto"
-# request (3 s at most, at once under HF_HUB_OFFLINE). On a ZeroGPU Space the models live on CUDA.
+# Weights are loaded on first use and kept (the bundled ones at start); whether the Hub is reachable is
+# asked at the first "auto" request (3 s at most, at once under HF_HUB_OFFLINE). On a ZeroGPU Space the
+# models live on CUDA. Their int8 copies are made once per model and kept with them.
 STORE = WeightStore(place=to_serving_device)
+PREPARED = PreparedModels()
+
+
+@functools.cache
+def trusted_proxies() -> tuple:
+    """X-Forwarded-For is believed only from these (MDSR_TRUSTED_PROXIES; the Space's proxy on Hugging Face),
+    read at the first request (a malformed variable is that request's sentence, and the log's)."""
+    return clients.trusted_proxies()
+
+
+@functools.cache
+def runner():
+    """``compare``, with a GPU attached for each call on a ZeroGPU Space (``spaces.GPU``)."""
+    return on_zerogpu(compare)
+
+
+def device() -> str:
+    return "cuda" if zerogpu_active() else "cpu"
 
 
 @functools.cache
 def workspace() -> Workspace:
     """Where the demo writes (inside Gradio's cache, which serves it), made and swept at the first request."""
     return Workspace(upload_folder() / "mdsr-results", KEEP_RESULTS_S)
+
+
+def weights_dir() -> str | None:
+    """A folder of .safetensors files (from mdsr train / mdsr export) offered in the UI, if the host sets it."""
+    return os.environ.get("MDSR_WEIGHTS_DIR")
 
 
 @dataclass(frozen=True)
@@ -137,7 +159,7 @@ def received_file(payload) -> str | Refused:
 def client_address(request) -> str:
     """The caller's address: the peer, or behind a trusted proxy the address it forwarded (mdsr.serving)."""
     peer = request.client.host if request.client else "unknown"
-    return clients.client_address(peer, request.headers.get("x-forwarded-for", ""), TRUSTED_PROXIES)
+    return clients.client_address(peer, request.headers.get("x-forwarded-for", ""), trusted_proxies())
 
 
 def admit(request: gr.Request, values: tuple) -> list:
@@ -160,31 +182,9 @@ def admit_api(image, scale, ground_truth, precision, weights, format, size, requ
     return admit(request, (image, scale, ground_truth, precision, weights, format, size))
 
 
-def admit_ui(
-    image,
-    scale,
-    gt_mode,
-    gt_image,
-    weights,
-    self_ensemble,
-    precision,
-    auto_zoom,
-    zoom_x,
-    zoom_y,
-    my_file,
-    my_listed,
-    versus,
-    download_format,
-    custom_size,
-    region_auto,
-    region_x,
-    region_y,
-    request: gr.Request,
-):
-    """`upscale_ui`'s inputs, named one by one: Gradio finds the request argument only in such a signature
-    (with ``*values`` the UI's own endpoint stopped answering)."""
-    values = (image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y)
-    return admit(request, (*values, my_file, my_listed, versus, download_format, custom_size, region_auto, region_x, region_y))
+def admit_ui(request: gr.Request, **values):
+    """``upscale_ui``'s inputs, by their names (``UI_INPUTS``)."""
+    return admit(request, tuple(values.values()))
 
 
 def admit_batch(files, scale, truths, weights, precision, request: gr.Request):
@@ -196,7 +196,7 @@ def load_weights(choice, scale: int, mine: str | Refused | None = None) -> Loade
     if choice == MINE:
         if isinstance(mine, Refused):
             raise ValueError(mine.message)
-        listed = {p.name: p for p in weights_in_folder(WEIGHTS_DIR)}
+        listed = {p.name: p for p in weights_in_folder(weights_dir())}
         if mine in listed:
             return STORE.get_file(listed[mine], scale, max_bytes=LIMITS.file_bytes)
         if mine and Path(mine).is_file():  # an upload, already checked by received_file
@@ -207,18 +207,37 @@ def load_weights(choice, scale: int, mine: str | Refused | None = None) -> Loade
     return STORE.get(WEIGHTS[choice], scale)
 
 
-def serve(request: serving.Request, *, mine=None, progress=None, format="png") -> serving.Outcome:  # noqa: A002
-    """Admit and run one request (mdsr.serving), its outputs in a folder of their own; every refusal and
-    failure becomes one sentence in the UI and the API."""
-    for item in request.items:
+def parsed(items: tuple[serving.Item, ...], *, scale, size=None, precision, truth, **options) -> serving.Request:
+    """The typed request from what a caller sent: the size, precision and ground truth parsed once, here,
+    and each refusal one sentence."""
+    for item in items:
         for value in (item.source, item.truth):
             if isinstance(value, Refused):  # reached only where no admission check ran
                 raise gr.Error(value.message, print_exception=False)
     try:
-        admitted = serving.admit(request, LIMITS, device="cuda" if zerogpu_active() else "cpu")
+        return serving.Request(
+            items, serving.parse_target(scale, size), precision=serving.parse_precision(precision),
+            truth=serving.parse_truth(GROUND_TRUTH.get(truth, truth)), **options,
+        )  # fmt: skip
+    except ValueError as err:
+        raise gr.Error(str(err), print_exception=False) from None
+
+
+def serve(request: serving.Request, *, mine=None, progress=None, format="png") -> serving.Outcome:  # noqa: A002
+    """Admit and run one request (mdsr.serving), its outputs in a folder of their own; every refusal and
+    failure becomes one sentence in the UI and the API. ``ValueError`` covers every sentence the library
+    words (``RefusedError``, ``ImageError``, ``WeightsError``); ``OSError`` a file that could not be read
+    or written."""
+    try:
+        admitted = serving.admit(request, LIMITS, device=device())
+        weights = {s: load_weights(request.weights, s, mine) for s in admitted.scales}
+        versus = {s: load_weights(request.versus, s) for s in admitted.scales} if request.versus else None
         outputs = serving.Outputs(workspace().new_folder(), request.items, admitted.tag, format=format)
-        return serving.run(admitted, load=functools.partial(load_weights, mine=mine), outputs=outputs, progress=progress)
-    except (ImageError, WeightsError, ValueError, OSError) as err:
+        return serving.run(
+            admitted, weights=weights, versus=versus, prepared=PREPARED, outputs=outputs, progress=progress,
+            runner=runner(),
+        )  # fmt: skip
+    except (ValueError, OSError) as err:
         raise gr.Error(str(err), print_exception=False) from None
 
 
@@ -228,10 +247,9 @@ def custom_or(scale, custom) -> dict:
     text = (custom or "").strip() if isinstance(custom, str) else custom
     if not text:
         return {"scale": scale}
-    try:
+    if isinstance(text, str) and re.fullmatch(r"[0-9.]+", text):
         return {"scale": float(text)}
-    except (TypeError, ValueError):
-        return {"scale": None, "size": text}
+    return {"scale": None, "size": text}
 
 
 def upload_name(path) -> str:
@@ -244,42 +262,6 @@ def ui_progress(progress):
         progress((done, total), desc="Upscaling", unit="steps")
 
     return report
-
-
-def metrics_markdown(
-    comparison: Comparison, other: Comparison | None = None, b_label: str = "", a_label: str = ""
-) -> str:
-    """PSNR/SSIM of bicubic and MDSR-BAM, or, in A/B mode, of bicubic, A and B and the difference A − B."""
-    m = comparison.metrics
-    if m is None:
-        return "*No ground truth: choose one under **Ground truth** to see PSNR and SSIM.*"
-    s = comparison.info.scale
-    head = f"| x{s:g}, Y channel, {math.ceil(s)} px border shaved | PSNR (dB) | SSIM |\n| --- | --- | --- |\n"
-    bicubic = f"| Bicubic | {m.bicubic.psnr:.2f} | {m.bicubic.ssim:.4f} |\n"
-    if other is None:
-        return (
-            head + bicubic + f"| MDSR-BAM | {m.mdsr.psnr:.2f} | {m.mdsr.ssim:.4f} |\n"
-            f"| **Gain** | **{m.gain_db:+.2f}** | |"
-        )
-    a, b = m.mdsr, other.metrics.mdsr
-    return (
-        head + bicubic + f"| {a_label} | {a.psnr:.2f} | {a.ssim:.4f} |\n"
-        f"| {b_label} | {b.psnr:.2f} | {b.ssim:.4f} |\n"
-        f"| **A − B** | **{a.psnr - b.psnr:+.2f}** | **{a.ssim - b.ssim:+.4f}** |"
-    )
-
-
-def info_markdown(comparison: Comparison, weights: LoadedWeights, notes: tuple[str, ...] = ()) -> str:
-    i, lr, out = comparison.info, comparison.lr, comparison.output
-    notes = "".join(f" · {n}" for n in notes)
-    kind = ("grey" if out.grey else "colour") + (" + alpha" if out.alpha is not None else "") + f", {out.bit_depth}-bit"
-    trunk = " · streamed trunk" if i.trunk == "streamed" else ""
-    return (
-        f"**Ran:** {weights.name} weights{f' ({weights.note})' if weights.note else ''}"
-        f"{f' — {weights.about}' if weights.about else ''} · {i.device} · {i.precision} · {i.tiles} tile(s){trunk} · "
-        f"{'self-ensemble · ' if i.self_ensemble else ''}{i.seconds:.2f} s · "
-        f"{lr.size[0]}x{lr.size[1]} → {out.size[0]}x{out.size[1]} ({kind}){notes}"
-    )
 
 
 class UiResult(NamedTuple):
@@ -302,39 +284,47 @@ class UiResult(NamedTuple):
         return tuple(getattr(self, name) for name in self._fields if name not in ("view", "region"))
 
 
-def upscale_ui(
-    image,
-    scale,
-    gt_mode,
-    gt_image,
-    weights,
-    self_ensemble,
-    precision,
-    auto_zoom,
-    zoom_x,
-    zoom_y,
-    my_file=None,
-    my_listed=None,
-    versus=VERSUS_BICUBIC,
-    download_format="png",
-    custom_size="",
-    region_auto=True,
-    region_x=50,
-    region_y=50,
-    progress=gr.Progress(),  # noqa: B008 (Gradio injects its progress tracker through this default)
-):
+@dataclass(frozen=True)
+class UiAsk:
+    """The UI's inputs, by name: the components are wired to these names (``UI_INPUTS``), so each is listed
+    here and there only."""
+
+    image: str | Refused | None
+    scale: int
+    gt_mode: str
+    gt_image: str | Refused | None
+    weights: str
+    self_ensemble: bool
+    precision: str
+    auto_zoom: bool
+    zoom_x: float
+    zoom_y: float
+    my_file: str | Refused | None = None
+    my_listed: str | None = None
+    versus: str = VERSUS_BICUBIC
+    download_format: str = "png"
+    custom_size: str = ""
+    region_auto: bool = True
+    region_x: float = 50
+    region_y: float = 50
+
+
+def upscale_ui(progress=gr.Progress(), **values):  # noqa: B008 (Gradio injects its progress tracker this way)
     """Upscale with the chosen weights (A) and show it beside bicubic, or beside weights B (A/B mode)."""
-    if image is None:
+    ask = UiAsk(**values)
+    if ask.image is None:
         raise gr.Error("Upload an image first.", print_exception=False)
-    ab = versus not in (None, VERSUS_BICUBIC)
-    truth = GROUND_TRUTH.get(gt_mode, gt_mode)
-    request = serving.Request(
-        items=(serving.Item(upload_name(image), image, gt_image if truth == "upload" else None),),
-        **custom_or(scale, custom_size), weights=weights, versus=versus if ab else None, precision=precision,
-        truth=truth, self_ensemble=bool(self_ensemble), bicubic=not ab, views=True,
-        region=serving.Region(None if region_auto else (region_x / 100, region_y / 100)),
+    ab = ask.versus not in (None, VERSUS_BICUBIC)
+    uploaded = GROUND_TRUTH.get(ask.gt_mode) == "upload"
+    request = parsed(
+        (serving.Item(upload_name(ask.image), ask.image, ask.gt_image if uploaded else None),),
+        **custom_or(ask.scale, ask.custom_size), precision=ask.precision, truth=ask.gt_mode, weights=ask.weights,
+        versus=ask.versus if ab else None, self_ensemble=bool(ask.self_ensemble), bicubic=not ab, views=True,
+        region=serving.Region(None if ask.region_auto else (ask.region_x / 100, ask.region_y / 100)),
     )  # fmt: skip
-    outcome = serve(request, mine=my_file or my_listed, progress=ui_progress(progress), format=download_format)
+    outcome = serve(
+        request, mine=ask.my_file or ask.my_listed, progress=ui_progress(progress), format=ask.download_format
+    )
     result = outcome.results[0]
     a, b = result.comparison, result.versus
     left, right_label = ("bicubic", a.bicubic), "MDSR-BAM"
@@ -353,7 +343,7 @@ def upscale_ui(
         slider=(shown[0][1], shown[1][1]),
         output=shown[1][1],
         download=str(result.path),
-        zoom=zoom_of(view, auto_zoom, zoom_x, zoom_y),
+        zoom=zoom_of(view, ask.auto_zoom, ask.zoom_x, ask.zoom_y),
         metrics=metrics_markdown(a, b, left[0], right_label),
         errors=maps,
         info=info_markdown(a, outcome.weights, result.notes)
@@ -361,17 +351,6 @@ def upscale_ui(
         + region_markdown(result),
         region=None if result.region is None else region_outline(result.overview, result.whole, result.region),
         view=view,
-    )
-
-
-def region_markdown(result: serving.ItemResult) -> str:
-    """Which part of a photo over the limits was upscaled, and why not the whole."""
-    if result.region is None:
-        return ""
-    x, y, w, h = result.region
-    return (
-        f" · **region:** the {w}x{h} part at ({x}, {y}) was upscaled, as the whole photo is over the demo's "
-        f"limits ({result.over}); move it under **Region**"
     )
 
 
@@ -397,11 +376,13 @@ def batch_ui(files, scale, truths, weights, precision, progress=gr.Progress()): 
         if isinstance(value, Refused):
             raise gr.Error(value.message, print_exception=False)
     try:
-        items = collect(files, truths=truths or (), max_images=LIMITS.batch_images, max_unpacked_bytes=LIMITS.batch_bytes)
+        items = collect(
+            files, truths=truths or (), max_images=LIMITS.batch_images, max_unpacked_bytes=LIMITS.batch_bytes
+        )
     except serving.RefusedError as err:
         raise gr.Error(str(err), print_exception=False) from None
-    request = serving.Request(
-        items=items, scale=scale, weights=weights, precision=precision, truth="upload" if truths else "none", each=True
+    request = parsed(
+        items, scale=scale, precision=precision, truth="upload" if truths else "none", weights=weights, each=True
     )
     outcome = serve(request, progress=lambda done, total, name: progress((done, total), desc=f"Upscaling {name}"))
     archive = zip_outputs(outcome, workspace().new_folder() / f"mdsr_batch_{outcome.tag}.zip")
@@ -422,9 +403,9 @@ def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto
     naming the weights that made it."""
     if image is None:
         raise gr.Error("Upload an image first.", print_exception=False)
-    request = serving.Request(
-        items=(serving.Item(upload_name(image), image, ground_truth),), scale=scale, size=size,
-        weights=weights or "auto", precision=precision or "auto", truth="upload" if ground_truth is not None else "none",
+    request = parsed(
+        (serving.Item(upload_name(image), image, ground_truth),), scale=scale, size=size,
+        precision=precision or "auto", truth="upload" if ground_truth is not None else "none", weights=weights or "auto",
     )  # fmt: skip
     outcome = serve(request, format=format or "png")
     result = outcome.results[0]
@@ -498,10 +479,10 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                     elem_id="versus",
                 )
                 my_listed = gr.Dropdown(
-                    [(f"{p.name}: {describe(p)}", p.name) for p in weights_in_folder(WEIGHTS_DIR)],
+                    [(f"{p.name}: {describe(p)}", p.name) for p in weights_in_folder(weights_dir())],
                     value=None,
                     label="or from the host's weights folder (MDSR_WEIGHTS_DIR)",
-                    visible=bool(weights_in_folder(WEIGHTS_DIR)),
+                    visible=bool(weights_in_folder(weights_dir())),
                 )
                 self_ensemble = gr.Checkbox(
                     DEFAULTS["self_ensemble"], label="Self-ensemble (8 flips/rotations averaged: ~8x slower, sharper)"
@@ -544,12 +525,16 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
             )
             download = gr.DownloadButton("Download (full resolution)", elem_id="download")
 
-    inputs = [image, scale, gt_mode, gt_image, weights, self_ensemble, precision, auto_zoom, zoom_x, zoom_y]
-    inputs += [my_file, my_listed, versus, download_format, custom_size, region_auto, region_x, region_y]
+    ui_inputs = dict(
+        image=image, scale=scale, gt_mode=gt_mode, gt_image=gt_image, weights=weights, self_ensemble=self_ensemble,
+        precision=precision, auto_zoom=auto_zoom, zoom_x=zoom_x, zoom_y=zoom_y, my_file=my_file, my_listed=my_listed,
+        versus=versus, download_format=download_format, custom_size=custom_size, region_auto=region_auto,
+        region_x=region_x, region_y=region_y,
+    )  # fmt: skip
     button.click(
         upscale_ui,
-        inputs,
-        [slider, output, download, zoom, metrics, errors, info, region, state],
+        inputs_kwargs=ui_inputs,
+        outputs=[slider, output, download, zoom, metrics, errors, info, region, state],
         api_visibility="private",
         validator=admit_ui,
         concurrency_limit=1,
@@ -635,5 +620,15 @@ demo.queue(max_size=LIMITS.jobs, default_concurrency_limit=1)
 check_gradio_internals(demo)
 serialize_admission(demo)
 
+
+
+def warm_up() -> None:
+    """Load the bundled weights and make their copy for the "auto" precision now, so that the process's
+    resident memory, which admission measures, already holds them, and no first visitor waits."""
+    bundled = STORE.get(None, 2).model
+    PREPARED.get(bundled, resolve_precision("auto", device()))
+
+
 if __name__ == "__main__":
+    warm_up()
     demo.launch(max_file_size=LIMITS.file_bytes)

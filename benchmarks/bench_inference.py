@@ -37,7 +37,14 @@ from torch.nn import functional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mdsr.inference import EDGE_PADDING, bf16_supported, choose_tile, resolve_precision, super_resolve  # noqa: E402
+from mdsr.inference import (  # noqa: E402
+    EDGE_PADDING,
+    PreparedModels,
+    bf16_supported,
+    choose_tile,
+    resolve_precision,
+    super_resolve,
+)
 from mdsr.model import MDSR  # noqa: E402
 from mdsr.quantize import Int8Conv2d, int8_available, int8_model  # noqa: E402
 from mdsr.weights import load_model  # noqa: E402
@@ -159,8 +166,12 @@ def conv_ceiling(kind: str) -> float:
 
 def fast_path(model: MDSR, lr: torch.Tensor, scale: int, precision: str = "auto") -> torch.Tensor:
     """What mdsr.upscale runs: the given precision ("auto" by default), auto tiles, striped trunk."""
+    mode = resolve_precision(precision)
     tile = choose_tile(lr.shape[2], lr.shape[3], scale, "auto")
-    return super_resolve(model, lr, scale, precision=precision, tile=tile)
+    return super_resolve(PREPARED.get(model, mode), lr, scale, precision=mode, tile=tile)
+
+
+PREPARED = PreparedModels()  # int8 copies made once per model, as the demo and the CLI keep them
 
 
 def peak_rss_child(which: str, scale: int, size: int, weights: str | None) -> float:

@@ -16,12 +16,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mdsr.compare import compare  # noqa: E402
-from mdsr.imaging import read_image  # noqa: E402
+from mdsr import serving  # noqa: E402
+from mdsr.inference import PreparedModels  # noqa: E402
 from mdsr.sizing import stages_for  # noqa: E402
-from mdsr.weights import load_model  # noqa: E402
+from mdsr.weights import LoadedWeights, load_model  # noqa: E402
 
 SET5 = ROOT.parent / "shared" / "data" / "benchmark" / "Set5" / "HR"
+
+
+def own_truth_scores(model, path: Path, factor: float):
+    """The demo's comparison of an image as its own ground truth at ``factor`` (fp32): its metrics."""
+    request = serving.Request((serving.Item(path.name, str(path)),), serving.parse_target(factor), precision="fp32",
+                              truth="self")  # fmt: skip
+    admitted = serving.admit(request, serving.CLI_LIMITS, resident=0)
+    weights = {s: LoadedWeights(model, "bundled") for s in admitted.scales}
+    return serving.run(admitted, weights=weights, prepared=PreparedModels()).results[0].metrics
 
 
 def main() -> None:
@@ -37,7 +46,7 @@ def main() -> None:
         if not files:
             continue
         for factor in args.factors:
-            rows = [compare(model, read_image(f), factor, self_truth=True, precision="fp32").metrics for f in files]
+            rows = [own_truth_scores(model, f, factor) for f in files]
             mean = {k: statistics.mean(getattr(getattr(r, k.split(".")[0]), k.split(".")[1]) for r in rows)
                     for k in ("bicubic.psnr", "bicubic.ssim", "mdsr.psnr", "mdsr.ssim")}  # fmt: skip
             route = " then ".join(f"{s}x" for s in stages_for(factor)) + ", bicubic down"

@@ -3,14 +3,17 @@ under the slider. Pictures in, uint8 (H, W, 3) arrays or Markdown out."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mdsr.compare import most_detailed_region
+from mdsr.compare import Comparison, most_detailed_region
 from mdsr.imaging import Picture, rgb8, to_uint
 from mdsr.metrics import BAND_PIXELS, rgb_to_y
+from mdsr.serving import ItemResult
+from mdsr.weights import LoadedWeights
 
 
 def error_map(output: Picture, truth: Picture, gain: float = 4.0) -> np.ndarray:
@@ -80,3 +83,50 @@ def zoom_panel(
     for tile in tiles[1:]:
         row += [gap, tile]
     return np.hstack(row)
+
+
+def metrics_markdown(
+    comparison: Comparison, other: Comparison | None = None, b_label: str = "", a_label: str = ""
+) -> str:
+    """PSNR/SSIM of bicubic and MDSR-BAM, or, in A/B mode, of bicubic, A and B and the difference A − B."""
+    m = comparison.metrics
+    if m is None:
+        return "*No ground truth: choose one under **Ground truth** to see PSNR and SSIM.*"
+    s = comparison.info.scale
+    head = f"| x{s:g}, Y channel, {math.ceil(s)} px border shaved | PSNR (dB) | SSIM |\n| --- | --- | --- |\n"
+    bicubic = f"| Bicubic | {m.bicubic.psnr:.2f} | {m.bicubic.ssim:.4f} |\n"
+    if other is None:
+        return (
+            head + bicubic + f"| MDSR-BAM | {m.mdsr.psnr:.2f} | {m.mdsr.ssim:.4f} |\n"
+            f"| **Gain** | **{m.gain_db:+.2f}** | |"
+        )
+    a, b = m.mdsr, other.metrics.mdsr
+    return (
+        head + bicubic + f"| {a_label} | {a.psnr:.2f} | {a.ssim:.4f} |\n"
+        f"| {b_label} | {b.psnr:.2f} | {b.ssim:.4f} |\n"
+        f"| **A − B** | **{a.psnr - b.psnr:+.2f}** | **{a.ssim - b.ssim:+.4f}** |"
+    )
+
+
+def info_markdown(comparison: Comparison, weights: LoadedWeights, notes: tuple[str, ...] = ()) -> str:
+    i, lr, out = comparison.info, comparison.lr, comparison.output
+    notes = "".join(f" · {n}" for n in notes)
+    kind = ("grey" if out.grey else "colour") + (" + alpha" if out.alpha is not None else "") + f", {out.bit_depth}-bit"
+    trunk = " · streamed trunk" if i.trunk == "streamed" else ""
+    return (
+        f"**Ran:** {weights.name} weights{f' ({weights.note})' if weights.note else ''}"
+        f"{f' — {weights.about}' if weights.about else ''} · {i.device} · {i.precision} · {i.tiles} tile(s){trunk} · "
+        f"{'self-ensemble · ' if i.self_ensemble else ''}{i.seconds:.2f} s · "
+        f"{lr.size[0]}x{lr.size[1]} → {out.size[0]}x{out.size[1]} ({kind}){notes}"
+    )
+
+
+def region_markdown(result: ItemResult) -> str:
+    """Which part of a photo over the limits was upscaled, and why not the whole."""
+    if result.region is None:
+        return ""
+    x, y, w, h = result.region
+    return (
+        f" · **region:** the {w}x{h} part at ({x}, {y}) was upscaled, as the whole photo is over the demo's "
+        f"limits ({result.over}); move it under **Region**"
+    )

@@ -21,7 +21,6 @@ from mdsr.model import SUPPORTED_SCALES
 PRECISIONS = get_args(Precision)
 
 
-
 def add_train(sub: argparse._SubParsersAction) -> None:
     """One option per ``TrainConfig`` field, with its type, default, choices and help from the field."""
     from dataclasses import MISSING, fields
@@ -153,6 +152,7 @@ def run_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mdsr import serving
+    from mdsr.inference import PreparedModels
     from mdsr.weights import WeightStore
 
     shard = Shard.from_environment()  # under torchrun: this process's share of the files
@@ -161,9 +161,8 @@ def run_upscale(args: argparse.Namespace) -> int:
     mine = items[shard.rank :: shard.world]
     device = f"cuda:{shard.local_rank}" if torch.cuda.is_available() else "cpu"
     target = output_target(args)
-    scale, size = (target, None) if isinstance(target, int) else (None, target)
     request = serving.Request(
-        mine, scale=scale, size=size, weights=args.weights or "bundled", precision=args.precision,
+        mine, target, weights=args.weights or "bundled", precision=serving.parse_precision(args.precision),
         self_ensemble=args.self_ensemble, bicubic=args.compare, each=True,
     )  # fmt: skip
     limits = replace(
@@ -179,21 +178,20 @@ def run_upscale(args: argparse.Namespace) -> int:
     outputs.check_writable()  # before any work
     store = WeightStore(place=lambda model: model.to(device, memory_format=torch.channels_last))
 
-    def load(choice: str, scale: int):
-        loaded = store.get(None if choice == "bundled" else choice, scale)
-        if choice == "auto" and shard.rank == 0:
-            print(f"weights: {loaded.name}" + (f" ({loaded.note})" if loaded.note else ""), file=sys.stderr)
-        return loaded
-
     counts = {"written": 0, "kept": 0, "failed": 0}
     if admitted is not None:
+        source = None if request.weights == "bundled" else request.weights
+        weights = {scale: store.get(source, scale) for scale in admitted.scales}
+        loaded = weights[admitted.scales[-1]]
+        if request.weights == "auto" and shard.rank == 0:
+            print(f"weights: {loaded.name}" + (f" ({loaded.note})" if loaded.note else ""), file=sys.stderr)
         with tqdm(total=None, unit="step", disable=None if shard.rank == 0 else True, dynamic_ncols=True) as bar:
 
             def progress(done: int, total: int, name: str) -> None:
                 bar.total, bar.desc = total, Path(name).name
                 bar.update(done - bar.n)
 
-            outcome = serving.run(admitted, load=load, outputs=outputs, progress=progress)
+            outcome = serving.run(admitted, weights=weights, prepared=PreparedModels(), outputs=outputs, progress=progress)
         for item, result in zip(mine, outcome.results, strict=True):
             if result.error:
                 counts["failed"] += 1
@@ -206,7 +204,9 @@ def run_upscale(args: argparse.Namespace) -> int:
                 i = result.info
                 trunk = ", streamed" if i.trunk == "streamed" else ""
                 notes = "".join(f" ({n})" for n in result.notes)
-                print(f"{item.source} -> {result.path} [{i.precision}, {i.tiles} tile(s){trunk}, {i.seconds:.1f} s]{notes}")
+                print(
+                    f"{item.source} -> {result.path} [{i.precision}, {i.tiles} tile(s){trunk}, {i.seconds:.1f} s]{notes}"
+                )
     counts = shard.total(counts)
     if shard.world > 1 and shard.rank == 0:
         print(f"{len(items)} images in {shard.world} processes: {counts['written']} written, {counts['kept']} kept, "
@@ -219,7 +219,10 @@ def run_upscale(args: argparse.Namespace) -> int:
 
 
 def number(text: str) -> int | float | str:
-    """--scale as written: 2 stays 2, 1.5 is 1.5; anything else is checked (and worded) by mdsr.serving."""
+    """--scale as written: 2 stays 2, 1.5 is 1.5; anything else is checked (and worded) by mdsr.serving,
+    text with an underscore too (int() and float() read "1_5" as 15, "0_2" as 0.2)."""
+    if "_" in text:
+        return text
     for kind in (int, float):
         try:
             return kind(text)
@@ -259,7 +262,9 @@ class Shard:
 
     @classmethod
     def from_environment(cls) -> Shard:
-        shard = cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
+        shard = cls(
+            int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+        )
         if shard.world > 1:
             import torch
             import torch.distributed as dist
@@ -371,21 +376,28 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("paths", nargs="+", help="CHECKPOINT OUT.safetensors, or with --onnx: OUT_FOLDER")
     p.add_argument("--onnx", action="store_true", help="write OUT_FOLDER/mdsr_x{s}.onnx for each scale")
-    p.add_argument("--weights", default=None, help="with --onnx: weights file, super-image folder or Hub id (default: bundled)")
+    p.add_argument(
+        "--weights", default=None, help="with --onnx: weights file, super-image folder or Hub id (default: bundled)"
+    )
     p.add_argument("--scales", type=int, nargs="+", default=None, choices=SUPPORTED_SCALES, help="with --onnx")
     p.add_argument("--fp16", action="store_true", help="store float16 (half the size)")
     p.add_argument("--note", default=None, help="free text to keep in the file's metadata")
+    p.add_argument("--overwrite", action="store_true", help="replace export files that already exist")
     p.set_defaults(run=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """Existing files, and outputs that could not be written, are refused before any model is loaded."""
+    from mdsr.export import check_outputs
+
     if args.onnx:
-        from mdsr.export import export_onnx
+        from mdsr.export import export_onnx, onnx_path
         from mdsr.weights import load_for_scales
 
         if len(args.paths) != 1:
             raise ValueError("mdsr export --onnx takes one output folder (the weights come with --weights)")
         scales = args.scales or list(SUPPORTED_SCALES)
+        check_outputs([onnx_path(args.paths[0], s) for s in scales], overwrite=args.overwrite)
         models = load_for_scales(args.weights, scales)
         for scale, model in models.items():
             for path in export_onnx(model, args.paths[0], [scale]):
@@ -396,6 +408,7 @@ def run_export(args: argparse.Namespace) -> int:
     if len(args.paths) != 2:
         raise ValueError("mdsr export takes a checkpoint and the .safetensors file to write")
     checkpoint, out = args.paths
+    check_outputs([out], overwrite=args.overwrite)
     print(f"weights: {export_checkpoint(checkpoint, out, fp16=args.fp16, note=args.note)}")
     return 0
 
@@ -412,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mdsr.train import NonFiniteLossError
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
     try:
@@ -419,8 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError) as err:
-        # User-facing errors (bad files, weights, options) end in one line, not a traceback.
+    except (ValueError, OSError, NonFiniteLossError) as err:
+        # User-facing errors (bad files, weights, options, a diverged training run) end in one line; anything
+        # else is a bug and keeps its traceback.
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -1,10 +1,11 @@
 """MDSR-BAM against bicubic and, when there is one, the ground truth: what the demo shows.
 
-Ground truth comes two ways. An uploaded original must be the input's size times the scale, or up to
-``scale - 1`` pixels larger on each side (the benchmarks crop HR to a multiple of the scale before
-downscaling), and is cropped to the multiple. Or the input itself is the truth: it is cropped to a
-multiple of the scale and downscaled with MATLAB's bicubic, and that LR image is what gets upscaled.
-Metrics follow the literature's protocol (``mdsr.metrics``) on 8-bit colour: alpha is ignored.
+Ground truth comes two ways, each with its rule here, applied once, at admission (``mdsr.serving``): an
+uploaded original must fit the output (``truth_fits``), and is cropped to it; or the input itself is the
+truth (``own_truth_sizes``): cropped to a multiple of a whole factor and downscaled with MATLAB's
+bicubic, and that LR image is what gets upscaled. Metrics follow the literature's protocol
+(``mdsr.metrics``) on 8-bit colour: alpha is ignored. Also here: choosing the part of a photo to show or
+to upscale (``most_detailed_region``, ``region_at``).
 """
 
 from __future__ import annotations
@@ -12,31 +13,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import numpy as np
 
-from mdsr.imaging import (
-    ImageError,
-    Picture,
-    bicubic_downscale,
-    bicubic_upscale,
-    crop_picture,
-    preview_rgb,
-    resize_picture,
-    rgb8,
-)
-from mdsr.inference import (
-    DEFAULT_MAX_OUTPUT_PIXELS,
-    Precision,
-    ProgressCallback,
-    RunInfo,
-    TrunkChoice,
-    upscale_planned,
-)
+from mdsr.imaging import ImageError, Picture, crop_picture, preview_rgb, resize_picture, rgb8
+from mdsr.inference import ProgressCallback, RunInfo, RunPlan, execute
 from mdsr.metrics import psnr, ssim
-from mdsr.model import MDSR, SUPPORTED_SCALES
-from mdsr.sizing import MAX_FACTOR, MIN_FACTOR, SizePlan, Target, plan
+from mdsr.model import MDSR
+from mdsr.sizing import MAX_FACTOR, MIN_FACTOR, SizePlan
 
 
 @dataclass(frozen=True)
@@ -66,28 +50,17 @@ class Comparison:
     info: RunInfo
 
 
-def own_truth(pic: Picture, scale: int | float) -> tuple[Picture, Picture]:
-    """(LR, truth) where the picture is its own ground truth: for a trained scale, cropped to a multiple of
-    ``scale`` and that crop downscaled with MATLAB's bicubic; for another factor, the whole picture and its
-    bicubic downscale to ``round(side / factor)``."""
-    w, h = pic.size
+def own_truth_sizes(size: tuple[int, int], scale: int | float) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The rule for an image that is its own ground truth: (LR size, truth size), each (width, height), of a
+    picture of ``size``. A whole factor crops the picture to its multiple; another keeps it whole and rounds
+    each side of the LR to the nearest size whose ratio stays within 1.1 to 8 (80 px at 1.1 gives 72, not
+    73: 80/73 is under 1.1)."""
+    w, h = size
     if min(h, w) < 2 * scale:
         raise ImageError(
             f"the image is {w}x{h}; to use it as its own ground truth at {scale:g}x it must be at least "
             f"{math.ceil(2 * scale)} pixels on each side"
         )
-    lr_size, (tw, th) = own_truth_sizes(pic.size, scale)
-    if scale == int(scale):
-        return bicubic_downscale(pic, int(scale)), crop_picture(pic, (th, tw))
-    return resize_picture(pic, lr_size), pic
-
-
-def own_truth_sizes(size: tuple[int, int], scale: int | float) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(LR size, truth size), each (width, height), of a picture of ``size`` that is its own ground truth
-    (``own_truth``): a whole factor crops to its multiple; another keeps the picture whole and rounds each
-    side of the LR to the nearest size whose ratio stays within 1.1 to 8 (80 px at 1.1 gives 72, not 73:
-    80/73 is under 1.1)."""
-    w, h = size
     if scale == int(scale):
         s = int(scale)
         return (w // s, h // s), (w - w % s, h - h % s)
@@ -98,88 +71,70 @@ def own_truth_sizes(size: tuple[int, int], scale: int | float) -> tuple[tuple[in
     return (side(w), side(h)), (w, h)
 
 
-def check_ground_truth_size(lr_size: tuple[int, int], truth_size: tuple[int, int], scale: int) -> None:
-    """An original (W, H) fits an input (w, h) at ``scale`` if it is w*s x h*s, or up to s - 1 pixels larger."""
-    (w, h), (tw, th) = lr_size, truth_size
-    if not (w * scale <= tw < (w + 1) * scale and h * scale <= th < (h + 1) * scale):
+def own_truth(pic: Picture, lr_size: tuple[int, int], truth_size: tuple[int, int]) -> tuple[Picture, Picture]:
+    """(LR, truth) of a picture that is its own ground truth, at the sizes ``own_truth_sizes`` gave: the
+    truth is the picture cropped to ``truth_size`` from its top left, the LR its MATLAB-bicubic resize."""
+    tw, th = truth_size
+    truth = pic if pic.size == truth_size else crop_picture(pic, (th, tw))
+    return resize_picture(truth, lr_size), truth
+
+
+def truth_fits(lr_size: tuple[int, int], truth_size: tuple[int, int], sizing: SizePlan) -> tuple[int, int]:
+    """The rule for an uploaded original: the size it is cropped to, or an ``ImageError`` saying why it does
+    not fit. Where the network alone makes the output (``w*s x h*s``), the original may be up to ``s - 1``
+    pixels larger on each side (the benchmarks crop HR to a multiple of the scale before downscaling);
+    where a resize makes it, it must be the output's size."""
+    (w, h), (tw, th), s = lr_size, truth_size, sizing.scale
+    if not sizing.resized(lr_size):
+        if w * s <= tw < (w + 1) * s and h * s <= th < (h + 1) * s:
+            return w * s, h * s
         raise ImageError(
-            f"the ground truth is {tw}x{th}; for a {w}x{h} input at {scale}x it must be {w * scale}x{h * scale} "
-            f"(or up to {scale - 1} pixels larger on each side)"
+            f"the ground truth is {tw}x{th}; for a {w}x{h} input at {s}x it must be {w * s}x{h * s} "
+            f"(or up to {s - 1} pixels larger on each side)"
         )
+    if truth_size != sizing.size:
+        raise ImageError(
+            f"the ground truth is {tw}x{th}; the output is {sizing.size[0]}x{sizing.size[1]} and the truth must "
+            "be that size"
+        )
+    return truth_size
 
 
-def fit_ground_truth(lr: Picture, truth: Picture, scale: int) -> Picture:
-    """The uploaded original cropped to the input's size times the scale, or a clear error."""
-    check_ground_truth_size(lr.size, truth.size, scale)
-    w, h = lr.size
-    return crop_picture(truth, (h * scale, w * scale))
-
-
-def score(pic: Picture, truth: Picture, scale: int) -> Scores:
-    """PSNR/SSIM of one picture against the truth: Y channel, shave = scale, 8-bit (``mdsr.metrics``)."""
+def score(pic: Picture, truth: Picture, shave: int) -> Scores:
+    """PSNR/SSIM of one picture against the truth: Y channel, ``shave`` pixels of border, 8-bit
+    (``mdsr.metrics``)."""
     out8, truth8 = rgb8(pic), rgb8(truth)
-    return Scores(psnr=round(psnr(out8, truth8, shave=scale), 4), ssim=round(ssim(out8, truth8, shave=scale), 4))
+    return Scores(psnr=round(psnr(out8, truth8, shave=shave), 4), ssim=round(ssim(out8, truth8, shave=shave), 4))
 
 
 def compare(
-    model: MDSR | Mapping[int, MDSR],
-    pic: Picture,
-    scale: int | float | Target,
+    models: Mapping[int, MDSR],
+    lr: Picture,
+    run: RunPlan,
     *,
     truth: Picture | None = None,
-    self_truth: bool = False,
+    bicubic: bool | Scores = True,
     progress: ProgressCallback | None = None,
-    with_bicubic: bool = True,
-    bicubic_scores: Scores | None = None,
-    tile: int | Literal["auto"] | None = "auto",
-    precision: Precision = "auto",
-    self_ensemble: bool = False,
-    max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
-    trunk: TrunkChoice = "auto",
 ) -> Comparison:
-    """Upscale ``pic`` (or, with ``self_truth``, its MATLAB-bicubic downscale) by ``scale`` (2, 3 or 4, a
-    factor from 1.1 to 8, or a ``sizing.Target``) and compare. ``model`` may be one model per scale (the
-    published weights hold one scale a file), for sizes that take two network stages.
+    """Upscale ``lr`` as ``run`` plans (``models``: one per scale, prepared for its precision) and compare
+    with bicubic and, where given, the ``truth`` (already fitted: the output's size).
 
-    The bicubic picture is kept where ``with_bicubic`` asks for it; with a ground truth it is also made to be
-    scored, unless ``bicubic_scores`` are given (a second model compared on the same input and truth). The
-    other keywords are ``upscale_picture``'s.
+    ``bicubic``: True keeps the bicubic picture (and scores it); False makes it only where a truth needs
+    its scores; ``Scores`` (a second model on the same input and truth) are taken as bicubic's as they are.
+    PSNR/SSIM shave ``ceil(scale)`` pixels of border, the literature's convention.
     """
-    if isinstance(scale, Target) and scale.factor is not None:
-        scale = scale.factor
-    trained = not isinstance(scale, Target) and scale in SUPPORTED_SCALES
-    if self_truth:
-        if isinstance(scale, Target):
-            raise ImageError("as its own ground truth, an image is measured at a factor, not at a size")
-        pic, truth = own_truth(pic, scale)
-    if trained:
-        size_plan = SizePlan((int(scale),), (pic.size[0] * int(scale), pic.size[1] * int(scale)))
-        if truth is not None and not self_truth:
-            truth = fit_ground_truth(pic, truth, int(scale))
-    else:
-        target = Target(width=truth.size[0], height=truth.size[1]) if self_truth else scale
-        size_plan = plan(pic.size, target)
-        if truth is not None and truth.size != size_plan.size:
-            raise ImageError(
-                f"the ground truth is {truth.size[0]}x{truth.size[1]}; the output is {size_plan.size[0]}x"
-                f"{size_plan.size[1]} and the truth must be that size"
-            )
-    output, info = upscale_planned(
-        model, pic, size_plan, progress=progress, tile=tile, precision=precision, self_ensemble=self_ensemble,
-        max_output_pixels=max_output_pixels, trunk=trunk,
-    )  # fmt: skip
-    needs_bicubic = with_bicubic or (truth is not None and bicubic_scores is None)
-    bicubic = None
-    if needs_bicubic:
-        bicubic = bicubic_upscale(pic, int(scale)) if trained else resize_picture(pic, size_plan.size)
+    output, info = execute(models, lr, run, progress)
+    made = None
+    if bicubic is True or (truth is not None and bicubic is False):
+        made = resize_picture(lr, run.size)  # MATLAB's bicubic, antialiased, to the exact size
     metrics = None
     if truth is not None:
         shave = math.ceil(info.scale)
         ours = score(output, truth, shave)
-        theirs = bicubic_scores or score(bicubic, truth, shave)
+        theirs = bicubic if isinstance(bicubic, Scores) else score(made, truth, shave)
         metrics = Metrics(bicubic=theirs, mdsr=ours, gain_db=round(ours.psnr - theirs.psnr, 4))
     return Comparison(
-        lr=pic, bicubic=bicubic if with_bicubic else None, output=output, truth=truth, metrics=metrics, info=info
+        lr=lr, bicubic=made if bicubic is True else None, output=output, truth=truth, metrics=metrics, info=info
     )
 
 

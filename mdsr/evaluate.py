@@ -31,7 +31,7 @@ from mdsr.imaging import (
     tensor_to_array,
     to_uint,
 )
-from mdsr.inference import EDGE_PADDING, Precision, model_for_precision, super_resolve
+from mdsr.inference import EDGE_PADDING, Mode, Precision, PreparedModels, resolve_precision, super_resolve
 from mdsr.metrics import psnr, ssim
 from mdsr.model import MDSR
 
@@ -84,7 +84,7 @@ def load_benchmark_super_image(folder: str | os.PathLike, scale: int) -> list[Pa
 
 def validate(model: MDSR, pairs: list[Pair], scale: int, *, precision: Precision = "fp32") -> float:
     """Mean standard-protocol PSNR of ``model`` over ``pairs``."""
-    model, precision = model_for_precision(model, precision)  # an int8 copy is made once, not per image
+    model, precision = prepare(model, precision)
     scores = [
         psnr(
             to_uint(tensor_to_array(super_resolve(model, array_to_tensor(p.lr), scale, precision=precision))),
@@ -94,6 +94,12 @@ def validate(model: MDSR, pairs: list[Pair], scale: int, *, precision: Precision
         for p in pairs
     ]
     return float(np.mean(scores))
+
+
+def prepare(model: MDSR, precision: Precision) -> tuple[MDSR, Mode]:
+    """``model`` ready for ``precision``, once for all images (an int8 copy is made here, not per image)."""
+    mode = resolve_precision(precision, next(model.parameters()).device)
+    return PreparedModels().get(model, mode), mode
 
 
 def _super_image_y(img: np.ndarray) -> np.ndarray:
@@ -128,7 +134,7 @@ SCORES = ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
 
 
 def score_pair(
-    model: MDSR, pair: Pair, scale: int, *, protocol: Protocol, precision: Precision, self_ensemble: bool
+    model: MDSR, pair: Pair, scale: int, *, protocol: Protocol, precision: Mode, self_ensemble: bool
 ) -> dict:
     """One image's row: its name, and MDSR-BAM's and bicubic's PSNR/SSIM as ``protocol`` measures them."""
     sr = super_resolve(
@@ -169,7 +175,7 @@ def evaluate(
     """One ``Result`` per dataset and scale (see the module docstring for the protocols)."""
     if protocol not in ("standard", "super-image"):
         raise ValueError(f"protocol must be 'standard' or 'super-image', got {protocol!r}")
-    model, precision = model_for_precision(model, precision)  # an int8 copy is made once, not per image
+    model, precision = prepare(model, precision)
     load = load_benchmark if protocol == "standard" else load_benchmark_super_image
     results = []
     for folder in folders:

@@ -17,6 +17,7 @@ import math
 import os
 import re
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -37,8 +38,8 @@ from mdsr.imaging import (
     resize_plane,
     tensor_to_array,
 )
-from mdsr.limits import trunk_mb
-from mdsr.model import MDSR
+from mdsr.limits import STRIPE_ABOVE_PIXELS, Trunk, trunk_mb
+from mdsr.model import MDSR, shown
 from mdsr.quantize import int8_available, int8_model, is_int8
 from mdsr.sizing import SizePlan, Target, parse_size
 from mdsr.sizing import plan as plan_size
@@ -46,12 +47,10 @@ from mdsr.streaming import LeanTrunk, StreamedTrunk
 
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 Mode = Literal["fp32", "bf16", "int8"]
-Trunk = Literal["whole", "lean", "streamed"]
 TrunkChoice = Literal["auto", "whole", "lean", "streamed"]
 ProgressCallback = Callable[[int, int], None]
 F = TypeVar("F", bound=Callable)
 
-STRIPE_ABOVE_PIXELS = 512 * 512
 STRIPE_PIXELS = 96 * 1024  # a stripe's float map (~25 MB) stays under glibc's mmap threshold: no page faults
 
 # Receptive radius of the HR stage in LR pixels: one 3x3 conv per upsampling step (at LR, then at
@@ -130,11 +129,11 @@ def auto_precision(device: torch.device | str = "cpu") -> Mode:
 
 
 def resolve_precision(precision: Precision, device: torch.device | str = "cpu") -> Mode:
-    """ "auto" is ``auto_precision``; an explicit choice is checked."""
+    """The one place a precision is decided: "auto" is ``auto_precision``; an explicit choice is checked."""
     if precision == "auto":
         return auto_precision(device)
     if precision not in ("fp32", "bf16", "int8"):
-        raise ValueError(f"precision must be 'auto', 'fp32', 'bf16' or 'int8', got {precision!r}")
+        raise ValueError(f"precision must be 'auto', 'fp32', 'bf16' or 'int8'; got {shown(precision)}")
     if precision == "bf16" and not bf16_available(device):
         raise ValueError(f"bf16 is not supported on this {torch.device(device).type} device; use fp32")
     if precision == "int8" and not int8_available(device):
@@ -145,18 +144,37 @@ def resolve_precision(precision: Precision, device: torch.device | str = "cpu") 
     return precision
 
 
-def model_for_precision(model: MDSR, precision: Precision) -> tuple[MDSR, Mode]:
-    """The model to run at ``precision`` and the mode it resolves to: the model itself for fp32 and bf16;
-    for int8, a new int8 copy (deep-copied, quantised and calibrated: ~0.4 s), which whoever runs the model
-    again should keep (``weights.LoadedWeights.model_for`` does, for servers and the CLI; a script can pass
-    ``quantize.int8_model(model)`` itself); an int8 model runs as int8."""
-    device = next(model.parameters()).device
-    if is_int8(model):
-        if precision not in ("auto", "int8"):
-            raise ValueError(f"this model was converted to int8; precision {precision!r} needs the fp32 model")
-        return model, "int8"
-    mode = resolve_precision(precision, device)
-    return (int8_model(model) if mode == "int8" else model), mode
+class PreparedModels:
+    """Models prepared to run at a precision, each made once per model and kept: for int8 a quantised,
+    calibrated copy (~0.4 s to make), for fp32 and bf16 the model itself.
+
+    Copies are keyed on the model object and on its weights' storage and version counters, so a model
+    whose weights are changed in place (an optimiser step, ``load_state_dict``) gets a new copy; a model
+    that is gone takes its copies with it. A server or a CLI run keeps one of these for its lifetime;
+    ``upscale`` and ``upscale_picture`` take one (``prepared=``), or use ``DEFAULT_PREPARED``.
+    """
+
+    def __init__(self) -> None:
+        self._copies: weakref.WeakKeyDictionary[MDSR, dict[Mode, tuple[tuple, MDSR]]] = weakref.WeakKeyDictionary()
+
+    def get(self, model: MDSR, mode: Mode) -> MDSR:
+        """``model`` ready to run at ``mode`` (already resolved: ``resolve_precision``)."""
+        if is_int8(model):
+            if mode != "int8":
+                raise ValueError(f"this model was converted to int8; precision {mode!r} needs the fp32 model")
+            return model
+        if mode != "int8":
+            return model
+        stamp = tuple((p.data_ptr(), p._version) for p in model.parameters())
+        copies = self._copies.setdefault(model, {})
+        if mode not in copies or copies[mode][0] != stamp:
+            copies[mode] = (stamp, int8_model(model))
+        return copies[mode][1]
+
+
+# What ``upscale`` and ``upscale_picture`` keep their int8 copies in when no ``prepared`` is given: a loop of
+# calls on one model converts it once (its copies go when the model goes).
+DEFAULT_PREPARED = PreparedModels()
 
 
 def autocast(precision: Mode, device: torch.device | str = "cpu"):
@@ -166,13 +184,103 @@ def autocast(precision: Mode, device: torch.device | str = "cpu"):
     return nullcontext()
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One pass of the network as planned: its ``scale``, the ``input_size`` (width, height) it sees, the
+    trunk it runs with, and the HR stage's ``tile`` (input pixels; None: one tile)."""
+
+    scale: int
+    input_size: tuple[int, int]
+    trunk: Trunk
+    tile: int | None
+
+    @property
+    def boxes(self) -> tuple[tuple[int, int, int, int], ...]:
+        return tile_boxes(self.input_size[1], self.input_size[0], self.tile)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self.input_size[0] * self.scale, self.input_size[1] * self.scale
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run of the network needs, decided before it starts (``plan_run``): the stages, the
+    exact output size (MATLAB's bicubic brings the last stage's output to it where they differ), the
+    precision, self-ensemble and the device. ``execute`` carries it out and decides nothing."""
+
+    stages: tuple[Stage, ...]
+    size: tuple[int, int]
+    precision: Mode
+    self_ensemble: bool = False
+    device: str = "cpu"
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.stages[0].input_size
+
+    @property
+    def resized(self) -> bool:
+        return self.size != self.stages[-1].output_size
+
+    @property
+    def scales(self) -> tuple[int, ...]:
+        return tuple(stage.scale for stage in self.stages)
+
+
+def tile_boxes(height: int, width: int, tile: int | None) -> tuple[tuple[int, int, int, int], ...]:
+    """(y0, y1, x0, x1) of each HR-stage tile of ``tile`` input pixels; one box where None or larger."""
+    if tile is None or tile >= max(height, width):
+        return ((0, height, 0, width),)
+    rows, cols = math.ceil(height / tile), math.ceil(width / tile)
+    return tuple(
+        (r * tile, min((r + 1) * tile, height), c * tile, min((c + 1) * tile, width))
+        for r in range(rows)
+        for c in range(cols)
+    )
+
+
+def choose_tile(height: int, width: int, scale: int, tile: int | Literal["auto"] | None) -> int | None:
+    """The HR-stage tile in input pixels: "auto" keeps each tile's output within 256x256 pixels."""
+    if tile == "auto":
+        size = AUTO_TILE_HR // scale
+        return None if max(height, width) <= size else size
+    if tile is not None and tile < 16:
+        raise ValueError(f"tile must be at least 16 LR pixels, got {tile}")
+    return tile
+
+
+def plan_run(
+    input_size: tuple[int, int],
+    sizing: SizePlan,
+    *,
+    precision: Mode,
+    trunk: Trunk = "whole",
+    self_ensemble: bool = False,
+    device: str = "cpu",
+    tile: int | Literal["auto"] | None = "auto",
+) -> RunPlan:
+    """The stages of ``sizing`` for an input of ``input_size`` (width, height), each with its tiles; the
+    trunk is the caller's decision (``choose_trunk``, or a server's memory budget), "whole" on CUDA."""
+    w, h = input_size
+    if min(w, h) < 2:
+        raise ImageError(f"the image is {w}x{h}; it must be at least 2 pixels on each side")
+    if torch.device(device).type != "cpu":
+        trunk = "whole"  # the streamed trunks are CPU code
+    stages = []
+    for scale in sizing.stages:
+        stages.append(Stage(scale, (w, h), trunk, choose_tile(h, w, scale, tile)))
+        w, h = w * scale, h * scale
+    return RunPlan(tuple(stages), sizing.size, precision, self_ensemble, str(device))
+
+
 @torch.inference_mode()
 def super_resolve(
     model: MDSR,
     lr: torch.Tensor,
     scale: int,
     *,
-    precision: Precision = "auto",
+    precision: Mode = "fp32",
     tile: int | None = None,
     self_ensemble: bool = False,
     progress: ProgressCallback | None = None,
@@ -181,19 +289,39 @@ def super_resolve(
 ) -> torch.Tensor:
     """(1, 3, H, W) float in [0, 1] -> (1, 3, H*s, W*s) float, clamped to [0, 1].
 
-    ``tile`` (LR pixels) bounds the HR stage's memory; None runs it whole. ``self_ensemble`` is
-    EDSR's "+": the mean over the 8 flips/rotations of the input, each undone. ``progress`` is called
-    with (steps done, steps in all): a step is one block of the trunk or one HR tile. ``edge_padding`` LR
-    pixels of the input's edge are replicated around it for the network and cropped from the result
-    (see ``EDGE_PADDING``); 0 is the bare network, as super-image runs it. ``trunk``: "whole" keeps
-    the trunk's three maps of the whole image (fastest); "lean" two (the long skip recomputed: ~1.1x the
-    time); "streamed" one (``mdsr.streaming``: ~1.6x the time); all give the same features (CPU).
+    ``model`` runs as it is: ``precision`` "int8" needs an int8 model (``PreparedModels`` or
+    ``quantize.int8_model``), "bf16" runs the fp32 model under autocast. ``tile`` (LR pixels) bounds the
+    HR stage's memory; None runs it whole. ``self_ensemble`` is EDSR's "+": the mean over the 8
+    flips/rotations of the input, each undone. ``progress`` is called with (steps done, steps in all): a
+    step is one block of the trunk or one HR tile. ``edge_padding`` LR pixels of the input's edge are
+    replicated around it for the network and cropped from the result (see ``EDGE_PADDING``); 0 is the bare
+    network, as super-image runs it. ``trunk``: "whole" keeps the trunk's three maps of the whole image
+    (fastest); "lean" two (the long skip recomputed: ~1.1x the time); "streamed" one (``mdsr.streaming``:
+    ~1.6x the time); all give the same features (CPU).
     """
-    model.check_scale(scale)
-    model, mode = model_for_precision(model, precision)
+    if (precision == "int8") != is_int8(model):
+        raise ValueError(
+            "precision 'int8' runs an int8 model (PreparedModels().get(model, 'int8'))"
+            if precision == "int8"
+            else f"this model was converted to int8; precision {precision!r} needs the fp32 model"
+        )
+    stage = Stage(scale, (lr.shape[3], lr.shape[2]), trunk, tile)
+    return _run_stage(model, lr, stage, precision, self_ensemble, progress, edge_padding)
+
+
+@torch.inference_mode()
+def _run_stage(
+    model: MDSR,
+    lr: torch.Tensor,
+    stage: Stage,
+    mode: Mode,
+    self_ensemble: bool,
+    progress: ProgressCallback | None,
+    edge_padding: int = EDGE_PADDING,
+) -> torch.Tensor:
     lr = lr.to(next(model.parameters()).device)
     passes = 8 if self_ensemble else 1
-    per_pass = trunk_steps(model, scale) + len(_tile_boxes(lr.shape[2], lr.shape[3], tile))
+    per_pass = trunk_steps(model, stage.scale) + len(stage.boxes)
     acc = None
     for k in range(passes):
 
@@ -202,7 +330,8 @@ def super_resolve(
                 progress(k * per_pass + n, passes * per_pass)
 
         x = _dihedral(lr, k) if self_ensemble else lr
-        out = _single_pass(model, x, scale, mode, tile, report, edge_padding, trunk)
+        boxes = tile_boxes(x.shape[2], x.shape[3], stage.tile)  # a rotation may swap the sides
+        out = _single_pass(model, x, stage.scale, mode, boxes, report, edge_padding, stage.trunk)
         out = _undo_dihedral(out, k) if self_ensemble else out
         acc = out if acc is None else acc.add_(out)
     return acc if passes == 1 else acc.div_(passes)
@@ -235,7 +364,7 @@ def _single_pass(
     lr: torch.Tensor,
     scale: int,
     mode: Mode,
-    tile: int | None,
+    boxes: tuple[tuple[int, int, int, int], ...],
     report: Callable[[int], None],
     pad: int,
     trunk: Trunk,
@@ -263,12 +392,12 @@ def _single_pass(
             padded = functional.pad(lr, (pad, pad, pad, pad), mode="replicate") if pad else lr
             padded = padded.contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout: ~20% faster
             stripe = None if device.type == "cuda" else choose_stripe(padded.shape[2], padded.shape[3])
-            feats = model.features(padded, scale, stripe=stripe, progress=step)
+            feats = model.infer_features(padded, scale, stripe=stripe, progress=step)
             del padded
             release = None
         _, _, fh, fw = feats.shape
         out = torch.empty((1, 3, h * scale, w * scale), dtype=torch.float32, device=device)
-        for y0, y1, x0, x1 in _tile_boxes(h, w, tile):
+        for y0, y1, x0, x1 in boxes:
             # Pad the tile with its halo (from the padded features), run the local HR stage, keep only
             # the tile's own pixels.
             ty0, tx0 = y0 + pad, x0 + pad
@@ -291,15 +420,6 @@ def choose_stripe(height: int, width: int) -> int | None:
     if height * width <= STRIPE_ABOVE_PIXELS:
         return None
     return max(32, STRIPE_PIXELS // width)
-
-
-def _tile_boxes(h: int, w: int, tile: int | None) -> list[tuple[int, int, int, int]]:
-    if tile is None or tile >= max(h, w):
-        return [(0, h, 0, w)]
-    rows, cols = math.ceil(h / tile), math.ceil(w / tile)
-    return [
-        (r * tile, min((r + 1) * tile, h), c * tile, min((c + 1) * tile, w)) for r in range(rows) for c in range(cols)
-    ]
 
 
 def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -379,7 +499,7 @@ class RunInfo:
 def choose_trunk(
     size: tuple[int, int], trunk: TrunkChoice, budget_mb: float, device: torch.device | str = "cpu"
 ) -> Trunk:
-    """"whole" or "streamed" for an input of ``size`` (width, height): "auto" streams on the CPU where the
+    """ "whole" or "streamed" for an input of ``size`` (width, height): "auto" streams on the CPU where the
     whole-image trunk would need more than ``budget_mb`` (``limits.trunk_mb``)."""
     if trunk not in ("auto", "whole", "lean", "streamed"):
         raise ValueError(f"trunk must be 'auto', 'whole', 'lean' or 'streamed', got {trunk!r}")
@@ -390,81 +510,91 @@ def choose_trunk(
     return next((t for t in ("whole", "lean") if trunk_mb(size, t) <= budget_mb), "streamed")
 
 
-def choose_tile(height: int, width: int, scale: int, tile: int | Literal["auto"] | None) -> int | None:
-    """The HR-stage tile in LR pixels: "auto" keeps each tile's output within 256x256 pixels."""
-    if tile == "auto":
-        size = AUTO_TILE_HR // scale
-        return None if max(height, width) <= size else size
-    if tile is not None and tile < 16:
-        raise ValueError(f"tile must be at least 16 LR pixels, got {tile}")
-    return tile
+def execute(
+    models: Mapping[int, MDSR], pic: Picture, plan: RunPlan, progress: ProgressCallback | None = None
+) -> tuple[Picture, RunInfo]:
+    """Carry out ``plan`` on ``pic`` with ``models`` (one per scale, each prepared for ``plan.precision``):
+    each stage's network, alpha upscaled with bicubic and re-attached, then MATLAB's bicubic to the exact
+    size where the stages overshoot it. ``progress`` counts every stage's steps."""
+    if pic.size != plan.input_size:
+        raise ImageError(
+            f"the image decoded as {pic.size[0]}x{pic.size[1]}, not the {plan.input_size[0]}x{plan.input_size[1]} "
+            "its header declared"
+        )
+    started, out = time.perf_counter(), pic
+    steps = [trunk_steps(models[s.scale], s.scale) + len(s.boxes) for s in plan.stages]
+    steps = [n * (8 if plan.self_ensemble else 1) for n in steps]
+    for n, stage in enumerate(plan.stages):
+
+        def report(done: int, _total: int, before: int = sum(steps[:n])) -> None:
+            if progress is not None:
+                progress(before + done, sum(steps))
+
+        (w, h), s = stage.input_size, stage.scale
+        lr = array_to_tensor(out.rgb, copy=stage.trunk == "whole")
+        sr = _run_stage(models[s], lr, stage, plan.precision, plan.self_ensemble, report)
+        alpha = None if out.alpha is None else resize_plane(out.alpha, s, (h * s, w * s))
+        out = replace(out, rgb=tensor_to_array(sr), alpha=alpha)
+        del lr, sr
+        release_freed_memory()  # the trunk's maps go back to the system, not kept for the next allocation
+    if plan.resized:
+        out = resize_picture(out, plan.size)
+    scale = math.prod(plan.scales) if not plan.resized else round(plan.size[0] / pic.size[0], 4)
+    info = RunInfo(
+        scale=scale, precision=plan.precision, device=plan.device, tiles=sum(len(s.boxes) for s in plan.stages),
+        self_ensemble=plan.self_ensemble, seconds=time.perf_counter() - started, trunk=plan.stages[-1].trunk,
+        stages=plan.scales, resized=plan.resized,
+    )  # fmt: skip
+    return out, info
+
+
+def check_output_pixels(input_size: tuple[int, int], sizing: SizePlan, limit: int) -> None:
+    """Refuse a plan whose output, or the network's larger output before a resize, passes ``limit`` pixels."""
+    (w, h), (ow, oh) = input_size, sizing.size
+    largest = max(ow * oh, w * h * sizing.scale * sizing.scale)
+    if largest > limit:
+        made = f" (the network makes {w * sizing.scale}x{h * sizing.scale} first)" if sizing.resized((w, h)) else ""
+        raise ImageError(
+            f"a {w}x{h} image upscaled to {ow}x{oh}{made} would be {largest:,} pixels; the output limit is {limit:,} pixels"
+        )
 
 
 def upscale_picture(
     model: MDSR,
     pic: Picture,
-    scale: int,
+    scale: int | float | None = None,
     *,
-    tile: int | Literal["auto"] | None = "auto",
+    size: Target | str | None = None,
     precision: Precision = "auto",
     self_ensemble: bool = False,
     progress: ProgressCallback | None = None,
     max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
     trunk: TrunkChoice = "auto",
     trunk_budget_mb: float = DEFAULT_TRUNK_BUDGET_MB,
+    tile: int | Literal["auto"] | None = "auto",
+    prepared: PreparedModels = DEFAULT_PREPARED,
 ) -> tuple[Picture, RunInfo]:
-    """Super-resolve a decoded picture; alpha is upscaled with bicubic and re-attached. ``trunk`` "auto"
-    keeps the whole-image trunk (fastest) where it needs at most ``trunk_budget_mb``, and streams it
-    (same result, one map of memory) where it would need more (``choose_trunk``)."""
-    model.check_scale(scale)
-    h, w = pic.rgb.shape[:2]
-    if min(h, w) < 2:
-        raise ImageError(f"the image is {w}x{h}; it must be at least 2 pixels on each side")
-    if max_output_pixels is not None and h * w * scale * scale > max_output_pixels:
-        raise ImageError(
-            f"a {w}x{h} image upscaled {scale}x would be {w * scale}x{h * scale} "
-            f"= {h * w * scale * scale:,} pixels; the output limit is {max_output_pixels:,} pixels"
-        )
-    model, mode = model_for_precision(model, precision)
+    """Super-resolve a decoded picture (``imaging.Picture``) by ``scale`` (2, 3 or 4: the network alone;
+    another factor from 1.1 to 8) or to ``size`` (a ``sizing.Target``, or "1920x1080" to fit inside,
+    "1920x", "x1080"). Everything is decided here, once: the size plan, the precision ("auto":
+    ``auto_precision``), the trunk ("auto" keeps the whole-image trunk where it needs at most
+    ``trunk_budget_mb``, else the lean or streamed one: the same result in less memory) and the tiles; then
+    ``execute`` runs it. ``prepared`` keeps the int8 copy of ``model``, made at its first int8 call."""
+    if size is None and scale is None:
+        raise ValueError("give a scale (a factor from 1.1 to 8) or a size such as 1920x1080")
+    target = (size if isinstance(size, Target) else parse_size(size)) if size is not None else scale
+    sizing = plan_size(pic.size, target)
+    if max_output_pixels is not None:
+        check_output_pixels(pic.size, sizing, max_output_pixels)
     device = next(model.parameters()).device
-    tile_size = choose_tile(h, w, scale, tile)
-    trunk = choose_trunk(pic.size, trunk, trunk_budget_mb, device)
-    started = time.perf_counter()
-    sr = super_resolve(
-        model, array_to_tensor(pic.rgb, copy=trunk == "whole"), scale, precision=mode, tile=tile_size,
-        self_ensemble=self_ensemble, progress=progress, trunk=trunk,
+    mode = resolve_precision(precision, device)
+    (w, h), last = pic.size, math.prod(sizing.stages[:-1])  # the last stage's input is the largest
+    run = plan_run(
+        pic.size, sizing, precision=mode, trunk=choose_trunk((w * last, h * last), trunk, trunk_budget_mb, device),
+        self_ensemble=self_ensemble, device=str(device), tile=tile,
     )  # fmt: skip
-    alpha = None if pic.alpha is None else resize_plane(pic.alpha, scale, (h * scale, w * scale))
-    info = RunInfo(
-        scale=scale,
-        precision=mode,
-        device=str(device),
-        tiles=len(_tile_boxes(h, w, tile_size)),
-        self_ensemble=self_ensemble,
-        seconds=time.perf_counter() - started,
-        trunk=trunk,
-    )
-    return replace(pic, rgb=tensor_to_array(sr), alpha=alpha), info
-
-
-def upscale_planned(
-    model: MDSR | Mapping[int, MDSR], pic: Picture, size_plan: SizePlan, **options
-) -> tuple[Picture, RunInfo]:
-    """Run the network's stages of ``size_plan`` (``mdsr.sizing``), then MATLAB's bicubic to its exact
-    size where the stages overshoot it; ``model`` may be one per scale. The keywords are
-    ``upscale_picture``'s."""
-    out, seconds, tiles, info = pic, 0.0, 0, None
-    for scale in size_plan.stages:
-        stage_model = model[scale] if isinstance(model, Mapping) else model
-        out, info = upscale_picture(stage_model, out, scale, **options)
-        seconds, tiles = seconds + info.seconds, tiles + info.tiles
-    resized = size_plan.resized(pic.size)
-    if resized:
-        started = time.perf_counter()
-        out = resize_picture(out, size_plan.size)
-        seconds += time.perf_counter() - started
-    factor = size_plan.scale if not resized else round(size_plan.size[0] / pic.size[0], 4)
-    return out, replace(info, scale=factor, seconds=seconds, tiles=tiles, stages=size_plan.stages, resized=resized)
+    ready = prepared.get(model, mode)
+    return execute(dict.fromkeys(sizing.stages, ready), pic, run, progress)
 
 
 def upscale(
@@ -473,28 +603,23 @@ def upscale(
     scale: int | float | None = None,
     *,
     size: Target | str | None = None,
-    tile: int | Literal["auto"] | None = "auto",
     precision: Precision = "auto",
     self_ensemble: bool = False,
     progress: ProgressCallback | None = None,
     max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
     trunk: TrunkChoice = "auto",
     trunk_budget_mb: float = DEFAULT_TRUNK_BUDGET_MB,
+    tile: int | Literal["auto"] | None = "auto",
+    prepared: PreparedModels = DEFAULT_PREPARED,
 ) -> Image.Image:
-    """Super-resolve a PIL image of any mode by ``scale`` (2, 3 or 4: the network alone; another factor
-    from 1.1 to 8), or to ``size`` (a ``sizing.Target``, or "1920x1080" to fit inside, "1920x", "x1080");
-    returns a PIL image of the same kind (grey stays grey, alpha is kept, 16-bit grey stays 16-bit; see
-    ``imaging.picture_to_pil``) with the input's colour profile and EXIF in its ``info``."""
-    pic = picture_from_pil(image, max_pixels=None)
-    options = dict(
-        tile=tile, precision=precision, self_ensemble=self_ensemble, progress=progress,
-        max_output_pixels=max_output_pixels, trunk=trunk, trunk_budget_mb=trunk_budget_mb,
+    """Super-resolve a PIL image of any mode: ``upscale_picture``'s arguments, a PIL image back of the same
+    kind (grey stays grey, alpha is kept, 16-bit grey stays 16-bit; see ``imaging.picture_to_pil``) with the
+    input's colour profile and EXIF in its ``info``."""
+    out, _ = upscale_picture(
+        model, picture_from_pil(image, max_pixels=None), scale, size=size, precision=precision,
+        self_ensemble=self_ensemble, progress=progress, max_output_pixels=max_output_pixels, trunk=trunk,
+        trunk_budget_mb=trunk_budget_mb, tile=tile, prepared=prepared,
     )  # fmt: skip
-    if size is None and scale in (2, 3, 4) and not isinstance(scale, bool):
-        out, _ = upscale_picture(model, pic, int(scale), **options)
-    else:
-        target = (size if isinstance(size, Target) else parse_size(size)) if size is not None else scale
-        out, _ = upscale_planned(model, pic, plan_size(pic.size, target), **options)
     result = picture_to_pil(out)
     result.info.update({k: v for k, v in (("icc_profile", out.icc), ("exif", out.exif)) if v})
     return result

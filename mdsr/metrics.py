@@ -96,7 +96,9 @@ def ssim(output: np.ndarray, truth: np.ndarray, *, shave: int = 0, y_channel: bo
     options |= dict(channel_axis=None if y_channel else 2)
     bands = _bands(h, w, SSIM_RADIUS)
     if len(bands) == 1:
-        return float(structural_similarity(_whole(truth, shave, y_channel), _whole(output, shave, y_channel), **options))
+        return float(
+            structural_similarity(_whole(truth, shave, y_channel), _whole(output, shave, y_channel), **options)
+        )
     # skimage averages its SSIM map without the window's reach at each border: rows and columns alike
     total, count, r = 0.0, 0, SSIM_RADIUS
     for a, b, y0, y1 in bands:

@@ -34,14 +34,6 @@ def shown(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def parse_scale(value: object) -> int:
-    """A scale from an untrusted caller (an API payload): 2, 3 or 4 as a number (2.0 counts as 2);
-    anything else, a string, a fraction, NaN, a list or nothing, is a ValueError naming the choices."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value in SUPPORTED_SCALES:
-        return int(value)
-    raise ValueError(f"scale must be 2, 3 or 4 (a number); got {shown(value)}")
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)  # True is an int to Python, not to a config
 
@@ -156,15 +148,18 @@ class ResBlock(nn.Module):
         self.res_scale = res_scale
         self.attention = BalancedAttention(n_feats=n_feats, reduction=reduction) if bam else None
 
-    def forward(self, x: torch.Tensor, stripe: int | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
-        if torch.is_grad_enabled():  # training: super-image's own order of operations
-            res = self.body(x)
-            res = res if self.attention is None else self.attention(res)
-            return res.mul(self.res_scale) + x
-        # Inference: the same value with fewer passes over the features and no image-sized temporaries
-        # beyond ``res``: res_scale is folded into the (B, C, 1, 1) channel gate, the gates are applied
-        # in place, and the local convolutions may run in stripes (the attention's pooling is global,
-        # so it always sees the whole image).
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Training: super-image's own order of operations."""
+        res = self.body(x)
+        res = res if self.attention is None else self.attention(res)
+        return res.mul(self.res_scale) + x
+
+    def infer(self, x: torch.Tensor, stripe: int | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Inference (no autograd: it works in place): ``forward``'s value with fewer passes over the features
+        and no image-sized temporaries beyond ``res``. res_scale is folded into the (B, C, 1, 1) channel gate,
+        the gates are applied in place, ``out`` (a map no longer needed) is where ``res`` is written, and the
+        local convolutions may run in ``stripe``s of rows (the attention's pooling is global, so it always
+        sees the whole image)."""
         res = in_stripes(self.body, x, stripe, halo=2, out=out)
         if self.attention is None:
             return res.mul_(self.res_scale).add_(x)
@@ -210,29 +205,35 @@ class MDSR(nn.Module):
         if scale not in self.config.scales:
             raise ValueError(f"this model upscales by {', '.join(map(str, self.scales))}; got scale {scale}")
 
-    def features(
+    def features(self, x: torch.Tensor, scale: int) -> torch.Tensor:
+        """LR-resolution features before upsampling, for training: (B, 3, H, W) -> (B, C, H, W)."""
+        self.check_scale(scale)
+        x = self.head(x)
+        x = self.pre_process[str(scale)](x)
+        return self.body(x) + x
+
+    def infer_features(
         self, x: torch.Tensor, scale: int, *, stripe: int | None = None, progress: Callable[[], None] | None = None
     ) -> torch.Tensor:
-        """LR-resolution features before upsampling: (B, 3, H, W) -> (B, C, H, W).
-
-        ``stripe`` (rows, inference only) bounds the memory of the convolutions' intermediates;
-        ``progress`` is called after the head, each residual block and the body's end.
-        """
+        """``features`` for inference (under ``torch.inference_mode``): each block's in-place path
+        (``ResBlock.infer``), each writing into a map the previous block no longer needs. ``stripe`` (rows)
+        bounds the memory of the convolutions' intermediates; ``progress`` is called after the head, each
+        residual block and the body's end."""
         self.check_scale(scale)
         step = progress or (lambda: None)
         x = self.head(x)
         step()
-        spare = None  # inference: a map no longer needed, where the next block writes (no fresh pages)
+        spare = None  # a map no longer needed, where the next block writes (no fresh pages)
         for block in self.pre_process[str(scale)]:
-            x, spare = block(x, stripe, out=spare), None if torch.is_grad_enabled() else x
+            x, spare = block.infer(x, stripe, out=spare), x
             step()
         res = x
         for block in self.body[:-1]:
-            res, spare = block(res, stripe, out=spare), None if res is x or torch.is_grad_enabled() else res
+            res, spare = block.infer(res, stripe, out=spare), None if res is x else res
             step()
         res = in_stripes(self.body[-1], res, stripe, halo=1, out=spare)
         step()
-        return res + x if torch.is_grad_enabled() else res.add_(x)
+        return res.add_(x)
 
     def reconstruct(self, features: torch.Tensor, scale: int) -> torch.Tensor:
         """Upsampler and tail, purely local (3x3 convs): (B, C, H, W) -> (B, 3, H*s, W*s)."""

@@ -223,7 +223,7 @@ def calibrate(model: MDSR, images: list[torch.Tensor], *, margin: float = 2.0) -
     try:
         for n, image in enumerate(images):
             scale = model.scales[n % len(model.scales)]
-            model.features(image.contiguous(memory_format=torch.channels_last), scale)
+            model.infer_features(image.contiguous(memory_format=torch.channels_last), scale)
     finally:
         for h in handles:
             h.remove()

@@ -1,13 +1,15 @@
 """Serving requests: one path from arrival to result for the demo's single, A/B, batch and API requests
 and for the CLI.
 
-An entry point builds a ``Request``, ``admit``s it once against its ``Limits`` (every limit, from the
-images' headers, before any pixel is decoded) and ``run``s the admitted request once: each image is
-decoded once, its ground truth made or fitted once, bicubic made only where shown or scored, the chosen
-weights (and, in an A/B comparison, weights B on the same input) run, scored, and the output written
-atomically where the caller's ``Outputs`` say. Framework-free: ``app.py`` (through
-``mdsr.gradio_adapter``) and ``mdsr.cli`` are thin callers. Every refusal is a ``RefusedError`` whose
-sentence names the limit it hit and the request's own figure.
+An entry point parses what it was sent into a typed ``Request`` (``parse_target``, ``parse_precision``),
+``admit``s it once against its ``Limits`` and ``run``s what was admitted. Admission decides everything,
+from the images' headers, before any pixel is decoded: each item's network input, its stages, tiles,
+trunk and exact output size (``inference.RunPlan``), its ground truth's size (an uploaded original's
+crop, or the image's own), the region of a photo over the limits, the precision, and the work and memory
+it is admitted with. ``run`` carries the plans out and decides nothing: each image is decoded once, its
+ground truth made or fitted once, bicubic made only where shown or scored, weights A (and B, on A's
+input and truth) run, scored, and the output written atomically where the caller's ``Outputs`` say.
+Every refusal is a ``RefusedError`` whose sentence names the limit it hit and the request's own figure.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from PIL import Image
@@ -26,29 +28,41 @@ from PIL import Image
 from mdsr.compare import (
     Comparison,
     Metrics,
-    check_ground_truth_size,
     compare,
     crop_region,
     overview_of,
+    own_truth,
     own_truth_sizes,
     region_at,
+    truth_fits,
 )
 from mdsr.files import atomic_path, output_names
 from mdsr.imaging import (
     OUTPUT_FORMATS,
     ImageError,
+    crop_picture,
     image_size,
     output_format,
     preview_rgb,
     read_image,
     save_picture,
 )
-from mdsr.inference import Precision, RunInfo, Trunk, on_zerogpu, resolve_precision
-from mdsr.limits import OUTPUT_BYTES, describe_passes, request_memory_mb, work_pixels
-from mdsr.model import MDSR, SUPPORTED_SCALES
+from mdsr.inference import (
+    Mode,
+    Precision,
+    PreparedModels,
+    RunInfo,
+    RunPlan,
+    check_output_pixels,
+    plan_run,
+    release_freed_memory,
+    resolve_precision,
+)
+from mdsr.limits import DECODE_BYTES, OUTPUT_BYTES, Trunk, describe_passes, request_memory_mb, resident_mb, work_pixels
+from mdsr.model import MDSR, shown
 from mdsr.sizing import SizePlan, Target, parse_factor, parse_size
 from mdsr.sizing import plan as plan_size
-from mdsr.weights import LoadedWeights, WeightsError
+from mdsr.weights import LoadedWeights
 
 Source = str | os.PathLike | io.BytesIO  # a file's path, or the bytes of a zip member
 GroundTruth = Literal["none", "upload", "self"]
@@ -67,8 +81,7 @@ class Limits:
     input_pixels: int
     output_pixels: int
     work_pixels: int  # output pixels x network passes, over every image and model of the request
-    memory_mb: float  # estimated peak memory of the process for one image (``mdsr.limits``)
-    base_mb: float  # the process at rest, with its weights loaded (measured; part of every estimate)
+    memory_mb: float  # the process's peak while one image runs: its resident memory at admission + the estimate
     batch_images: int
     batch_bytes: int  # what a batch's zips may unpack to
     jobs_per_client: int  # waiting or running at once, per client address
@@ -79,12 +92,12 @@ class Limits:
 # is ~2-3 minutes of int8 inference there); inputs of up to ~2 megapixels.
 DEMO_LIMITS = Limits(
     file_bytes=20_000_000, input_pixels=2_100_000, output_pixels=4096 * 4096, work_pixels=4096 * 4096,
-    memory_mb=1500, base_mb=550, batch_images=16, batch_bytes=20_000_000, jobs_per_client=2, jobs=16,
+    memory_mb=1500, batch_images=16, batch_bytes=20_000_000, jobs_per_client=2, jobs=16,
 )  # fmt: skip
 # One's own machine: a 12-megapixel phone photo at x2 within 4 GB (the trunk streamed), nothing else bounded.
 CLI_LIMITS = Limits(
     file_bytes=UNLIMITED, input_pixels=50_000_000, output_pixels=200_000_000, work_pixels=UNLIMITED,
-    memory_mb=4000, base_mb=350, batch_images=UNLIMITED, batch_bytes=UNLIMITED, jobs_per_client=1, jobs=1,
+    memory_mb=4000, batch_images=UNLIMITED, batch_bytes=UNLIMITED, jobs_per_client=1, jobs=1,
 )  # fmt: skip
 
 
@@ -94,7 +107,7 @@ def check_file_size(size: int, limits: Limits) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# What a request asks for
+# What a request asks for, parsed at the edge
 # --------------------------------------------------------------------------------------------------
 
 
@@ -123,24 +136,23 @@ REGION_DECODE_PIXELS = 24_000_000  # the largest photo the demo decodes whole to
 
 @dataclass(frozen=True)
 class Request:
-    """What to do: ``items`` (one, or a batch), the scale, the weights (a name the caller's loader knows),
-    ``versus`` (weights B: an A/B comparison), the precision, the ground truth ("upload": each item's
-    ``truth``; "self": the image itself, downscaled), self-ensemble, whether the bicubic picture is kept, and
-    whether the caller makes ``views`` of the results (the demo's previews, zoom and error maps: they count
-    towards its memory). With ``each``, items stand alone (a batch, the CLI): one item's refusal or failure
-    is its own row."""
+    """What to do: ``items`` (one, or a batch), the output size (``target``), the weights (a name the
+    caller's loader knows), ``versus`` (weights B: an A/B comparison), the precision, the ground truth
+    ("upload": each item's ``truth``; "self": the image itself, downscaled), self-ensemble, whether the
+    bicubic picture is kept, and whether the caller makes ``views`` of the results (the demo's previews,
+    zoom and error maps: they count towards its memory). With ``each``, items stand alone (a batch, the
+    CLI): one item's refusal or failure is its own row."""
 
     items: tuple[Item, ...]
-    scale: object  # as sent: 2, 3, 4 or another factor, checked by ``admit``
+    target: Target
     weights: str = "auto"
     versus: str | None = None
-    precision: object = "auto"
+    precision: Precision = "auto"
     truth: GroundTruth = "none"
     self_ensemble: bool = False
     bicubic: bool = False
     views: bool = False
     each: bool = False
-    size: object = None  # instead of a scale: a sizing.Target, or text such as "1920x1080" (fit inside)
     region: Region | None = None  # the demo: a photo over the limits gives its largest part that fits
 
     @property
@@ -148,42 +160,34 @@ class Request:
         return 2 if self.versus else 1
 
 
-@dataclass(frozen=True)
-class Plan:
-    """An item as admitted: its network input's size from the header (None where unreadable: decoding will
-    say why), the stages and exact size of its output (``sizing``), the trunk it will run with, or why it
-    was refused."""
-
-    item: Item
-    size: tuple[int, int] | None = None
-    sizing: SizePlan | None = None
-    trunk: Trunk = "whole"
-    refusal: str = ""
-    crop: tuple[int, int] | None = None  # the region's size, where the whole image is over the limits
-    whole: tuple[int, int] | None = None  # the whole image's size, then
-    over: str = ""  # why the whole image was not taken, then
+def parse_target(scale: object, size: object = None) -> Target:
+    """The output size asked for, from an untrusted caller: ``scale`` (2, 3 or 4: the network alone; another
+    factor from 1.1 to 8) or ``size`` (a ``sizing.Target``, or text such as "1920x1080"), not both."""
+    given = size is not None and size != ""
+    if given and scale is not None and scale != "":
+        raise ValueError("give a scale or a size, not both")
+    if given:
+        return size if isinstance(size, Target) else parse_size(size)
+    if scale is None or scale == "":
+        raise ValueError("the scale must be given (a factor from 1.1 to 8), or a size such as 1920x1080")
+    return Target(factor=parse_factor(scale))
 
 
-@dataclass(frozen=True)
-class Admitted:
-    request: Request
-    target: int | Target  # a trained scale, or another factor or size
-    precision: Precision
-    plans: tuple[Plan, ...]
-    limits: Limits
-    work: int
-    memory_mb: float
-
-    @property
-    def tag(self) -> str:
-        return tag_of(self.target)
+def parse_precision(value: object) -> Precision:
+    if value not in get_args(Precision):
+        raise ValueError(f"precision must be 'auto', 'fp32', 'bf16' or 'int8'; got {shown(value)}")
+    return value  # type: ignore[return-value]
 
 
-def tag_of(target: int | Target) -> str:
+def parse_truth(value: object) -> GroundTruth:
+    if value not in get_args(GroundTruth):
+        raise ValueError(f"ground truth must be 'none', 'upload' or 'self'; got {shown(value)}")
+    return value  # type: ignore[return-value]
+
+
+def tag_of(target: Target) -> str:
     """What output names say of the size, each ask its own name (a kept file is never one made for another
     ask): x2, x1.5, x2.0000001, w1920, h1080, 1920x1080 (that exact size) or fit1920x1080."""
-    if not isinstance(target, Target):
-        return f"x{target}"
     if target.factor is not None:
         return f"x{target.factor:.15g}"
     if target.fit is not None:
@@ -193,106 +197,125 @@ def tag_of(target: int | Target) -> str:
     return f"w{target.width}" if target.width else f"h{target.height}"
 
 
-def parse_target(scale: object, size: object = None) -> int | Target:
-    """The output size asked for: ``size`` (a ``sizing.Target`` or text such as "1920x1080") where given,
-    else ``scale``: 2, 3 or 4 (the network alone), or another factor from 1.1 to 8."""
-    if size is not None and size != "":
-        return size if isinstance(size, Target) else parse_size(size)
-    if scale is None or scale == "":
-        raise ValueError("the scale must be given (a factor from 1.1 to 8), or a size such as 1920x1080")
-    if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale in SUPPORTED_SCALES:
-        return int(scale)
-    return Target(factor=parse_factor(scale))
+# --------------------------------------------------------------------------------------------------
+# Admission: every decision, once
+# --------------------------------------------------------------------------------------------------
 
 
-def admit(request: Request, limits: Limits, *, device: str = "cpu") -> Admitted:
-    """Check every limit of ``request`` from its arguments and the images' headers; raise ``RefusedError``
-    for the request, or (with ``request.each``) mark each refused item with its sentence."""
+@dataclass(frozen=True)
+class TruthPlan:
+    """An item's ground truth as admitted: "upload" (the original's ``declared`` size from its header,
+    cropped to ``size``) or "self" (the image cropped to ``size`` is the truth, the network sees its bicubic
+    downscale to the run's input size)."""
+
+    kind: Literal["upload", "self"]
+    size: tuple[int, int]
+    declared: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An item as admitted: its size as decoded (from the header), the region of it that is upscaled
+    (a photo over the limits), the network's run, the ground truth, and what it was admitted with; or why
+    it was refused, or (``run`` None, no refusal) a header that could not be read: decoding will say why."""
+
+    item: Item
+    decoded: tuple[int, int] | None = None
+    max_pixels: int = 0  # what decoding it may cost
+    run: RunPlan | None = None
+    truth: TruthPlan | None = None
+    region: tuple[int, int] | None = None  # the part's (width, height), where the whole is over the limits
+    over: str = ""  # then: the limit the whole passed
+    work: int = 0
+    memory_mb: float = 0.0
+    refusal: str = ""
+
+
+@dataclass(frozen=True)
+class Admitted:
+    request: Request
+    precision: Mode
+    plans: tuple[Plan, ...]
+    limits: Limits
+    work: int
+    memory_mb: float  # the largest item's estimated peak, the process's resident memory included
+
+    @property
+    def tag(self) -> str:
+        return tag_of(self.request.target)
+
+    @property
+    def scales(self) -> tuple[int, ...]:
+        """The network's scales every admitted item needs: whose weights to load."""
+        return tuple(sorted({s for p in self.plans if p.run for s in p.run.scales})) or (2,)
+
+
+def admit(request: Request, limits: Limits, *, device: str = "cpu", resident: float | None = None) -> Admitted:
+    """Check every limit of ``request`` from the images' headers and plan each item; raise ``RefusedError``
+    for the request, or (with ``request.each``) mark each refused item with its sentence. ``resident`` is
+    the process's memory (MB) the estimates stand on: measured now where not given."""
     try:
-        target = parse_target(request.scale, request.size)
-        precision = resolve_precision(request.precision, device) if request.precision != "auto" else "auto"
+        precision = resolve_precision(request.precision, device)
     except ValueError as err:
         raise RefusedError(str(err)) from None
-    if request.truth not in ("none", "upload", "self"):
-        raise RefusedError(f"ground truth must be 'none', 'upload' or 'self', got {request.truth!r}")
-    if request.truth == "self" and isinstance(target, Target) and target.factor is None:
+    if request.truth == "self" and request.target.factor is None:
         raise RefusedError("as its own ground truth, an image is measured at a factor (such as 2 or 1.5), not a size")
     if not request.items:
         raise RefusedError("the request holds no image")
     if len(request.items) > limits.batch_images:
         raise RefusedError(f"a batch holds at most {limits.batch_images} images; this one has {len(request.items)}")
+    if resident is None:
+        release_freed_memory()  # what earlier requests freed goes back first: the process as it now is
+        resident = resident_mb()
+    budget = Budget(limits, resident, precision, device)
     plans = []
     for item in request.items:
         try:
-            plans.append(plan_item(item, request, target, limits))
+            plans.append(plan_item(item, request, budget))
         except RefusedError as refusal:
             if not request.each:
                 raise
             plans.append(Plan(item, refusal=str(refusal)))
-    admitted = [p for p in plans if p.size is not None and not p.refusal]
-    work = sum(_work(p, request) for p in admitted)
+    work = sum(p.work for p in plans if not p.refusal)
     if work > limits.work_pixels:
         passes = describe_passes(request.self_ensemble, request.models)
-        if len(plans) > 1:
-            what = f"this batch is {work:,} output pixels{passes}"
-        else:
-            (w, h), stages = plans[0].sizing.size, plans[0].sizing.stages
-            network = "" if len(stages) == 1 else f" (the network's {' then '.join(f'{s}x' for s in stages)})"
-            what = f"this request is {w}x{h} output pixels{network}{passes} = {work:,}"
-        raise RefusedError(f"{what}; the limit per request is {limits.work_pixels:,}")
-    memory = max((_memory(p, request, limits) for p in admitted), default=0.0)
-    return Admitted(request, target, precision, tuple(plans), limits, work, memory)
+        raise RefusedError(
+            f"this batch is {work:,} output pixels{passes}; the limit per request is {limits.work_pixels:,}"
+        )
+    return Admitted(request, precision, tuple(plans), limits, work, max((p.memory_mb for p in plans), default=0.0))
 
 
-def _stage_sizes(plan: Plan) -> list[tuple[tuple[int, int], int]]:
-    """(input size, scale) of each network stage."""
-    sizes, (w, h) = [], plan.size
-    for scale in plan.sizing.stages:
-        sizes.append(((w, h), scale))
-        w, h = w * scale, h * scale
-    return sizes
+@dataclass(frozen=True)
+class Budget:
+    """What every item is planned within: the limits, the process's resident memory, the precision."""
+
+    limits: Limits
+    resident_mb: float
+    precision: Mode
+    device: str
 
 
-def _work(plan: Plan, request: Request) -> int:
-    return sum(
-        work_pixels(size, scale, self_ensemble=request.self_ensemble, models=request.models)
-        for size, scale in _stage_sizes(plan)
-    )
-
-
-def _memory(plan: Plan, request: Request, limits: Limits) -> float:
-    """The last (largest) stage's estimate, with the stage before it kept, where there is one."""
-    (size, scale), before = _stage_sizes(plan)[-1], plan.size
-    kept = OUTPUT_BYTES * size[0] * size[1] / 1e6 if size != before else 0.0
-    return kept + request_memory_mb(
-        size, scale, trunk=plan.trunk, base_mb=limits.base_mb, views=request.views,
-        truth=request.truth != "none", models=request.models,
-    )  # fmt: skip
-
-
-def plan_item(item: Item, request: Request, target: int | Target, limits: Limits) -> Plan:
-    """One item's checks: it could be unpacked, its pixels, its output's, its ground truth's size, and the
-    memory it needs with the faster trunk that fits (``RefusedError`` otherwise). With a ``request.region``,
-    an image over the limits gives its largest region (of its aspect ratio) within them instead."""
+def plan_item(item: Item, request: Request, budget: Budget) -> Plan:
+    """One item's plan from its header (``RefusedError`` where a limit is passed). With a
+    ``request.region``, a photo over the limits gives its largest region (of its aspect ratio) that fits
+    every limit instead, or the whole photo's refusal where none does."""
     if item.problem:
         raise RefusedError(item.problem)
     size = image_size(item.source)
     if size is None:
-        return Plan(item)  # the decoder will name what is wrong with it
+        return Plan(item, max_pixels=budget.limits.input_pixels)  # the decoder will name what is wrong with it
     try:
-        return _plan_at(item, request, target, limits, size)
+        return _plan_at(item, request, budget, size, size)
     except RefusedError as refusal:
         if request.region is None or request.truth != "none" or size[0] * size[1] > REGION_DECODE_PIXELS:
             raise
         over = str(refusal)
-    low, high = 0.0, 1.0  # the region's side over the image's
-    best = None
+    low, high, best = 0.0, 1.0, None  # the region's side over the image's
     while high - low > 0.005:
         k = (low + high) / 2
-        crop = (max(16, int(size[0] * k)), max(16, int(size[1] * k)))
+        part = (max(16, int(size[0] * k)), max(16, int(size[1] * k)))
         try:
-            best = replace(_plan_at(item, request, target, limits, crop), crop=crop, whole=size, over=over)
-            low = k
+            best, low = replace(_plan_at(item, request, budget, size, part), region=part, over=over), k
         except RefusedError:
             high = k
     if best is None:
@@ -300,61 +323,103 @@ def plan_item(item: Item, request: Request, target: int | Target, limits: Limits
     return best
 
 
-def _plan_at(item: Item, request: Request, target: int | Target, limits: Limits, size: tuple[int, int]) -> Plan:
+def _plan_at(item: Item, request: Request, budget: Budget, decoded: tuple[int, int], size: tuple[int, int]) -> Plan:
+    """The plan for the ``size`` (width, height) part of an image ``decoded`` at that size or larger."""
+    limits, target = budget.limits, request.target
     w, h = size
-    factor = target if not isinstance(target, Target) else target.factor
+    max_pixels = decoded[0] * decoded[1] if size != decoded else limits.input_pixels
+    truth = None
     if request.truth == "self":  # the image is the truth; the network sees its downscale
+        factor = target.factor
         if w * h > limits.input_pixels * factor * factor:
             raise RefusedError(
                 f"the image is {w}x{h} = {w * h:,} pixels; as its own ground truth at {factor:g}x the limit is "
                 f"{int(limits.input_pixels * factor * factor):,} pixels"
             )
-        (w, h), truth_size = own_truth_sizes((w, h), factor)
-        target = target if isinstance(target, int) else Target(width=truth_size[0], height=truth_size[1])
+        max_pixels = max(max_pixels, w * h)
+        try:
+            (w, h), truth_size = own_truth_sizes((w, h), factor)
+        except ImageError as err:
+            raise RefusedError(str(err)) from None
+        truth = TruthPlan("self", truth_size)
+        target = Target(width=truth_size[0], height=truth_size[1])
     if w * h > limits.input_pixels:
         raise RefusedError(f"the image is {w}x{h} = {w * h:,} pixels; the limit is {limits.input_pixels:,} pixels")
     try:
-        sizing = SizePlan((target,), (w * target, h * target)) if isinstance(target, int) else plan_size((w, h), target)
-    except ValueError as err:
+        sizing = plan_size((w, h), target)
+        check_output_pixels((w, h), sizing, limits.output_pixels)
+        runs = {
+            trunk: plan_run(
+                (w, h), sizing, precision=budget.precision, trunk=trunk, self_ensemble=request.self_ensemble,
+                device=budget.device,
+            )
+            for trunk in ("whole", "lean", "streamed")
+        }  # fmt: skip
+    except ValueError as err:  # ImageError too
         raise RefusedError(str(err)) from None
-    largest = max(sizing.size[0] * sizing.size[1], w * h * sizing.scale * sizing.scale)
-    if largest > limits.output_pixels:
-        (ow, oh), made = sizing.size, ("" if not sizing.resized((w, h)) else f" (the network makes {w * sizing.scale}x{h * sizing.scale} first)")
+    if request.truth == "upload":
+        truth = _uploaded_truth(item, request, (w, h), sizing)
+    work = _work((w, h), sizing, request)
+    if work > limits.work_pixels:
+        (ow, oh), stages = sizing.size, sizing.stages
+        network = "" if len(stages) == 1 else f" (the network's {' then '.join(f'{s}x' for s in stages)})"
+        passes = describe_passes(request.self_ensemble, request.models)
         raise RefusedError(
-            f"a {w}x{h} image upscaled to {ow}x{oh}{made} would be {largest:,} pixels; the output limit is "
-            f"{limits.output_pixels:,} pixels"
+            f"this request is {ow}x{oh} output pixels{network}{passes} = {work:,}; the limit per request is "
+            f"{limits.work_pixels:,}"
         )
-    if request.truth == "upload" and item.truth is None and not request.each:  # in a batch: no scores for it
-        raise RefusedError("upload the original (HR) image, or choose another ground-truth option")
-    if request.truth == "upload" and item.truth is not None:
-        declared = image_size(item.truth)
-        if declared is not None:  # a wrong size is refused from the header, before decoding
-            try:
-                if isinstance(target, int):
-                    check_ground_truth_size((w, h), declared, target)
-                elif declared != sizing.size:
-                    raise ImageError(
-                        f"the ground truth is {declared[0]}x{declared[1]}; the output is {sizing.size[0]}x"
-                        f"{sizing.size[1]} and the truth must be that size"
-                    )
-            except ImageError as err:
-                raise RefusedError(str(err)) from None
-    for trunk in ("whole", "lean"):  # the fastest trunk that fits
-        plan = Plan(item, (w, h), sizing, trunk)
-        if _memory(plan, request, limits) <= limits.memory_mb:
-            return plan
-    plan = Plan(item, (w, h), sizing, "streamed")
-    need = _memory(plan, request, limits)
-    if need > limits.memory_mb:
-        views = [v for v, on in (("its views", request.views), ("ground-truth scores", request.truth != "none")) if on]
-        also = f" with {' and '.join(views)}" if views else ""
-        ab = " for two models (A/B)" if request.models > 1 else ""
-        at = f"{target}x" if isinstance(target, int) else f"{sizing.size[0]}x{sizing.size[1]}"
-        raise RefusedError(
-            f"a {w}x{h} image at {at}{also}{ab} needs about {need:,.0f} MB; the limit per request is "
-            f"{limits.memory_mb:,.0f} MB (use a smaller image or scale)"
-        )
-    return plan
+    decoding = DECODE_BYTES * decoded[0] * decoded[1] / 1e6  # the whole photo, decoded before it is cut or sized
+    for trunk in ("whole", "lean", "streamed"):  # the fastest trunk that fits
+        memory = budget.resident_mb + max(decoding, _memory((w, h), sizing, trunk, request))
+        if memory <= limits.memory_mb:
+            return Plan(item, decoded, max_pixels, runs[trunk], truth, work=work, memory_mb=memory)
+    views = [v for v, on in (("its views", request.views), ("ground-truth scores", request.truth != "none")) if on]
+    also = f" with {' and '.join(views)}" if views else ""
+    ab = " for two models (A/B)" if request.models > 1 else ""
+    at = f"{request.target.factor:g}x" if request.target.factor else f"{sizing.size[0]}x{sizing.size[1]}"
+    raise RefusedError(
+        f"a {w}x{h} image at {at}{also}{ab} needs about {memory:,.0f} MB; the limit "
+        f"per request is {limits.memory_mb:,.0f} MB (use a smaller image or scale)"
+    )
+
+
+def _uploaded_truth(item: Item, request: Request, lr_size: tuple[int, int], sizing: SizePlan) -> TruthPlan | None:
+    if item.truth is None:
+        if not request.each:
+            raise RefusedError("upload the original (HR) image, or choose another ground-truth option")
+        return None  # in a batch: no scores for it
+    declared = image_size(item.truth)
+    if declared is None:  # decoding will say why
+        return TruthPlan("upload", sizing.size, None)
+    try:
+        return TruthPlan("upload", truth_fits(lr_size, declared, sizing), declared)
+    except ImageError as err:
+        raise RefusedError(str(err)) from None
+
+
+def _stages(size: tuple[int, int], sizing: SizePlan) -> list[tuple[tuple[int, int], int]]:
+    """(input size, scale) of each network stage."""
+    stages, (w, h) = [], size
+    for scale in sizing.stages:
+        stages.append(((w, h), scale))
+        w, h = w * scale, h * scale
+    return stages
+
+
+def _work(size: tuple[int, int], sizing: SizePlan, request: Request) -> int:
+    return sum(
+        work_pixels(s, scale, self_ensemble=request.self_ensemble, models=request.models)
+        for s, scale in _stages(size, sizing)
+    )
+
+
+def _memory(size: tuple[int, int], sizing: SizePlan, trunk: Trunk, request: Request) -> float:
+    """The last (largest) stage's estimate beyond the resident process, with the stage before it kept."""
+    (last, scale) = _stages(size, sizing)[-1]
+    kept = OUTPUT_BYTES * last[0] * last[1] / 1e6 if last != size else 0.0
+    return kept + request_memory_mb(
+        last, scale, trunk=trunk, views=request.views, truth=request.truth != "none", models=request.models
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -415,10 +480,10 @@ class Outputs:
             raise RefusedError(str(err)) from None
         self.folder, self.overwrite, self.side_by_side = Path(folder), overwrite, side_by_side
         names = output_names([i.name for i in items], tag, OUTPUT_FORMATS[self.format])
-        self.names = {id(item): name for item, name in zip(items, names, strict=True)}
+        self.names: dict[Item, str] = dict(zip(items, names, strict=True))
 
     def target(self, item: Item) -> Path:
-        return self.folder / self.names[id(item)]
+        return self.folder / self.names[item]
 
     def check_writable(self) -> None:
         """Fail now, before any work, where the folder cannot be made or written to."""
@@ -444,96 +509,96 @@ class Outputs:
         return target, notes
 
 
-Loader = Callable[[str, int], LoadedWeights]
 Progress = Callable[[int, int, str], None]  # (steps done, steps in all, what is being done)
-compare_on_device = on_zerogpu(compare)  # compare() itself everywhere but on a ZeroGPU Space
+Weights = Mapping[int, LoadedWeights]  # a model per scale (one shared where a file holds every scale)
+DECODE_ERRORS = (ImageError, OSError)  # a file that cannot be used: its own row in a batch, never the batch's end
 
 
 def run(
     admitted: Admitted,
     *,
-    load: Loader,
+    weights: Weights,
+    versus: Weights | None = None,
+    prepared: PreparedModels,
     outputs: Outputs | None = None,
     progress: Progress | None = None,
+    runner: Callable[..., Comparison] = compare,
 ) -> Outcome:
-    """Run an admitted request: weights A (and B) loaded once, every item decoded once and compared, its
-    output written where ``outputs`` say. Without ``request.each`` the first failure is raised; with it,
-    each failure becomes that item's ``error``."""
-    request = admitted.request
-    stages = sorted({s for p in admitted.plans if p.sizing for s in p.sizing.stages}) or [2]
-    weights = {s: load(request.weights, s) for s in stages}  # one source; a model per scale where it has one per scale
-    versus = {s: load(request.versus, s) for s in stages} if request.versus else None
+    """Run an admitted request with the weights loaded for ``admitted.scales`` (A, and B where the
+    request has ``versus``), each model prepared for the admitted precision once by ``prepared``; outputs
+    written where ``outputs`` say. Without ``request.each`` the first failure is raised; with it, each
+    failure becomes that item's ``error``. ``runner`` is ``compare`` (wrapped, on a ZeroGPU Space, so
+    that a GPU is attached for each call)."""
+    request, mode = admitted.request, admitted.precision
+    a_models = {s: prepared.get(w.model, mode) for s, w in weights.items()}
+    b_models = {s: prepared.get(w.model, mode) for s, w in versus.items()} if versus else None
     results = []
     for n, plan in enumerate(admitted.plans):
-        item = plan.item
 
-        def report(done: int, total: int, n: int = n, name: str = item.name) -> None:
+        def report(done: int, total: int, n: int = n, name: str = plan.item.name) -> None:
             if progress is not None:
                 progress(n * total + done, len(admitted.plans) * total, name)
 
         if plan.refusal:
-            results.append(ItemResult(item.name, error=plan.refusal))
-            continue
-        if outputs is not None and outputs.keeps(item):
-            results.append(ItemResult(item.name, path=outputs.target(item), skipped=True))
-            continue
-        try:
-            results.append(run_item(admitted, plan, weights, versus, outputs, report))
-        except (ImageError, WeightsError, ValueError, OSError) as err:
-            if not request.each:
-                raise
-            results.append(ItemResult(item.name, error=str(err)))
-    last = stages[-1]
+            results.append(ItemResult(plan.item.name, error=plan.refusal))
+        elif outputs is not None and outputs.keeps(plan.item):
+            results.append(ItemResult(plan.item.name, path=outputs.target(plan.item), skipped=True))
+        else:
+            try:
+                results.append(run_item(request, plan, (a_models, b_models), outputs, report, runner))
+            except DECODE_ERRORS as err:
+                if not request.each:
+                    raise
+                results.append(ItemResult(plan.item.name, error=str(err)))
+    last = admitted.scales[-1]
     return Outcome(tuple(results), admitted.tag, weights[last], versus[last] if versus else None)
 
 
 def run_item(
-    admitted: Admitted,
+    request: Request,
     plan: Plan,
-    weights: dict[int, LoadedWeights],
-    versus: dict[int, LoadedWeights] | None,
+    models: tuple[dict[int, MDSR], dict[int, MDSR] | None],
     outputs: Outputs | None,
     report: Callable[[int, int], None],
+    runner: Callable[..., Comparison],
 ) -> ItemResult:
-    request, target, limits = admitted.request, admitted.target, admitted.limits
+    """One admitted item: decoded, cut to its region, made its own truth or given its original, compared."""
     item = plan.item
-    factor = target if not isinstance(target, Target) else (target.factor or 1)
-    decode_limit = int(limits.input_pixels * (factor * factor if request.truth == "self" else 1))
-    pic = read_image(item.source, max_pixels=REGION_DECODE_PIXELS if plan.crop else decode_limit)
-    region = overview = None
-    if plan.crop:
-        x0, y0 = region_at(pic, plan.crop, request.region.center)
-        region = (x0, y0, *plan.crop)
-        overview = overview_of(pic)
-        pic = crop_region(pic, (x0, y0), plan.crop)  # the whole photo goes
+    pic = read_image(item.source, max_pixels=plan.max_pixels)
+    if plan.run is None or pic.size != plan.decoded:  # the header could not be read, or told another size
+        raise ImageError(f"the image's header does not give the {_shown(pic.size)} it decoded as; re-save the file")
+    found = {}
+    if plan.region is not None:
+        x0, y0 = region_at(pic, plan.region, request.region.center)
+        found = dict(region=(x0, y0, *plan.region), overview=overview_of(pic), whole=pic.size, over=plan.over)
+        pic = crop_region(pic, (x0, y0), plan.region)  # the whole photo goes
     truth = None
-    if request.truth == "upload" and item.truth is not None:
-        s = (plan.sizing or SizePlan((2,), (0, 0))).scale
-        largest = max((pic.size[0] + 1) * s * (pic.size[1] + 1) * s, 1)  # compare checks the size exactly
-        truth = read_image(item.truth, max_pixels=largest)
-    options = dict(self_ensemble=request.self_ensemble, trunk=plan.trunk, max_output_pixels=limits.output_pixels)
-
-    def models(chosen: dict[int, LoadedWeights]) -> tuple[dict[int, MDSR], str]:
-        runs = {s: w.model_for(admitted.precision) for s, w in chosen.items()}
-        return {s: m for s, (m, _) in runs.items()}, next(iter(runs.values()))[1]
-
-    a_models, mode = models(weights)
-    a = compare_on_device(
-        a_models, pic, target, truth=truth, self_truth=request.truth == "self", with_bicubic=request.bicubic,
-        progress=report, precision=mode, **options,
-    )  # fmt: skip
+    if plan.truth is not None and plan.truth.kind == "self":
+        pic, truth = own_truth(pic, plan.run.input_size, plan.truth.size)
+    elif plan.truth is not None:
+        truth = read_image(item.truth, max_pixels=_pixels(plan.truth.declared or plan.truth.size))
+        if truth.size != plan.truth.declared:
+            raise ImageError(
+                f"the ground truth's header declared another size than the {_shown(truth.size)} it decoded as"
+            )
+        (tw, th) = plan.truth.size
+        truth = crop_picture(truth, (th, tw))
+    a_models, b_models = models
+    a = runner(a_models, pic, plan.run, truth=truth, bicubic=request.bicubic, progress=report)
     del pic, truth  # what B needs is in A's comparison: the network's input and the fitted truth
     b = None
-    if versus is not None:
-        bicubic_scores = a.metrics.bicubic if a.metrics is not None else None
-        same_size = target if not isinstance(target, Target) else Target(width=a.output.size[0], height=a.output.size[1])
-        b_models, mode = models(versus)
-        b = compare_on_device(
-            b_models, a.lr, same_size, truth=a.truth, with_bicubic=False, bicubic_scores=bicubic_scores,
-            precision=mode, **options,
-        )  # fmt: skip
+    if b_models is not None:
+        scores = a.metrics.bicubic if a.metrics is not None else False
+        b = runner(b_models, a.lr, plan.run, truth=a.truth, bicubic=scores, progress=report)
     path, written = outputs.write(item, a) if outputs is not None else (None, ())
     kept = {} if request.each else {"comparison": a, "versus": b}  # a batch keeps its rows, not its pictures
-    notes = a.output.notes + written
     sizes = (a.lr.size, a.output.size)
-    return ItemResult(item.name, path, a.metrics, a.info, sizes, notes, region, overview, plan.whole, plan.over, **kept)
+    return ItemResult(item.name, path, a.metrics, a.info, sizes, a.output.notes + written, **found, **kept)
+
+
+def _pixels(size: tuple[int, int]) -> int:
+    return size[0] * size[1]
+
+
+def _shown(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"

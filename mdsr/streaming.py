@@ -370,8 +370,6 @@ class StreamedTrunk:
         return s[:, :, a - ra : b - ra, c0 - ca : c1 - ca]
 
 
-
-
 class LeanTrunk(StreamedTrunk):
     """``MDSR.features`` in the memory of two maps, at about 1.1x the whole-image trunk's time: as
     ``StreamedTrunk`` (the head and pre-process blocks streamed, their gates recorded; the body's end
@@ -395,7 +393,7 @@ class LeanTrunk(StreamedTrunk):
     def body(self, x: torch.Tensor, written: Range) -> Range:
         current, spare = x, torch.empty_like(x, memory_format=torch.channels_last)
         for block in self.model.body[:-1]:
-            current, spare = block(current, self.stripe, out=spare), current
+            current, spare = block.infer(current, self.stripe, out=spare), current
             self.progress()
         if current is not x:
             x.copy_(current)

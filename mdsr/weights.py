@@ -30,7 +30,7 @@ import re
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -117,9 +117,13 @@ def check_fit(
             raise WeightsError(f"{source}: {key} has shape {tuple(shape)}, the model expects {expected[key]}")
 
 
-def _check_float(key: str, is_float: bool, dtype: object, source: str) -> None:
-    if not is_float:
-        raise WeightsError(f"{source}: {key} holds {dtype} values, and weights must be floating-point numbers")
+def check_tensors(found: Mapping[str, tuple[tuple[int, ...], str, bool]], config: MdsrConfig, source: str) -> None:
+    """The one check of a file's tensors against the model ``config`` describes, before any is read:
+    ``found`` maps each cleaned key to (shape, dtype's name, whether that dtype is a float)."""
+    check_fit({key: shape for key, (shape, _, _) in found.items()}, expected_shapes(config), source, config.scales)
+    for key, (_, dtype, is_float) in found.items():
+        if not is_float:
+            raise WeightsError(f"{source}: {key} holds {dtype} values, and weights must be floating-point numbers")
 
 
 def _check_finite(key: str, value: torch.Tensor, source: str) -> None:
@@ -128,16 +132,14 @@ def _check_finite(key: str, value: torch.Tensor, source: str) -> None:
         raise WeightsError(f"{source}: {key} holds NaN or infinite values, so these weights are damaged")
 
 
-def load_state_strict(model: MDSR, state: Mapping[str, torch.Tensor], source: str) -> MDSR:
-    """Copy ``state`` into ``model`` after checking its keys, shapes, dtypes and values."""
+def model_from_state(config: MdsrConfig, state: Mapping[str, torch.Tensor], source: str) -> MDSR:
+    """``MDSR(config)`` from a state dict in memory (wrapper prefixes stripped), checked strictly."""
     state = clean_state_dict(state)
-    own = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    check_fit({key: tuple(value.shape) for key, value in state.items()}, own, source, model.config.scales)
-    for key, value in state.items():
-        _check_float(key, value.dtype in FLOAT_DTYPES, str(value.dtype).removeprefix("torch."), source)
-        _check_finite(key, value, source)
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    return model.eval()
+    found = {
+        k: (tuple(v.shape), str(v.dtype).removeprefix("torch."), v.dtype in FLOAT_DTYPES) for k, v in state.items()
+    }
+    check_tensors(found, config, source)
+    return _built(config, state, source)
 
 
 def _built(config: MdsrConfig, state: Mapping[str, torch.Tensor], source: str) -> MDSR:
@@ -257,11 +259,10 @@ def load_safetensors(path: str | os.PathLike, *, scale: int | None = None) -> MD
         with safe_open(str(path), framework="pt") as f:
             names = {clean: key for key in f.keys() if (clean := clean_key(key)) is not None}  # noqa: SIM118
             slices = {clean: f.get_slice(key) for clean, key in names.items()}
-            check_fit(
-                {k: tuple(s.get_shape()) for k, s in slices.items()}, expected_shapes(config), path.name, config.scales
-            )
-            for key, piece in slices.items():
-                _check_float(key, piece.get_dtype() in SAFETENSORS_FLOATS, piece.get_dtype(), path.name)
+            found = {
+                k: (tuple(p.get_shape()), p.get_dtype(), p.get_dtype() in SAFETENSORS_FLOATS) for k, p in slices.items()
+            }
+            check_tensors(found, config, path.name)
             state = {clean: f.get_tensor(key) for clean, key in names.items()}
         model = _built(config, state, path.name)
     model.metadata = metadata
@@ -328,10 +329,7 @@ def load_super_image_file(path: Path, *, scale: int | None) -> MDSR:
         except WeightsError as err:
             raise WeightsError(f"{path.name}: {err}") from err
         _holding_scale(config, scale, path.name)
-        check_fit({k: tuple(v.shape) for k, v in state.items()}, expected_shapes(config), path.name, config.scales)
-        for key, value in state.items():
-            _check_float(key, value.dtype in FLOAT_DTYPES, str(value.dtype).removeprefix("torch."), path.name)
-        model = _built(config, state, path.name)
+        model = model_from_state(config, state, path.name)
     model.metadata = {"format": "super-image", "file": path.name, "config": json.dumps(config.to_dict())}
     return model
 
@@ -518,24 +516,14 @@ def published_in_cache(scale: int) -> bool:
 
 @dataclass(frozen=True)
 class LoadedWeights:
-    """A model and the name of the weights that produce its pictures (shown in the UI and the API), with
-    the copies made of it for other precisions (an int8 copy is made once, here)."""
+    """A model and the name of the weights that produce its pictures (shown in the UI and the API). Its
+    copies for other precisions are made by whoever runs it (``inference.PreparedModels``), keyed on the
+    model: "auto" falling back to the bundled weights shares the bundled model, and so its int8 copy."""
 
     model: MDSR
     name: str
     note: str = ""  # why "auto" fell back to the bundled weights, when it did
     about: str = ""  # the file's own provenance, in one line (``describe``)
-    copies: dict[str, MDSR] = field(default_factory=dict, compare=False, repr=False)
-
-    def model_for(self, precision: str) -> tuple[MDSR, str]:
-        """The model to run at ``precision`` and the mode it resolves to (``inference.model_for_precision``),
-        each copy made once and kept."""
-        from mdsr.inference import model_for_precision, resolve_precision
-
-        mode = resolve_precision(precision, next(self.model.parameters()).device)
-        if mode not in self.copies:
-            self.copies[mode] = model_for_precision(self.model, mode)[0]
-        return self.copies[mode], mode
 
 
 def describe(path: str | os.PathLike) -> str:
@@ -570,8 +558,7 @@ class WeightStore:
     "auto" request, or where they are in the local cache; else the bundled file), ``None`` (bundled), or
     anything ``load_model`` takes. If "auto" cannot load the published weights, it falls back to the
     bundled ones and says why in ``note``, never an error. ``place`` moves each model where it runs (the
-    CPU, or CUDA on ZeroGPU). Reduced-precision copies are made once per model (``LoadedWeights.model_for``),
-    so a store holds one model per (source, scale, precision).
+    CPU, or CUDA on ZeroGPU). Reduced-precision copies are the runner's (``inference.PreparedModels``).
     """
 
     MAX_FILES = 4  # weights from files (uploads, a folder) kept at once; the oldest is dropped first
@@ -627,13 +614,13 @@ class WeightStore:
         if not (self.online or published_in_cache(scale)):
             bundled = self.get(None, scale)
             note = f"the Hub is not reachable (or HF_HUB_OFFLINE is set) and {PUBLISHED_ID} is not in the local cache"
-            self._loaded[key] = LoadedWeights(bundled.model, bundled.name, note, copies=bundled.copies)
+            self._loaded[key] = LoadedWeights(bundled.model, bundled.name, note)
         else:
             try:
                 self._loaded[key] = self.get(PUBLISHED_ID, scale)
             except WeightsError as err:  # kept: a failed download is not retried on every request
                 bundled = self.get(None, scale)
                 self._loaded[key] = LoadedWeights(
-                    bundled.model, bundled.name, f"{PUBLISHED_ID} could not be loaded: {err}", copies=bundled.copies
+                    bundled.model, bundled.name, f"{PUBLISHED_ID} could not be loaded: {err}"
                 )
         return self._loaded[key]

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import socket
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +25,9 @@ from mdsr.imaging import array_to_tensor, read_rgb8, tensor_to_array, to_uint
 from mdsr.inference import CpuKind, super_resolve
 from mdsr.model import MDSR, MdsrConfig
 
+# Gradio's uploads and caches in a folder of this run's own, never the machine's shared one (another Gradio
+# app on the machine writes there too); subprocesses inherit it.
+os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="mdsr-tests-gradio-")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test reaches the network, nor waits on it
@@ -158,11 +162,11 @@ def call(url: str, data: list) -> tuple[str, str]:
     """POST /gradio_api/call/upscale, then read the event stream: ("complete" or "error", its data). A
     request refused on arrival, before it joins the queue, is an "error" too."""
     try:
-        with urllib.request.urlopen(submit(url, data), timeout=60) as response:
+        with urllib.request.urlopen(submit(url, data), timeout=600) as response:
             event_id = json.loads(response.read())["event_id"]
     except urllib.error.HTTPError as err:
         return "error", err.read().decode()
-    with urllib.request.urlopen(f"{url}gradio_api/call/upscale/{event_id}", timeout=120) as response:
+    with urllib.request.urlopen(f"{url}gradio_api/call/upscale/{event_id}", timeout=1200) as response:
         stream = response.read().decode()
     event = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("event: ")][-1]
     payload = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("data: ")][-1]

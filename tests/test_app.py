@@ -141,8 +141,10 @@ def test_the_int8_option_runs_int8_and_converts_the_weights_once(app_module):
     first = app_module.upscale_api(str(EXAMPLES / "coffee_lr_x3.png"), 3, precision="int8")[1]
     again = app_module.upscale_api(str(EXAMPLES / "chelsea_lr_x2.png"), 2, precision="int8")[1]
     assert first["precision"] == again["precision"] == "int8"
-    bundled = app_module.STORE.get(None, 3)  # one model for every scale, and one int8 copy of it
-    assert bundled.model_for("int8")[0] is app_module.STORE.get(None, 2).model_for("int8")[0]
+    bundled = app_module.STORE.get(None, 3).model  # one model for every scale, and one int8 copy of it
+    assert app_module.STORE.get(None, 2).model is bundled
+    assert app_module.PREPARED.get(bundled, "int8") is app_module.PREPARED.get(bundled, "int8")
+    assert len(app_module.PREPARED._copies[bundled]) == 1
 
 
 def test_the_ui_handler_fills_every_output(app_module):

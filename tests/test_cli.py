@@ -80,7 +80,7 @@ def test_user_errors_are_one_line_and_a_non_zero_exit(tmp_path, coffee, args, me
     crop(coffee, (20, 20)).save(tmp_path / "img.png")
     argv = [a.format(img=tmp_path / "img.png", tmp=tmp_path) for a in args]
     done = subprocess.run(
-        [sys.executable, "-m", "mdsr", *argv], capture_output=True, text=True, cwd=tmp_path, timeout=120
+        [sys.executable, "-m", "mdsr", *argv], capture_output=True, text=True, cwd=tmp_path, timeout=1200
     )
     assert done.returncode != 0
     assert message in done.stderr
@@ -185,7 +185,7 @@ def test_weights_auto_offline_without_a_cache_says_it_uses_the_bundled_weights(t
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=1200,
     )
     assert done.returncode == 0, done.stderr[-1000:]
     assert "weights: mdsr-bam-x234.safetensors (the Hub is not reachable" in done.stderr

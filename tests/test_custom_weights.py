@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import ROOT, super_image_folder, tiny
 
-from mdsr.compare import compare
 from mdsr.imaging import preview_rgb, read_image
+from mdsr.inference import upscale_picture
 from mdsr.weights import WeightsError, WeightStore, describe, save_weights, weights_in_folder
 
 EXAMPLES = ROOT / "examples"
@@ -35,8 +35,8 @@ def run_mine(app_module, my_file=None, my_listed=None, scale=2):
 def test_an_uploaded_safetensors_file_runs_and_is_named_with_its_provenance(app_module, tmp_path):
     path = save_weights(tiny(), tmp_path / "mine.safetensors", metadata={"note": "fine-tuned on cats", "steps": 300})
     outputs = run_mine(app_module, my_file=str(path))
-    expected = compare(tiny(), read_image(str(EXAMPLES / "chelsea_lr_x2.png")), 2, precision="fp32")
-    assert np.array_equal(outputs.output, preview_rgb(expected.output))
+    expected, _ = upscale_picture(tiny(), read_image(str(EXAMPLES / "chelsea_lr_x2.png")), 2, precision="fp32")
+    assert np.array_equal(outputs.output, preview_rgb(expected))
     assert "mine.safetensors weights — fine-tuned on cats; 300 steps" in outputs.info
 
 
@@ -92,7 +92,7 @@ def test_the_folder_lists_safetensors_files_with_their_provenance(tmp_path):
 
 def test_a_file_from_the_folder_is_picked_by_name_only(app_module, tmp_path, monkeypatch):
     save_weights(tiny(), tmp_path / "listed.safetensors", metadata={"note": "from the folder"})
-    monkeypatch.setattr(app_module, "WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("MDSR_WEIGHTS_DIR", str(tmp_path))
     assert "listed.safetensors weights — from the folder" in run_mine(app_module, my_listed="listed.safetensors").info
 
 

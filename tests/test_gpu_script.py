@@ -49,7 +49,7 @@ def test_the_gpu_script_trains_exports_and_logs_on_a_cpu(data_folder, tmp_path):
         "WARMUP": "20",
     }
     done = subprocess.run(
-        ["bash", "scripts/train_on_gpu.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        ["bash", "scripts/train_on_gpu.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = tmp_path / "out"

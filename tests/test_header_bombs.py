@@ -89,15 +89,16 @@ import json, sys
 from sample_files import declared_png, heic_declaring
 from mdsr.imaging import ImageError, read_image
 from mdsr.serving import DEMO_LIMITS, Item, RefusedError, Request, admit
+from mdsr.sizing import Target
 from pathlib import Path
 folder = Path(sys.argv[1])
 png = str(declared_png(folder / "bomb.png", (13000, 13000)))
 heic = str(heic_declaring(folder, (60000, 60000)))
 small = str(declared_png(folder / "small.png", (64, 48)))
 requests = [
-    Request((Item("bomb.png", png),), scale=2),
-    Request((Item("small.png", small, png),), scale=2, truth="upload"),
-    Request(tuple(Item(f"{n}.png", png) for n in range(16)), scale=2, each=True),
+    Request((Item("bomb.png", png),), Target(factor=2)),
+    Request((Item("small.png", small, png),), Target(factor=2), truth="upload"),
+    Request(tuple(Item(f"{n}.png", png) for n in range(16)), Target(factor=2), each=True),
 ]
 def peak():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024

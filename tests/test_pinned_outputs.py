@@ -16,6 +16,7 @@ every CPU kind this project has met; bf16 and int8 depend on the CPU's instructi
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import sys
 from dataclasses import asdict
@@ -27,11 +28,13 @@ from conftest import BENCHMARK, ROOT, needs_data, super_resolve_8bit
 from PIL import Image
 
 import mdsr
-from mdsr.compare import compare
+from mdsr import serving
+from mdsr.compare import Comparison
 from mdsr.data import PatchDataset
 from mdsr.evaluate import evaluate, load_benchmark
-from mdsr.imaging import picture_to_array, read_image
-from mdsr.inference import upscale
+from mdsr.imaging import picture_to_array
+from mdsr.inference import PreparedModels, upscale
+from mdsr.weights import LoadedWeights
 
 PINS = ROOT / "tests" / "fixtures" / "pinned_outputs.json"
 EXAMPLES = {2: "chelsea", 3: "coffee", 4: "astronaut"}
@@ -42,15 +45,23 @@ def digest(array: np.ndarray) -> str:
     return hashlib.sha256(f"{array.dtype}{array.shape}".encode() + array.tobytes()).hexdigest()
 
 
+def compared(model: mdsr.MDSR, item: serving.Item, scale: int, truth: str) -> Comparison:
+    """The demo's comparison of one item at ``scale``: admitted and run as the demo runs it, in fp32."""
+    request = serving.Request((item,), serving.parse_target(scale), precision="fp32", truth=truth, bicubic=True)
+    admitted = serving.admit(request, serving.CLI_LIMITS, resident=0)
+    weights = {s: LoadedWeights(model, "bundled") for s in admitted.scales}
+    return serving.run(admitted, weights=weights, prepared=PreparedModels()).results[0].comparison
+
+
 def example_outputs(model: mdsr.MDSR, scale: int) -> dict:
     """The demo's comparison of one example against its original, and a self-made truth of a crop."""
     name = EXAMPLES[scale]
-    lr = read_image(ROOT / "examples" / f"{name}_lr_x{scale}.png")
-    hr = read_image(ROOT / "examples" / f"{name}.png")
-    given = compare(model, lr, scale, truth=hr, precision="fp32")
-    with Image.open(ROOT / "examples" / f"{name}.png") as image:
-        crop = read_image(image.crop((40, 30, 40 + 30 * scale, 30 + 24 * scale)))
-    itself = compare(model, crop, scale, self_truth=True, precision="fp32")
+    lr, hr = ROOT / "examples" / f"{name}_lr_x{scale}.png", ROOT / "examples" / f"{name}.png"
+    given = compared(model, serving.Item("lr.png", str(lr), str(hr)), scale, "upload")
+    crop = io.BytesIO()
+    with Image.open(hr) as image:
+        image.crop((40, 30, 40 + 30 * scale, 30 + 24 * scale)).save(crop, format="PNG")
+    itself = compared(model, serving.Item("crop.png", crop), scale, "self")
     return {
         "output": digest(picture_to_array(given.output)),
         "bicubic": digest(picture_to_array(given.bicubic)),

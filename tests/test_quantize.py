@@ -3,24 +3,24 @@ photos, and clear errors where it cannot run. "auto" never chooses it."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import BENCHMARK, as_tensor, needs_data, super_resolve_8bit
+from conftest import BENCHMARK, as_tensor, needs_data, super_resolve_8bit, tiny
 from skimage import data as skdata
 
 import mdsr
 from mdsr import quantize
 from mdsr.evaluate import load_benchmark, validate
-from mdsr.imaging import array_to_tensor, bicubic_downscale
-from mdsr.inference import model_for_precision, super_resolve, upscale_picture
+from mdsr.imaging import bicubic_downscale
+from mdsr.inference import PreparedModels, resolve_precision, super_resolve, upscale_picture
 from mdsr.metrics import psnr
 from mdsr.quantize import Int8Branch, Int8Conv2d, int8_available, int8_model, is_int8
 from mdsr.train import TrainConfig, train
-from mdsr.weights import LoadedWeights
 
 needs_int8 = pytest.mark.skipif(not int8_available(), reason="this PyTorch has no oneDNN int8 convolution")
 
@@ -57,7 +57,7 @@ def test_refining_cuts_the_upsamplers_error_to_under_half(shipped, chelsea):
     # The upsampler's input mixes channels of very different ranges: one 8-bit scale fits it badly.
     conv = shipped.upsample["2"][0][0]
     with torch.inference_mode():
-        x = shipped.features(as_tensor(chelsea.crop((0, 0, 96, 80))), 2).contiguous(memory_format=torch.channels_last)
+        x = shipped.infer_features(as_tensor(chelsea.crop((0, 0, 96, 80))), 2).contiguous(memory_format=torch.channels_last)
         plain, refined = Int8Conv2d(conv)(x), Int8Conv2d(conv, refine=True)(x)
         assert relative_error(refined, conv(x)) < relative_error(plain, conv(x)) / 2
 
@@ -134,27 +134,50 @@ def test_int8_layers_refuse_to_train(shipped_int8):
 
 
 @needs_int8
-def test_loaded_weights_convert_to_int8_once_and_keep_the_copy(tiny_model, coffee):
-    loaded = LoadedWeights(tiny_model, "tiny")
-    first, mode = loaded.model_for("int8")
-    again, _ = loaded.model_for("int8")
-    assert mode == "int8" and again is first and is_int8(first) and not is_int8(tiny_model)
-    lr = array_to_tensor(np.asarray(coffee)[:32, :32])
-    assert torch.equal(
-        super_resolve(tiny_model, lr, 2, precision="int8"), super_resolve(first, lr, 2, precision="int8")
-    )
+def test_a_model_is_converted_to_int8_once_and_the_copy_kept(tiny_model):
+    prepared = PreparedModels()
+    first = prepared.get(tiny_model, "int8")
+    assert prepared.get(tiny_model, "int8") is first and is_int8(first) and not is_int8(tiny_model)
+    assert prepared.get(tiny_model, "fp32") is tiny_model
 
 
-def test_int8_where_it_cannot_run_is_a_clear_error(tiny_model, monkeypatch):
+@needs_int8
+def test_changed_weights_get_a_new_int8_copy(tiny_model):
+    prepared = PreparedModels()
+    first = prepared.get(tiny_model, "int8")
+    with torch.no_grad():
+        tiny_model.tail[0][0].bias.add_(0.1)  # an optimiser step, in place
+    assert prepared.get(tiny_model, "int8") is not first
+
+
+@needs_int8
+def test_a_model_that_is_gone_takes_its_copies_with_it():
+    prepared = PreparedModels()
+    model = tiny()
+    prepared.get(model, "int8")
+    del model
+    gc.collect()
+    assert len(prepared._copies) == 0
+
+
+@needs_int8
+def test_an_fp32_model_is_not_run_as_int8_without_being_converted(tiny_model):
+    with pytest.raises(ValueError, match="runs an int8 model"):
+        super_resolve(tiny_model, torch.rand(1, 3, 16, 16), 2, precision="int8")
+
+
+def test_int8_where_it_cannot_run_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(quantize, "_int8_probe", lambda: False)
     with pytest.raises(ValueError, match="int8 runs on the CPU"):
-        super_resolve(tiny_model, torch.rand(1, 3, 16, 16), 2, precision="int8")
+        resolve_precision("int8")
 
 
 @needs_int8
 def test_an_int8_model_refuses_an_explicit_fp32_run(shipped_int8):
     with pytest.raises(ValueError, match="converted to int8"):
-        model_for_precision(shipped_int8, "fp32")
+        PreparedModels().get(shipped_int8, "fp32")
+    with pytest.raises(ValueError, match="converted to int8"):
+        super_resolve(shipped_int8, torch.rand(1, 3, 16, 16), 2, precision="fp32")
 
 
 @needs_int8
@@ -186,5 +209,5 @@ def test_mdsr_adds_no_process_wide_warning_filter():
         "q.int8_model(mdsr.load_model()) if q.int8_available() else None;"
         "print(any('quantize' in (f[1].pattern if f[1] else '') for f in warnings.filters))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1200)
     assert done.stdout.strip() == "False", done.stderr[-500:]

@@ -15,6 +15,8 @@ from conftest import ROOT, call, data_url, limited, running_app, submit
 from sample_files import photo
 
 from demo import clients
+from mdsr import serving
+from mdsr.sizing import Target
 
 EXAMPLES = ROOT / "examples"
 
@@ -63,16 +65,21 @@ def test_the_ground_truth_is_optional_in_the_api(url):
 
 
 def test_self_ensemble_work_is_bounded_with_a_message_that_states_the_limit(tmp_path):
+    photo((1000, 800)).save(tmp_path / "big.png")  # x2: 2000x1600 output pixels, x 8 passes
+    request = serving.Request((serving.Item("big.png", str(tmp_path / "big.png")),), Target(factor=2), self_ensemble=True)
+    with pytest.raises(serving.RefusedError, match=r"2000x1600 output pixels x 8 passes \(self-ensemble\) = 25,600,000; the limit"):
+        serving.admit(request, serving.DEMO_LIMITS, resident=450)
+
+
+def test_in_the_ui_self_ensemble_over_the_work_limit_upscales_the_largest_part_within_it(tmp_path):
     import app
 
-    photo((1000, 800)).save(tmp_path / "big.png")  # x2: 2000x1600 output pixels, x 8 passes
-    with pytest.raises(
-        app.gr.Error, match=r"2000x1600 output pixels x 8 passes \(self-ensemble\) = 25,600,000; the limit"
-    ):
-        app.upscale_ui(
-            image=str(tmp_path / "big.png"), scale=2, gt_mode=app.GT_NONE, gt_image=None,
-            **{**app.DEFAULTS, "self_ensemble": True}, progress=lambda *a, **k: None,
-        )  # fmt: skip
+    photo((1000, 800)).save(tmp_path / "big.png")
+    result = app.upscale_ui(
+        image=str(tmp_path / "big.png"), scale=2, gt_mode=app.GT_NONE, gt_image=None,
+        **{**app.DEFAULTS, "self_ensemble": True, "precision": "int8"}, progress=lambda *a, **k: None,
+    )  # fmt: skip
+    assert "region:" in result.info and "25,600,000" in result.info and result.region is not None
 
 
 def test_one_client_cannot_queue_more_than_its_share(url):
@@ -82,14 +89,14 @@ def test_one_client_cannot_queue_more_than_its_share(url):
     answers = []
     for _ in range(app.LIMITS.jobs_per_client + 1):  # sent at once: the first still runs when the last arrives
         try:
-            with urllib.request.urlopen(submit(url, [image, 4, None, "auto"]), timeout=60) as response:
+            with urllib.request.urlopen(submit(url, [image, 4, None, "auto"]), timeout=600) as response:
                 answers.append(("queued", json.loads(response.read())["event_id"]))
         except urllib.error.HTTPError as err:
             answers.append(("refused", err.read().decode()))
     assert [kind for kind, _ in answers] == ["queued"] * app.LIMITS.jobs_per_client + ["refused"]
     assert f"you already have {app.LIMITS.jobs_per_client} requests waiting or running" in answers[-1][1]
     for _, event_id in answers[:-1]:  # the admitted ones still finish
-        with urllib.request.urlopen(f"{url}gradio_api/call/upscale/{event_id}", timeout=300) as response:
+        with urllib.request.urlopen(f"{url}gradio_api/call/upscale/{event_id}", timeout=1200) as response:
             assert "event: complete" in response.read().decode()
 
 
@@ -103,7 +110,7 @@ def burst(url: str, bodies: list[tuple[list, str]]) -> list[tuple[str, str]]:
         request.add_header("X-Forwarded-For", body[1])
         barrier.wait()
         try:
-            with urllib.request.urlopen(request, timeout=120) as response:
+            with urllib.request.urlopen(request, timeout=1200) as response:
                 return "queued", json.loads(response.read())["event_id"]
         except urllib.error.HTTPError as err:
             return "refused", err.read().decode()
@@ -114,7 +121,7 @@ def burst(url: str, bodies: list[tuple[list, str]]) -> list[tuple[str, str]]:
 
 def wait_for(url: str, event_ids: list[str]) -> None:
     for event_id in event_ids:
-        with urllib.request.urlopen(f"{url}gradio_api/call/upscale/{event_id}", timeout=300) as response:
+        with urllib.request.urlopen(f"{url}gradio_api/call/upscale/{event_id}", timeout=1200) as response:
             assert "event: complete" in response.read().decode()
 
 
@@ -124,7 +131,7 @@ def busy_app(monkeypatch):
     requests say who they are for with X-Forwarded-For, believed from this machine's loopback proxy."""
     import app
 
-    monkeypatch.setattr(app, "TRUSTED_PROXIES", (ipaddress.ip_network("127.0.0.0/8"),))
+    monkeypatch.setattr(app, "trusted_proxies", lambda: (ipaddress.ip_network("127.0.0.0/8"),))
     with running_app() as address:
         slow = burst(address, [([data_url(photo((400, 300))), 4, None, "fp32"], "198.51.100.1")])
         yield address

@@ -19,7 +19,8 @@ EXAMPLES = ROOT / "examples"
 
 
 @pytest.mark.parametrize(
-    ("factor", "stages"), [(1.1, (2,)), (1.5, (2,)), (2, (2,)), (2.5, (3,)), (3.5, (4,)), (5, (2, 3)), (6, (2, 3)), (8, (2, 4))]
+    ("factor", "stages"),
+    [(1.1, (2,)), (1.5, (2,)), (2, (2,)), (2.5, (3,)), (3.5, (4,)), (5, (2, 3)), (6, (2, 3)), (8, (2, 4))],
 )
 def test_the_network_runs_at_the_cheapest_trained_scales_that_reach_the_factor(factor, stages):
     assert stages_for(factor) == stages
@@ -42,13 +43,37 @@ def test_sizes_follow_matlabs_rounding_and_keep_the_aspect_ratio():
         ("abc", r"the scale must be a number from 1.1 to 8; got 'abc'"),
         (float("nan"), r"the scale must be a number from 1.1 to 8"),
         (Target(width=0), r"a width of 0 makes a 200x100 image 0x0, 0x; the output must be 1.1 to 8 times the input"),
-        (parse_size("100000x"), r"a width of 100000 makes a 200x100 image 100000x50000, 500x; the output must be 1.1 to 8"),
+        (
+            parse_size("100000x"),
+            r"a width of 100000 makes a 200x100 image 100000x50000, 500x; the output must be 1.1 to 8",
+        ),
         (parse_size("210x"), r"1.05x; the output must be 1.1 to 8 times the input"),
+        ("1_5", r"the scale must be a number from 1.1 to 8, written without underscores; got '1_5'"),
     ],
 )
 def test_a_size_out_of_reach_is_one_sentence(target, message):
     with pytest.raises(ValueError, match=message):
         plan((200, 100), target)
+
+
+@pytest.mark.parametrize("factor", [1.0999999999, 8.0000000001])
+def test_a_refused_factor_is_shown_as_given_not_rounded_into_the_range(factor):
+    with pytest.raises(ValueError) as refusal:
+        plan((200, 100), factor)
+    assert str(refusal.value) == f"the scale must be from 1.1 to 8; got {factor!r}"
+
+
+def test_a_size_out_of_reach_on_one_side_names_that_side():
+    with pytest.raises(ValueError) as refusal:
+        plan((512, 4), Target(width=570))  # the width is 1.11x; the height stays 4
+    assert str(refusal.value) == (
+        "a width of 570 makes a 512x4 image 570x4: its height 4 -> 4 is 1x; each side must be 1.1 to 8 times the input"
+    )
+
+
+def test_a_sides_ratio_just_out_of_reach_is_not_rounded_into_it():
+    with pytest.raises(ValueError, match=r"its width 10000 -> 10999 is 1\.0999x; each side must be 1\.1 to 8 times"):
+        plan((10000, 10000), Target(width=10999, height=20000))
 
 
 @pytest.mark.parametrize("text", ["12", "x", "1920*1080", "-5x10", [1920, 1080]])
@@ -70,15 +95,18 @@ def test_the_trained_scales_are_the_network_alone(coffee):
     model, image = tiny(), coffee.crop((0, 0, 40, 30))
     pic = read_image(image)
     by_factor = mdsr.upscale(model, image, 3, precision="fp32")
-    assert np.array_equal(np.asarray(by_factor), np.asarray(mdsr.imaging.picture_to_pil(upscale_picture(model, pic, 3, precision="fp32")[0])))
+    assert np.array_equal(
+        np.asarray(by_factor),
+        np.asarray(mdsr.imaging.picture_to_pil(upscale_picture(model, pic, 3, precision="fp32")[0])),
+    )
 
 
 def test_admission_counts_the_work_of_both_stages(tmp_path):
     photo((100, 80)).save(tmp_path / "cup.png")
-    admitted = admit(Request((Item("cup.png", str(tmp_path / "cup.png")),), scale=6), DEMO_LIMITS)
-    assert admitted.plans[0].sizing.stages == (2, 3) and admitted.work == 200 * 160 + 600 * 480
+    admitted = admit(Request((Item("cup.png", str(tmp_path / "cup.png")),), Target(factor=6)), DEMO_LIMITS, resident=550)
+    assert admitted.plans[0].run.scales == (2, 3) and admitted.work == 200 * 160 + 600 * 480
     with pytest.raises(RefusedError, match=r"600x480 output pixels \(the network's 2x then 3x\) = 320,000; the limit"):
-        admit(Request((Item("cup.png", str(tmp_path / "cup.png")),), scale=6), _with(work_pixels=300_000))
+        admit(Request((Item("cup.png", str(tmp_path / "cup.png")),), Target(factor=6)), _with(work_pixels=300_000), resident=550)
 
 
 def _with(**changes):
@@ -112,21 +140,40 @@ def test_the_cli_takes_a_factor_a_width_a_height_or_a_box(tmp_path, tiny_weights
         (["-s", "0.5"], "error: the scale must be from 1.1 to 8; got 0.5"),
         (["-s", "9"], "error: the scale must be from 1.1 to 8; got 9"),
         (["-s", "abc"], "error: the scale must be a number from 1.1 to 8; got 'abc'"),
+        (["-s", "1_5"], "error: the scale must be a number from 1.1 to 8, written without underscores; got '1_5'"),
+        (["-s", "0_2"], "error: the scale must be a number from 1.1 to 8, written without underscores; got '0_2'"),
+        (["-s", "1.0999999999"], "error: the scale must be from 1.1 to 8; got 1.0999999999"),
+        (["-s", "8.0000000001"], "error: the scale must be from 1.1 to 8; got 8.0000000001"),
         (["--width", "0"], "error: --width and --height are numbers of pixels, at least 1"),
         (["-s", "2", "--width", "100"], "error: give --scale, or --width and/or --height, or --fit WxH"),
     ],
 )
 def test_the_cli_answers_a_bad_size_with_one_line(tmp_path, tiny_weights, coffee, capsys, extra, message):
     coffee.crop((0, 0, 40, 30)).save(tmp_path / "cup.png")
-    assert main(["upscale", str(tmp_path / "cup.png"), "-o", str(tmp_path / "out"), "--weights", tiny_weights, *extra]) == 2
+    assert (
+        main(["upscale", str(tmp_path / "cup.png"), "-o", str(tmp_path / "out"), "--weights", tiny_weights, *extra])
+        == 2
+    )
     assert capsys.readouterr().err.strip() == message
 
 
 def test_a_width_out_of_reach_is_the_images_row_in_the_cli(tmp_path, tiny_weights, coffee, capsys):
     coffee.crop((0, 0, 40, 30)).save(tmp_path / "cup.png")
-    argv = ["upscale", str(tmp_path / "cup.png"), "-o", str(tmp_path / "out"), "--weights", tiny_weights, "--width", "100000"]
+    argv = [
+        "upscale",
+        str(tmp_path / "cup.png"),
+        "-o",
+        str(tmp_path / "out"),
+        "--weights",
+        tiny_weights,
+        "--width",
+        "100000",
+    ]
     assert main(argv) == 1
-    assert "a width of 100000 makes a 40x30 image 100000x75000, 2,500x; the output must be 1.1 to 8" in capsys.readouterr().err
+    assert (
+        "a width of 100000 makes a 40x30 image 100000x75000, 2,500x; the output must be 1.1 to 8"
+        in capsys.readouterr().err
+    )
 
 
 def test_the_api_takes_a_factor_or_a_size(tmp_path):

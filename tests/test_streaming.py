@@ -30,7 +30,7 @@ def small_stripes(monkeypatch):
 def whole_features(model, lr, scale):
     padded = torch.nn.functional.pad(lr, (EDGE_PADDING,) * 4, mode="replicate")
     with torch.inference_mode():
-        return model.features(padded.contiguous(memory_format=torch.channels_last), scale)
+        return model.infer_features(padded.contiguous(memory_format=torch.channels_last), scale)
 
 
 def test_a_conv_mean_from_border_sums_equals_the_mean_of_the_convolution():

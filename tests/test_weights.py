@@ -61,7 +61,7 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
     state["extra.weight"] = torch.zeros(1)
     del state["tail.0.0.bias"]
     with pytest.raises(WeightsError, match=r"missing keys tail\.0\.0\.bias; unexpected keys extra\.weight"):
-        weights.load_state_strict(tiny(scales=(2,)), state, "test")
+        weights.model_from_state(tiny(scales=(2,)).config, state, "test")
 
 
 class Exploit:
