@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mdsr.compat import ImageLoader, MdsrModel
 from mdsr.imaging import ImageError, Picture, read_image
-from mdsr.inference import upscale, upscale_picture
+from mdsr.inference import PreparedModels, upscale, upscale_picture
 from mdsr.model import MDSR, MdsrConfig
 from mdsr.weights import WeightsError, load_model, save_weights
 
@@ -15,6 +15,7 @@ __all__ = [
     "MdsrConfig",
     "MdsrModel",
     "Picture",
+    "PreparedModels",
     "WeightsError",
     "load_model",
     "read_image",
