@@ -39,13 +39,13 @@ HERE = Path(__file__).parent
 EXAMPLES = HERE / "examples"
 LIMITS = serving.DEMO_LIMITS  # bytes, pixels, work, memory, batch size, queue share: mdsr.serving
 KEEP_RESULTS_S = 900  # what the demo wrote (and Gradio's cached uploads) older than this is deleted
-AUTO = "auto: published weights where the Hub has them, else bundled"
+AUTO_LABEL = "auto: published weights where the Hub has them, else bundled"
 BUNDLED = "bundled (offline)"
 HUB = f"{PUBLISHED_ID} (Hugging Face Hub)"
 MINE = "my weights (upload below, or pick from the folder)"
 VERSUS_BICUBIC = "bicubic"
 # The weights choices, by their UI label and by their API name, and the source each one loads.
-WEIGHTS = {AUTO: "auto", BUNDLED: None, HUB: PUBLISHED_ID, "auto": "auto", "bundled": None, "published": PUBLISHED_ID}
+WEIGHTS = {AUTO_LABEL: "auto", BUNDLED: None, HUB: PUBLISHED_ID, "auto": "auto", "bundled": None, "published": PUBLISHED_ID}
 # A folder of .safetensors files (from mdsr train / mdsr export) offered in the UI, if the host sets it.
 WEIGHTS_DIR = os.environ.get("MDSR_WEIGHTS_DIR")
 GT_NONE = "none"
@@ -53,7 +53,7 @@ GT_UPLOAD = "upload the original (HR) image"
 GT_SELF = "use my image as ground truth"
 GROUND_TRUTH = {GT_NONE: "none", GT_UPLOAD: "upload", GT_SELF: "self"}
 # The UI's initial options, with which an example row runs.
-DEFAULTS = dict(weights=AUTO, self_ensemble=False, precision="auto", auto_zoom=True, zoom_x=50, zoom_y=50)
+DEFAULTS = dict(weights=AUTO_LABEL, self_ensemble=False, precision="auto", auto_zoom=True, zoom_x=50, zoom_y=50)
 PRECISIONS = [
     ("auto: int8 on CPUs with VNNI/AMX, else fp32 (no visible change: README)", "auto"),
     ("fp32 (exact; 2.5-3.5x slower than int8 on a CPU)", "fp32"),
@@ -464,7 +464,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                 )
             with gr.Accordion("Options", open=False):
                 weights = gr.Radio(
-                    [AUTO, BUNDLED, HUB, MINE], value=DEFAULTS["weights"], label="Weights", elem_id="weights"
+                    [AUTO_LABEL, BUNDLED, HUB, MINE], value=DEFAULTS["weights"], label="Weights", elem_id="weights"
                 )
                 my_file = UploadedFile(
                     label="Your weights: a .safetensors file from `mdsr train` / `mdsr export`, or a super-image .pt",
@@ -473,7 +473,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                     elem_id="my-weights",
                 )
                 versus = gr.Radio(
-                    [VERSUS_BICUBIC, AUTO, BUNDLED, HUB],
+                    [VERSUS_BICUBIC, AUTO_LABEL, BUNDLED, HUB],
                     value=VERSUS_BICUBIC,
                     label="Compare against (left of the slider): bicubic, or other weights (A/B: A is the choice above)",
                     elem_id="versus",
@@ -580,7 +580,7 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
             )
         with gr.Row():
             batch_scale = gr.Radio(list(SUPPORTED_SCALES), value=2, label="Scale", elem_id="batch-scale")
-            batch_weights = gr.Radio([AUTO, BUNDLED, HUB], value=AUTO, label="Weights")
+            batch_weights = gr.Radio([AUTO_LABEL, BUNDLED, HUB], value=AUTO_LABEL, label="Weights")
             batch_precision = gr.Radio(PRECISIONS, value="auto", label="Precision")
         batch_button = gr.Button("Upscale all", elem_id="batch-button")
         batch_zip = gr.File(label="All outputs (zip of full-resolution PNGs)", elem_id="batch-zip")

@@ -1,8 +1,9 @@
-"""Opt-in int8 inference for CPUs: the same network with 8-bit convolutions where they are safe.
+"""int8 inference for CPUs: the same network with 8-bit convolutions where they are safe; what
+``precision="auto"`` runs on CPUs with 8-bit dot products (``inference.auto_precision``).
 
-What is quantised, and why it costs little PSNR (measured with the shipped weights: mean PSNR within
-0.005 dB of fp32 on Set5, Set14 and BSD100 at x2, x3 and x4; per image up to 0.012 dB on Set5, which is
-why "auto" does not choose it):
+What is quantised, and why it costs little PSNR (measured with the bundled weights: mean PSNR within
+0.0074 dB of fp32 on each of Set5, Set14 and BSD100 at x2, x3 and x4, 0.053 dB at most on one image:
+``docs/quality_bar.md``):
 - The residual blocks' convolutions (pre-process and body, 68 of the 72 large convolutions) take
   uint8 activations and int8 weights. Each block's output is multiplied by ``res_scale`` (0.1)
   before it joins the fp32 skip path, so their rounding error reaches the image damped tenfold.

@@ -566,7 +566,7 @@ def run_item(
     item = plan.item
     pic = read_image(item.source, max_pixels=plan.max_pixels)
     if plan.run is None or pic.size != plan.decoded:  # the header could not be read, or told another size
-        raise ImageError(f"the image's header does not give the {_shown(pic.size)} it decoded as; re-save the file")
+        raise ImageError(f"the image's header does not give the {_wxh(pic.size)} it decoded as; re-save the file")
     found = {}
     if plan.region is not None:
         x0, y0 = region_at(pic, plan.region, request.region.center)
@@ -579,7 +579,7 @@ def run_item(
         truth = read_image(item.truth, max_pixels=_pixels(plan.truth.declared or plan.truth.size))
         if truth.size != plan.truth.declared:
             raise ImageError(
-                f"the ground truth's header declared another size than the {_shown(truth.size)} it decoded as"
+                f"the ground truth's header declared another size than the {_wxh(truth.size)} it decoded as"
             )
         (tw, th) = plan.truth.size
         truth = crop_picture(truth, (th, tw))
@@ -600,5 +600,5 @@ def _pixels(size: tuple[int, int]) -> int:
     return size[0] * size[1]
 
 
-def _shown(size: tuple[int, int]) -> str:
+def _wxh(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"

@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from mdsr.model import SUPPORTED_SCALES
+from mdsr.model import SUPPORTED_SCALES, shown
 
 MIN_FACTOR, MAX_FACTOR = 1.1, 8.0
 
@@ -60,10 +60,10 @@ def parse_factor(value: object) -> float:
     if isinstance(value, str) and "_" in value:  # float() and int() read "1_5" as 15
         raise ValueError(
             f"the scale must be a number from {MIN_FACTOR:g} to {MAX_FACTOR:g}, written without underscores; "
-            f"got {_shown(value)}"
+            f"got {shown(value)}"
         )
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"the scale must be a number from {MIN_FACTOR:g} to {MAX_FACTOR:g}; got {_shown(value)}")
+        raise ValueError(f"the scale must be a number from {MIN_FACTOR:g} to {MAX_FACTOR:g}; got {shown(value)}")
     if not MIN_FACTOR <= value <= MAX_FACTOR:
         raise ValueError(f"the scale must be from {MIN_FACTOR:g} to {MAX_FACTOR:g}; got {_exact(value)}")
     return float(value)
@@ -74,7 +74,7 @@ def parse_size(text: object) -> Target:
     match = re.fullmatch(r"\s*(\d{1,6})?\s*[xX×]\s*(\d{1,6})?\s*", text) if isinstance(text, str) else None
     if not match or not any(match.groups()):
         raise ValueError(
-            f"a size is WIDTHxHEIGHT (to fit inside), WIDTHx or xHEIGHT, e.g. 1920x1080; got {_shown(text)}"
+            f"a size is WIDTHxHEIGHT (to fit inside), WIDTHx or xHEIGHT, e.g. 1920x1080; got {shown(text)}"
         )
     width, height = (int(v) if v else None for v in match.groups())
     if width is not None and height is not None:
@@ -136,19 +136,14 @@ def _times(ratio: float) -> str:
     (1.0999 is 1.0999x, not 1.1x)."""
     if ratio >= 100:
         return f"{ratio:,.0f}x"
-    shown = f"{ratio:.3g}"
+    text = f"{ratio:.3g}"
     for digits in range(4, 16):
-        if _reachable(float(shown)) == _reachable(ratio):
+        if _reachable(float(text)) == _reachable(ratio):
             break
-        shown = f"{ratio:.{digits}g}"
-    return f"{shown}x"
+        text = f"{ratio:.{digits}g}"
+    return f"{text}x"
 
 
 def _exact(value: int | float) -> str:
     """A number as given: a float's shortest exact form (1.0999999999, where :g would say 1.1)."""
-    return repr(float(value)) if isinstance(value, float) else _shown(value)
-
-
-def _shown(value: object) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 40 else shown[:37] + "..."
+    return repr(float(value)) if isinstance(value, float) else shown(value)
