@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -26,7 +27,17 @@ from demo.gradio_adapter import (
     serialize_admission,
     upload_folder,
 )
-from demo.views import ZoomView, error_map, info_markdown, metrics_markdown, region_markdown, region_outline, zoom_panel
+from demo.views import (
+    ZoomView,
+    error_map,
+    full_size_crop,
+    info_markdown,
+    metrics_markdown,
+    region_markdown,
+    region_outline,
+    zoom_map,
+    zoom_panel,
+)
 from demo.workspace import Workspace
 from mdsr import serving
 from mdsr.compare import compare
@@ -230,6 +241,10 @@ def serve(request: serving.Request, *, mine=None, progress=None, format="png") -
     or written."""
     try:
         admitted = serving.admit(request, LIMITS, device=device())
+        if admitted.work >= LONG_RUN_PIXELS:
+            gr.Info(f"A long run: {admitted.work / 1e6:.1f} megapixels of network work; the bar shows the time left")
+        if progress is not None:
+            progress(0, 1, LOADING)
         weights = {s: load_weights(request.weights, s, mine) for s in admitted.scales}
         versus = {s: load_weights(request.versus, s) for s in admitted.scales} if request.versus else None
         outputs = serving.Outputs(workspace().new_folder(), request.items, admitted.tag, format=format)
@@ -258,30 +273,58 @@ def upload_name(path) -> str:
 
 
 def ui_progress(progress):
+    """The network's progress as the page shows it: its steps, and the time left at the pace so far."""
+    started = time.monotonic()
+
     def report(done: int, total: int, name: str) -> None:
-        progress((done, total), desc="Upscaling", unit="steps")
+        if name == LOADING:
+            progress((0, 1), desc="Loading the weights")
+            return
+        elapsed = time.monotonic() - started
+        left = f" · about {elapsed * (total - done) / done:.0f} s left" if done and elapsed > 1 else ""
+        progress((done, total), desc=f"Upscaling with the network: {done}/{total} steps{left}", unit="steps")
 
     return report
 
 
+LOADING = "loading weights"  # what the progress says before the network's steps
+LONG_RUN_PIXELS = 4_000_000  # network work (output pixels x passes) from which a run is announced as long
+
+
 class UiResult(NamedTuple):
-    """One run's outputs, in the order of the UI's output components; ``view`` is kept (gr.State) for
-    re-zooming without running again."""
+    """One run's results; ``view`` is kept (gr.State) for re-zooming without running again."""
 
     slider: tuple[np.ndarray, np.ndarray]
-    output: np.ndarray
     download: str
     zoom: np.ndarray
-    metrics: str
-    errors: list | None
+    map: np.ndarray  # the whole output, small, with the zoomed region outlined: a click moves the zoom
+    metrics: str | None  # None without a ground truth
+    errors: list | None  # the error maps, with a ground truth
     info: str
-    region: np.ndarray | None
+    region: np.ndarray | None  # the whole photo with the upscaled part outlined, for a photo over the limits
     view: ZoomView
 
+    @property
+    def output(self) -> np.ndarray:
+        """The MDSR-BAM output as shown (8-bit, full size): the slider's right side."""
+        return self.slider[1]
+
     def shown(self) -> tuple:
-        """What an example row shows: all but the kept view and the region (an example is never over the
-        limits, and Gradio's example cache cannot hold an empty image)."""
-        return tuple(getattr(self, name) for name in self._fields if name not in ("view", "region"))
+        """The page's components as the run fills them (``SHOWN``'s order): each panel visible only where
+        it has content, the welcome text gone."""
+        return (
+            gr.update(value=self.info, visible=True),
+            gr.update(value=self.slider, visible=True),
+            gr.update(visible=False),
+            gr.update(visible=True),
+            gr.update(value=self.zoom),
+            gr.update(value=self.map),
+            gr.update(value=self.download, visible=True),
+            gr.update(value=self.metrics or "", visible=self.metrics is not None),
+            gr.update(value=self.errors, visible=self.errors is not None),
+            gr.update(value=self.region, visible=self.region is not None),
+            self.view,
+        )
 
 
 @dataclass(frozen=True)
@@ -341,10 +384,10 @@ def upscale_ui(progress=gr.Progress(), **values):  # noqa: B008 (Gradio injects 
     view = ZoomView(rgb8(a.lr), tuple(shown))  # kept by the session, in 8 bits, to re-zoom
     return UiResult(
         slider=(shown[0][1], shown[1][1]),
-        output=shown[1][1],
         download=str(result.path),
         zoom=zoom_of(view, ask.auto_zoom, ask.zoom_x, ask.zoom_y),
-        metrics=metrics_markdown(a, b, left[0], right_label),
+        map=zoom_map(view, None if ask.auto_zoom else (ask.zoom_x / 100, ask.zoom_y / 100)),
+        metrics=metrics_markdown(a, b, left[0], right_label) if a.metrics is not None else None,
         errors=maps,
         info=info_markdown(a, outcome.weights, result.notes)
         + (f" · **slider:** {left[0]} ◀ ▶ {right_label}" if ab else "")
@@ -359,11 +402,22 @@ def zoom_of(view: ZoomView, auto_zoom, zoom_x, zoom_y):
     return zoom_panel(view, center=center)
 
 
-def run_example(image, scale, gt_mode, gt_image):
-    """An example row with the default options (cached when the app starts)."""
+def show_run(progress=gr.Progress(), **values):  # noqa: B008 (Gradio's tracker)
+    """The Upscale button: ``upscale_ui``'s results as the page shows them."""
+    return upscale_ui(progress=progress, **values).shown()
+
+
+# The original each example's LR was made from (MATLAB bicubic), its ground truth when asked for.
+ORIGINALS = {f"{name}_lr_x{s}.png": f"{name}.png" for name, s in (("astronaut", 4), ("coffee", 3), ("chelsea", 2))}
+
+
+def run_example(image, scale, gt_mode):
+    """An example row with the default options (cached when the app starts): its original as the truth."""
+    original = ORIGINALS.get(Path(image).name)
+    truth = str(EXAMPLES / original) if original and gt_mode == GT_UPLOAD else None
     no_progress = lambda *args, **kwargs: None  # noqa: E731
     return upscale_ui(
-        image=image, scale=scale, gt_mode=gt_mode, gt_image=gt_image, **DEFAULTS, progress=no_progress
+        image=image, scale=scale, gt_mode=gt_mode, gt_image=truth, **DEFAULTS, progress=no_progress
     ).shown()
 
 
@@ -389,8 +443,38 @@ def batch_ui(files, scale, truths, weights, precision, progress=gr.Progress()): 
     return str(archive), table(outcome)
 
 
-def rezoom(view, auto_zoom, zoom_x, zoom_y):
-    return gr.skip() if view is None else zoom_of(view, auto_zoom, zoom_x, zoom_y)
+def rezoom(view, auto_zoom, zoom_x, zoom_y, slider_crop):
+    """The zoom (and, where asked, the slider) at the region the controls say, from the kept view."""
+    if view is None:
+        return gr.skip(), gr.skip(), gr.skip()
+    center = None if auto_zoom else (zoom_x / 100, zoom_y / 100)
+    whole = (view.panels[0][1], view.panels[1][1])
+    shown = full_size_crop(view, center) if slider_crop else whole
+    return zoom_panel(view, center=center), shown, zoom_map(view, center)
+
+
+def zoom_at(small, evt: gr.SelectData):
+    """A click on the small map of the output: the zoom moves there (the controls follow, and rezoom runs)."""
+    if small is None or not _is_point(evt.index):
+        return gr.skip(), gr.skip(), gr.skip()
+    height, width = np.asarray(small).shape[:2]
+    return False, _percent(evt.index[0], width), _percent(evt.index[1], height)
+
+
+def region_at_click(overview, evt: gr.SelectData):
+    """A click on the region's overview: the next run's region is centred there."""
+    if overview is None or not _is_point(evt.index):
+        return gr.skip(), gr.skip(), gr.skip()
+    height, width = np.asarray(overview).shape[:2]
+    return False, _percent(evt.index[0], width), _percent(evt.index[1], height)
+
+
+def _is_point(index) -> bool:
+    return isinstance(index, (list, tuple)) and len(index) == 2 and all(isinstance(v, (int, float)) for v in index)
+
+
+def _percent(value: float, length: int) -> int:
+    return min(100, max(0, round(100 * value / max(length, 1))))
 
 
 def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto", format="png", size=None):  # noqa: A002
@@ -427,63 +511,60 @@ def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto
     return str(result.path), report
 
 
-ABOUT = """
-# MDSR-BAM super-resolution
-Upload a photo, pick 2x, 3x or 4x, and compare **MDSR-BAM** (EDSR's multi-scale network with balanced
-attention) with bicubic upscaling. Give a ground truth to see PSNR/SSIM: either the original your input
-was made from, or let the demo downscale your image (MATLAB bicubic) and measure against it.
-"""
 
+
+def readme_link() -> str:
+    """The README where a visitor can read it: the Space's own page on Hugging Face, else the file."""
+    space = os.environ.get("SPACE_ID")
+    return f"https://huggingface.co/spaces/{space}/blob/main/README.md" if space else "file=README.md"
+
+
+ABOUT = (HERE / "demo" / "about.md").read_text().replace("{readme}", readme_link())
+# After a run the page brings the run line and the slider into view (on a phone they lie below the input).
+SCROLL_TO_RESULT = "() => document.querySelector('#run-info')?.scrollIntoView({block: 'start', behavior: 'instant'})"
+WELCOME = (
+    "**Upload a photo on the left and press Upscale, or click an example.** The result appears here: "
+    "bicubic ◀ ▶ MDSR-BAM in a slider, a 2:1 zoom of the most detailed region, and the file to download."
+)
 with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-BAM super-resolution") as demo:
-    gr.Markdown(ABOUT)
+    gr.Markdown(ABOUT, elem_id="about")
     state = gr.State(None, time_to_live=KEEP_RESULTS_S)  # the last run's zoom view, to re-zoom without a run
-    with gr.Row():
-        with gr.Column(scale=1):
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
             image = UploadedImage(
-                type="filepath",
-                image_mode=None,
-                label="Low-resolution image",
-                sources=["upload", "clipboard"],
-                elem_id="input-image",
-            )
-            scale = gr.Radio(list(SUPPORTED_SCALES), value=4, label="Scale", elem_id="scale")
+                type="filepath", image_mode=None, label="Your photo (low resolution)", sources=["upload", "clipboard"],
+                elem_id="input-image", height=260,
+            )  # fmt: skip
+            with gr.Row():
+                scale = gr.Radio(list(SUPPORTED_SCALES), value=4, label="Scale", elem_id="scale", scale=2)
+                button = gr.Button("Upscale", variant="primary", elem_id="upscale-button", scale=1)
+            examples_here = gr.Column(elem_id="examples")
             custom_size = gr.Textbox(
                 "", label="Or another size: a factor from 1.1 to 8 (1.5, 6), or WxH to fit inside (1920x1080), "
                 "W x (1920x) or x H (x1080)", placeholder="leave empty for the scale above", elem_id="custom-size",
             )  # fmt: skip
             with gr.Accordion("Ground truth (for PSNR / SSIM)", open=False):
-                gt_mode = gr.Radio(
-                    [GT_NONE, GT_UPLOAD, GT_SELF], value=GT_NONE, label="Ground truth", elem_id="gt-mode"
-                )
+                gt_mode = gr.Radio([GT_NONE, GT_UPLOAD, GT_SELF], value=GT_NONE, label="Ground truth", elem_id="gt-mode")
                 gt_image = UploadedImage(
-                    type="filepath",
-                    image_mode=None,
-                    label="Original (HR) image",
-                    sources=["upload"],
-                    elem_id="gt-image",
-                )
-            with gr.Accordion("Options", open=False):
+                    type="filepath", image_mode=None, label="Original (HR) image", sources=["upload"], elem_id="gt-image"
+                )  # fmt: skip
+            with gr.Accordion("Options: weights, A/B, precision, format", open=False):
                 weights = gr.Radio(
                     [AUTO_LABEL, BUNDLED, HUB, MINE], value=DEFAULTS["weights"], label="Weights", elem_id="weights"
                 )
                 my_file = UploadedFile(
                     label="Your weights: a .safetensors file from `mdsr train` / `mdsr export`, or a super-image .pt",
-                    file_types=[".safetensors", ".pt"],
-                    type="filepath",
-                    elem_id="my-weights",
-                )
+                    file_types=[".safetensors", ".pt"], type="filepath", elem_id="my-weights",
+                )  # fmt: skip
                 versus = gr.Radio(
-                    [VERSUS_BICUBIC, AUTO_LABEL, BUNDLED, HUB],
-                    value=VERSUS_BICUBIC,
+                    [VERSUS_BICUBIC, AUTO_LABEL, BUNDLED, HUB], value=VERSUS_BICUBIC, elem_id="versus",
                     label="Compare against (left of the slider): bicubic, or other weights (A/B: A is the choice above)",
-                    elem_id="versus",
-                )
+                )  # fmt: skip
                 my_listed = gr.Dropdown(
                     [(f"{p.name}: {describe(p)}", p.name) for p in weights_in_folder(weights_dir())],
-                    value=None,
-                    label="or from the host's weights folder (MDSR_WEIGHTS_DIR)",
+                    value=None, label="or from the host's weights folder (MDSR_WEIGHTS_DIR)",
                     visible=bool(weights_in_folder(weights_dir())),
-                )
+                )  # fmt: skip
                 self_ensemble = gr.Checkbox(
                     DEFAULTS["self_ensemble"], label="Self-ensemble (8 flips/rotations averaged: ~8x slower, sharper)"
                 )
@@ -498,32 +579,36 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
                 region_auto = gr.Checkbox(True, label="The most detailed part", elem_id="region-auto")
                 region_x = gr.Slider(0, 100, value=50, step=1, label="or centred at x (%)", elem_id="region-x")
                 region_y = gr.Slider(0, 100, value=50, step=1, label="and y (%)", elem_id="region-y")
-            button = gr.Button("Upscale", variant="primary", elem_id="upscale-button")
-        with gr.Column(scale=2):
+        with gr.Column(scale=2, min_width=320, elem_id="results"):
+            welcome = gr.Markdown(WELCOME, elem_id="welcome")
+            info = gr.Markdown(elem_id="run-info", visible=False)
             slider = gr.ImageSlider(
-                label="Bicubic (or weights B) ◀ ▶ MDSR-BAM", format="png", type="numpy", elem_id="slider"
-            )
-            info = gr.Markdown(elem_id="run-info")
-            region = gr.Image(
-                label="Where the upscaled region lies in your photo", format="png", interactive=False,
-                elem_id="region",
+                label="Bicubic (or weights B) ◀ ▶ MDSR-BAM", format="png", type="numpy",
+                elem_id="slider", visible=False, interactive=False, height=460,
             )  # fmt: skip
-            metrics = gr.Markdown(elem_id="metrics")
-            zoom = gr.Image(
-                label="Zoomed region: bicubic | MDSR-BAM | ground truth",
-                format="png",
-                interactive=False,
-                elem_id="zoom",
-            )
-            with gr.Row():
-                auto_zoom = gr.Checkbox(DEFAULTS["auto_zoom"], label="Most detailed region")
-                zoom_x = gr.Slider(0, 100, value=DEFAULTS["zoom_x"], step=1, label="Region x (%)")
-                zoom_y = gr.Slider(0, 100, value=DEFAULTS["zoom_y"], step=1, label="Region y (%)")
-            errors = gr.Gallery(label="Error maps (with a ground truth)", columns=2, format="png", elem_id="errors")
-            output = gr.Image(
-                label="MDSR-BAM output (full resolution)", format="png", interactive=False, elem_id="output"
-            )
-            download = gr.DownloadButton("Download (full resolution)", elem_id="download")
+            with gr.Row(visible=False, equal_height=False) as zoom_row:
+                zoom = gr.Image(
+                    label="Zoom at 2:1: bicubic | MDSR-BAM | ground truth", format="png", interactive=False,
+                    elem_id="zoom", scale=3, show_label=True,
+                )  # fmt: skip
+                with gr.Column(scale=1, min_width=160):
+                    navigator = gr.Image(
+                        label="Click to zoom there", format="png", interactive=False, elem_id="navigator", height=150,
+                    )  # fmt: skip
+                    auto_zoom = gr.Checkbox(DEFAULTS["auto_zoom"], label="Most detailed region", elem_id="auto-zoom")
+                    zoom_x = gr.Slider(0, 100, value=DEFAULTS["zoom_x"], step=1, label="x (%)", elem_id="zoom-x")
+                    zoom_y = gr.Slider(0, 100, value=DEFAULTS["zoom_y"], step=1, label="y (%)", elem_id="zoom-y")
+                    slider_crop = gr.Checkbox(False, label="Slider: this region at full size", elem_id="slider-crop")
+            download = gr.DownloadButton("Download (full resolution)", elem_id="download", visible=False)
+            metrics = gr.Markdown(elem_id="metrics", visible=False)
+            errors = gr.Gallery(
+                label="Error maps against the ground truth", columns=2, format="png", elem_id="errors", visible=False,
+                height=260,
+            )  # fmt: skip
+            region = gr.Image(
+                label="Where the upscaled region lies in your photo: click to move it", format="png",
+                interactive=False, elem_id="region", visible=False,
+            )  # fmt: skip
 
     ui_inputs = dict(
         image=image, scale=scale, gt_mode=gt_mode, gt_image=gt_image, weights=weights, self_ensemble=self_ensemble,
@@ -531,36 +616,41 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
         versus=versus, download_format=download_format, custom_size=custom_size, region_auto=region_auto,
         region_x=region_x, region_y=region_y,
     )  # fmt: skip
+    shown = [info, slider, welcome, zoom_row, zoom, navigator, download, metrics, errors, region, state]
     button.click(
-        upscale_ui,
+        show_run,
         inputs_kwargs=ui_inputs,
-        outputs=[slider, output, download, zoom, metrics, errors, info, region, state],
+        outputs=shown,
         api_visibility="private",
         validator=admit_ui,
         concurrency_limit=1,
         concurrency_id="model",
-    )
-    for control in (auto_zoom, zoom_x, zoom_y):
-        control.change(
-            rezoom, [state, auto_zoom, zoom_x, zoom_y], zoom, api_visibility="private", show_progress="hidden"
-        )
+    ).success(None, js=SCROLL_TO_RESULT)
+    zoom_controls = [state, auto_zoom, zoom_x, zoom_y, slider_crop]
+    for control in (auto_zoom, zoom_x, zoom_y, slider_crop):
+        control.change(rezoom, zoom_controls, [zoom, slider, navigator], api_visibility="private", show_progress="hidden")
+    # A click on the small map moves the zoom there; one on the region's overview, the next run's region.
+    navigator.select(zoom_at, [navigator], [auto_zoom, zoom_x, zoom_y], api_visibility="private", show_progress="hidden")
+    region.select(region_at_click, [region], [region_auto, region_x, region_y], api_visibility="private")
     # A new input makes the kept comparison stale: the zoom controls wait for the next run.
     image.change(lambda: None, None, state, api_visibility="private", show_progress="hidden")
 
-    gr.Examples(
-        examples=[
-            [str(EXAMPLES / "astronaut_lr_x4.png"), 4, GT_UPLOAD, str(EXAMPLES / "astronaut.png")],
-            [str(EXAMPLES / "coffee_lr_x3.png"), 3, GT_UPLOAD, str(EXAMPLES / "coffee.png")],
-            [str(EXAMPLES / "chelsea_lr_x2.png"), 2, GT_UPLOAD, str(EXAMPLES / "chelsea.png")],
-            [str(EXAMPLES / "chelsea.png"), 2, GT_SELF, None],
-        ],
-        inputs=[image, scale, gt_mode, gt_image],
-        outputs=[slider, output, download, zoom, metrics, errors, info],
-        fn=run_example,
-        cache_examples=True,
-        cache_mode="eager",  # run once at start-up: no visitor waits, no example runs beside the queue
-        label="Examples (public domain / CC0 photos from scikit-image; LR made with MATLAB bicubic)",
-    )
+    with examples_here:
+        gr.Examples(
+            examples=[
+                [str(EXAMPLES / "astronaut_lr_x4.png"), 4, GT_UPLOAD],
+                [str(EXAMPLES / "coffee_lr_x3.png"), 3, GT_UPLOAD],
+                [str(EXAMPLES / "chelsea_lr_x2.png"), 2, GT_UPLOAD],
+                [str(EXAMPLES / "chelsea.png"), 2, GT_SELF],
+            ],
+            inputs=[image, scale, gt_mode],
+            outputs=shown,
+            fn=run_example,
+            cache_examples=True,
+            cache_mode="eager",  # run once at start-up: no visitor waits, no example runs beside the queue
+            label="Examples: one click (public domain / CC0 photos from scikit-image; LR made with MATLAB bicubic)",
+            examples_per_page=4,
+        )
 
     with gr.Accordion("Batch: several images, or zips of them", open=False, elem_id="batch"):
         with gr.Row():

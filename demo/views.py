@@ -54,20 +54,29 @@ class ZoomView:
     panels: tuple[tuple[str, np.ndarray], ...]
 
 
-def zoom_panel(
-    view: ZoomView, *, center: tuple[float, float] | None = None, crop: int = 48, zoom: int = 256
-) -> np.ndarray:
-    """The panels' crops of one region side by side, each enlarged to ``zoom`` pixels with nearest-neighbour
-    so single pixels stay visible. ``center`` is (x, y) as fractions of the LR image; None picks the most
-    detailed region. ``crop`` is in LR pixels. Returns uint8 (H, W, 3)."""
+def zoom_box(view: ZoomView, center: tuple[float, float] | None, *, zoom: int = 256, magnification: int = 2):
+    """(x0, y0, side) in input pixels of the zoomed region: the output's pixels shown at ``magnification``:1
+    in ``zoom``-pixel panels, around ``center`` (fractions of the image) or the most detailed region."""
     lh, lw = view.lr.shape[:2]
-    crop = max(4, min(crop, lw, lh))
+    ratio = view.panels[0][1].shape[1] / lw  # the output's pixels per input pixel (2, 3, 4 or 1.5)
+    crop = min(max(4, round(zoom / magnification / ratio)), lw, lh)
     if center is None:
         x0, y0 = most_detailed_region(view.lr, crop)
     else:
         x0 = int(round(center[0] * lw - crop / 2))
         y0 = int(round(center[1] * lh - crop / 2))
         x0, y0 = min(max(x0, 0), lw - crop), min(max(y0, 0), lh - crop)
+    return x0, y0, crop
+
+
+def zoom_panel(
+    view: ZoomView, *, center: tuple[float, float] | None = None, zoom: int = 256, magnification: int = 2
+) -> np.ndarray:
+    """The panels' crops of one region side by side, each ``zoom`` pixels square, showing the output's
+    pixels at ``magnification``:1 (nearest-neighbour, so single pixels stay visible). ``center`` is (x, y)
+    as fractions of the image; None picks the most detailed region. Returns uint8 (H, W, 3)."""
+    lh, lw = view.lr.shape[:2]
+    x0, y0, crop = zoom_box(view, center, zoom=zoom, magnification=magnification)
     tiles = []
     for label, rgb in view.panels:
         sy, sx = rgb.shape[0] / lh, rgb.shape[1] / lw  # the output's pixels per input pixel (2, 3, 4 or 1.5)
@@ -130,3 +139,34 @@ def region_markdown(result: ItemResult) -> str:
         f" · **region:** the {w}x{h} part at ({x}, {y}) was upscaled, as the whole photo is over the demo's "
         f"limits ({result.over}); move it under **Region**"
     )
+
+
+def full_size_crop(view: ZoomView, center: tuple[float, float] | None, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The slider's two pictures cut to a ``size``-pixel square of the output at full resolution (1:1),
+    around ``center`` (fractions of the image) or the most detailed region."""
+    (_, left), (_, right) = view.panels[:2]
+    h, w = right.shape[:2]
+    side_h, side_w = min(size, h), min(size, w)
+    if center is None:
+        lh, lw = view.lr.shape[:2]
+        x0, y0 = most_detailed_region(view.lr, max(1, round(min(side_w * lw / w, side_h * lh / h))))
+        cx, cy = (x0 + side_w * lw / w / 2) / lw, (y0 + side_h * lh / h / 2) / lh
+    else:
+        cx, cy = center
+    x0 = min(max(round(cx * w - side_w / 2), 0), w - side_w)
+    y0 = min(max(round(cy * h - side_h / 2), 0), h - side_h)
+    return tuple(np.ascontiguousarray(p[y0 : y0 + side_h, x0 : x0 + side_w]) for p in (left, right))
+
+
+def zoom_map(view: ZoomView, center: tuple[float, float] | None, longest: int = 220) -> np.ndarray:
+    """A small picture of the whole output with the zoomed region outlined: where the zoom is, and where a
+    click moves it."""
+    out = view.panels[1][1]
+    step = max(1, math.ceil(max(out.shape[:2]) / longest))
+    small = Image.fromarray(np.ascontiguousarray(out[::step, ::step]))
+    lh, lw = view.lr.shape[:2]
+    x0, y0, crop = zoom_box(view, center)
+    sx, sy = small.width / lw, small.height / lh
+    box = (x0 * sx, y0 * sy, (x0 + crop) * sx, (y0 + crop) * sy)
+    ImageDraw.Draw(small).rectangle(box, outline=(255, 40, 40), width=2)
+    return np.asarray(small)
