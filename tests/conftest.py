@@ -28,6 +28,7 @@ from mdsr.model import MDSR, MdsrConfig
 # Gradio's uploads and caches in a folder of this run's own, never the machine's shared one (another Gradio
 # app on the machine writes there too); subprocesses inherit it.
 os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="mdsr-tests-gradio-")
+os.environ["GRADIO_EXAMPLES_CACHE"] = os.path.join(os.environ["GRADIO_TEMP_DIR"], "cached_examples")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test reaches the network, nor waits on it
