@@ -2,17 +2,23 @@
 
 The contenders run the same weights (the bundled ones, or --weights) in one process, timed interleaved
 (warm-up, then each in turn), medians reported: this package's paths (fp32, bf16 where the CPU has it
-natively, int8; "auto" is one of them, named in the output), super-image's fp32 forward, and, when
-``openvino`` is installed, the same network converted to OpenVINO (fp32, and bf16 where native), whole
-image. Peak memory is measured in a fresh child process per configuration. Quality of each path is its
+natively, int8; "auto" is one of them, named in the output), super-image's fp32 forward, when
+``openvino`` is installed, the same network converted to OpenVINO (fp32, and bf16 where native; NNCF int8),
+and, when ``torchao`` is installed, torchao's PT2E int8 with the X86InductorQuantizer compiled by Inductor
+(``torchao_int8.py``: its default config, and the same with min/max activation ranges), whole image. The
+torchao runners' export + calibration + convert and compile times are printed apart from the timings (the
+first compile is paid before timing, per scale; a second one for small inputs, in the quality check). Peak memory is measured in a fresh child process per configuration. Quality of each path is its
 PSNR difference against fp32 whole-image inference in super-image's order of operations, on Set5 (when
 ../shared/data is there) and the bundled examples, at x2, x3 and x4.
 
 super-image needs torchvision, which does not import beside this project's torch 2.13.0, so this
-runs in its own environment:
+runs in its own environment (this package is imported from the checkout, not installed):
 
-    python3 -m venv .bench && .bench/bin/pip install torch==2.14.1 torchvision==0.29.1 super-image openvino nncf -e .
-    .bench/bin/python benchmarks/bench_inference.py [--json results.json]
+    python3 -m venv .bench && .bench/bin/pip install torch==2.14.1 torchvision==0.29.1 super-image openvino nncf torchao
+    .bench/bin/pip install numpy pillow scikit-image opencv-python-headless safetensors huggingface_hub tqdm matplotlib
+    .bench/bin/python benchmarks/bench_inference.py [--json results.json] [--torchao minmax | --torchao]
+
+(torchao 0.18.0 with torch 2.14.1; ``--torchao`` alone leaves its contenders out.)
 """
 
 from __future__ import annotations
@@ -116,6 +122,49 @@ def openvino_runner(ours: MDSR, scale: int, precision: str) -> Callable[[torch.T
     return run
 
 
+TORCHAO_NAMES = {"histogram": "torchao_int8", "minmax": "torchao_int8_minmax"}
+TORCHAO_LABELS = {
+    "torchao_int8": "torchao PT2E int8 (Inductor)",
+    "torchao_int8_minmax": "torchao PT2E int8 minmax (Inductor)",
+}
+_TORCHAO_MISSING: list[str] = []  # why torchao could not be imported, once said
+
+
+def torchao_runners(
+    ours: MDSR, scale: int, variants: list[str], example: torch.Tensor, setup: dict[str, dict]
+) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """torchao's PT2E int8 runners for ``scale`` (``torchao_int8.torchao_int8_forward``), one per activation
+    observer in ``variants``, each compiled on ``example`` now; their preparation and compile times go into
+    ``setup``. A variant that fails is left out with one line saying why (torchao missing: said once)."""
+    runners: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+    for activations in variants:
+        name = TORCHAO_NAMES[activations]
+        if _TORCHAO_MISSING:
+            break
+        try:
+            from torchao_int8 import torchao_int8_forward
+
+            run = torchao_int8_forward(ours, scale, example, activations=activations)
+        except ImportError as err:
+            _TORCHAO_MISSING.append(str(err))
+            print(f"torchao contenders not run: {err} (pip install torchao)", file=sys.stderr)
+            break
+        except Exception as err:  # noqa: BLE001 (a contender that fails must not stop the benchmark)
+            print(f"{name} x{scale}: not run ({one_line(err)})", file=sys.stderr)
+            continue
+        runners[name] = run
+        setup.setdefault(name, {})[f"x{scale}"] = {
+            "prepare_s": run.prepare_s, "first_compile_s": run.compile_s,
+            "compile_input": list(example.shape[2:]), "fused_convs": run.fused_convs, "convs": run.convs_in_model,
+        }  # fmt: skip
+    return runners
+
+
+def one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:200] if text else ''}"
+
+
 def photo(size: int) -> torch.Tensor:
     """A size x size photograph (scikit-image's public-domain astronaut), as the network takes it: what
     people upscale. (Random noise drives the activations far past any photo's, which only int8's range
@@ -205,6 +254,19 @@ print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def works(name: str, run: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tensor) -> bool:
+    """Whether a whole-image runner runs on ``lr`` (a torchao runner may compile again for a new shape: paid
+    here, outside the timing); one line where it does not, and it is left out of this size's timing."""
+    if not name.startswith("torchao"):
+        return True
+    try:
+        run(lr)
+    except Exception as err:  # noqa: BLE001 (a contender that fails must not stop the benchmark)
+        print(f"{name} on {lr.shape[2]}x{lr.shape[3]}: not timed ({one_line(err)})", file=sys.stderr)
+        return False
+    return True
+
+
 def time_interleaved(contenders: dict[str, Callable[[], object]], runs: int) -> dict[str, list[float]]:
     """Each contender once to warm up, then ``runs`` rounds of each in turn: a busy moment on the
     machine slows one round of every contender, not all runs of one."""
@@ -256,7 +318,11 @@ def quality(
                     fast = psnr_of(fast_path(runner, lr, scale, precision), pair, scale)
                     diffs[precision].append(fast - reference)
                 for other, run in (others or {}).get(scale, {}).items():  # whole image, same edge padding
-                    out = run(torch.nn.functional.pad(lr, (pad,) * 4, mode="replicate"))
+                    try:
+                        out = run(torch.nn.functional.pad(lr, (pad,) * 4, mode="replicate"))
+                    except Exception as err:  # noqa: BLE001 (e.g. a torchao recompile for a new shape failing)
+                        print(f"{other} x{scale} {pair.name}: failed ({one_line(err)})", file=sys.stderr)
+                        continue
                     out = out[:, :, crop:-crop, crop:-crop].clamp(0, 1)
                     diffs.setdefault(other, []).append(psnr_of(out, pair, scale) - reference)
             row = {"set": name, "scale": scale, "images": len(pairs)}
@@ -281,6 +347,10 @@ def main() -> None:
         "--peer-large", action="store_true", help="also time super-image on the large sizes (slow, GBs)"
     )
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument(
+        "--torchao", nargs="*", choices=list(TORCHAO_NAMES), default=list(TORCHAO_NAMES),
+        help="torchao PT2E int8 contenders by activation observer (default: both; none: --torchao alone)",
+    )  # fmt: skip
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -297,7 +367,7 @@ def main() -> None:
         + ", ".join(f"{k} {v:.0f}" for k, v in ceilings.items())
     )
 
-    results, openvino = [], {}
+    results, openvino, torchao_setup = [], {}, {}
     for scale in args.scales:
         theirs = super_image_model(ours, scale)
         with torch.inference_mode():
@@ -307,6 +377,9 @@ def main() -> None:
         openvino[scale] = {
             f"openvino_{p}": r for p in variants if (r := openvino_runner(ours, scale, p)) is not None
         }
+        # Whole-image runners beside OpenVINO's (timed on the same unpadded photo, checked on the same padded
+        # inputs); compiled here on the first size's photo, so the compile is not in any timing.
+        openvino[scale] |= torchao_runners(ours, scale, args.torchao, photo(args.sizes[0]), torchao_setup)
         for size in args.sizes:
             lr = photo(size)
             contenders = {
@@ -314,7 +387,7 @@ def main() -> None:
             }
             if size <= 256 or args.peer_large:
                 contenders["super_image"] = partial(theirs, lr)
-            contenders |= {name: partial(run, lr) for name, run in openvino[scale].items()}
+            contenders |= {name: partial(run, lr) for name, run in openvino[scale].items() if works(name, run, lr)}
             times = time_interleaved(contenders, args.runs if size <= 256 else max(1, args.runs // 3))
             gflop = conv_gflop(ours, scale, size, size)
             row = {"scale": scale, "size": size, "auto": auto, "fp32_outputs_max_abs_diff": agree, "gflop": gflop}
@@ -333,6 +406,15 @@ def main() -> None:
     runners = {kind: ours_int8 if kind == "int8" else ours for kind in kinds}
     quality_rows = quality(ours, [2, 3, 4], runners, openvino)
     print_tables(results, quality_rows, auto)
+    for name, per_scale in torchao_setup.items():
+        print(
+            f"{TORCHAO_LABELS[name]}: "
+            + "; ".join(
+                f"{s}: export + calibrate + convert {v['prepare_s']:.1f} s, first compile {v['first_compile_s']:.1f} s "
+                f"(on {v['compile_input'][0]}x{v['compile_input'][1]}), {v['fused_convs']} of {v['convs']} convs fused"
+                for s, v in per_scale.items()
+            )
+        )
     if args.json:
         Path(args.json).write_text(
             json.dumps(
@@ -344,6 +426,7 @@ def main() -> None:
                     "ceiling_gflops": ceilings,
                     "timings": results,
                     "quality": quality_rows,
+                    "torchao_setup": torchao_setup,
                 },
                 indent=2,
             )
@@ -363,7 +446,7 @@ def print_tables(results: list[dict], quality_rows: list[dict], auto: str) -> No
         n
         for n in (
             "fp32", "bf16", "int8", "openvino_f32", "openvino_bf16", "openvino_int8", "openvino_int8+bf16",
-            "super_image",
+            "torchao_int8", "torchao_int8_minmax", "super_image",
         )
         if f"{n}_s" in results[0]
     ]
@@ -374,7 +457,7 @@ def print_tables(results: list[dict], quality_rows: list[dict], auto: str) -> No
             return "not run"
         return f"{t:.2f} s" + (f" ({x:.2f}x)" if x and name != "super_image" else "")
 
-    label = {n: f"ours {n}" + (" = auto" if n == auto else "") for n in ("fp32", "bf16", "int8")}
+    label = {n: f"ours {n}" + (" = auto" if n == auto else "") for n in ("fp32", "bf16", "int8")} | TORCHAO_LABELS
     print(f'\nTime per image (median), and speed-up over super-image\'s fp32 forward; "auto" here is {auto}')
     print(
         "| scale | input | "
