@@ -38,7 +38,7 @@ from demo.views import (
     zoom_map,
     zoom_panel,
 )
-from demo.workspace import Workspace
+from demo.workspace import Workspace, files_named_in
 from mdsr import serving
 from mdsr.compare import compare
 from mdsr.imaging import preview_rgb, rgb8
@@ -97,8 +97,12 @@ def device() -> str:
 
 @functools.cache
 def workspace() -> Workspace:
-    """Where the demo writes (inside Gradio's cache, which serves it), made and swept at the first request."""
-    return Workspace(upload_folder() / "mdsr-results", KEEP_RESULTS_S)
+    """Gradio's upload folder (which serves what the demo writes), swept by age at the first request and
+    before each one writes: uploads, results and what earlier processes left, all but the files the
+    examples' cache points at (Gradio's own ``delete_cache`` would delete those too, and break the
+    examples a quarter of an hour after start)."""
+    folder = upload_folder()
+    return Workspace(folder, KEEP_RESULTS_S, keep=lambda: files_named_in(gr.utils.get_cache_folder(), folder))
 
 
 def weights_dir() -> str | None:
@@ -526,7 +530,7 @@ WELCOME = (
     "**Upload a photo on the left and press Upscale, or click an example.** The result appears here: "
     "bicubic ◀ ▶ MDSR-BAM in a slider, a 2:1 zoom of the most detailed region, and the file to download."
 )
-with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-BAM super-resolution") as demo:
+with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
     gr.Markdown(ABOUT, elem_id="about")
     state = gr.State(None, time_to_live=KEEP_RESULTS_S)  # the last run's zoom view, to re-zoom without a run
     with gr.Row(equal_height=False):
@@ -706,7 +710,8 @@ with gr.Blocks(delete_cache=(KEEP_RESULTS_S // 3, KEEP_RESULTS_S), title="MDSR-B
         concurrency_id="model",
     )
 
-demo.queue(max_size=LIMITS.jobs, default_concurrency_limit=1)
+# api_open=False: every call goes through the queue (and its admission checks); no REST route skips it.
+demo.queue(max_size=LIMITS.jobs, default_concurrency_limit=1, api_open=False)
 check_gradio_internals(demo)
 serialize_admission(demo)
 

@@ -26,8 +26,8 @@ ZIP_DIRECTORY_ENTRY = b"PK\x01\x02"  # each member of a zip's directory starts w
 def collect(
     files: Sequence[str], *, truths: Sequence[str] = (), max_images: int, max_unpacked_bytes: int
 ) -> tuple[Item, ...]:
-    """The items of a batch: each image file, each member of each zip; their ground truths (images or zips
-    of them) matched by name. Refuses a batch of more than ``max_images`` files or whose zips unpack to
+    """The items of a batch: each image file, each member of each zip (named by its place: "photos.zip/sub/
+    b.png"); their ground truths (images or zips of them) matched by name. Refuses a batch of more than ``max_images`` files or whose zips unpack to
     more than ``max_unpacked_bytes``."""
     budget = Budget(max_unpacked_bytes, max_unpacked_bytes)
     images = [entry for path in files for entry in _entries(path, budget, max_images)]
@@ -65,7 +65,7 @@ def _entries(path: str, budget: Budget, max_images: int) -> list[Item]:
     try:
         with zipfile.ZipFile(path) as archive:
             members = [m for m in archive.infolist() if not _is_clutter(m)]
-            items = [_member(archive, m, budget) for m in members]
+            items = [_member(archive, m, budget, name) for m in members]
     except RefusedError:
         raise
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
@@ -79,8 +79,8 @@ def _is_clutter(member: zipfile.ZipInfo) -> bool:
     return member.is_dir() or "__MACOSX" in parts or parts[-1].startswith("._") or parts[-1] == "Thumbs.db"
 
 
-def _member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, budget: Budget) -> Item:
-    name = member.filename
+def _member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, budget: Budget, archive_name: str) -> Item:
+    name = f"{archive_name}/{member.filename}"  # its place: rows of the same file name are told apart
     if name.lower().endswith(".zip"):
         return Item(name, None, problem="a zip inside the zip: add it to the batch on its own")
     if not is_image_name(name):
@@ -111,11 +111,13 @@ def zip_outputs(outcome: Outcome, archive: Path) -> Path:
     return archive
 
 
-COLUMNS = ["file", "size in", "size out", "seconds", "PSNR", "SSIM", "bicubic PSNR", "error"]
+COLUMNS = ["file", "output", "size in", "size out", "seconds", "PSNR", "SSIM", "bicubic PSNR", "error"]
 
 
 def table(outcome: Outcome) -> list[list]:
-    """One row per item, in ``COLUMNS``' order."""
+    """One row per item, in ``COLUMNS``' order: the file as given (a zip member as "ARCHIVE/PATH"), and its
+    output's name in the zip of outputs, distinct for every row (``files.output_names``) where one was
+    written: two uploads of the same name are told apart by it."""
     rows = []
     for r in outcome.results:
         (w, h), (ow, oh) = r.sizes or ((0, 0), (0, 0))
@@ -123,6 +125,7 @@ def table(outcome: Outcome) -> list[list]:
         rows.append(
             [
                 r.name,
+                r.path.name if r.path is not None and not r.error else "",
                 f"{w}x{h}" if r.sizes else "",
                 f"{ow}x{oh}" if r.sizes else "",
                 round(r.info.seconds, 2) if r.info else None,

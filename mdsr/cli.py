@@ -88,10 +88,30 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
     return files
 
 
+UPSCALE_EPILOG = """\
+A file that cannot be upscaled (undecodable, over a limit) is reported in one line, "error: FILE: why",
+and the other files are still written; at the end "error: K of N images failed".
+
+exit status: 0 when every image was written or kept; 1 when any image failed; 2 when nothing could be
+started (a bad option, weights, an output folder that cannot be written).
+
+Under torchrun (several processes sharing the files), every process exits 0 once its files are done, even
+when some failed: the launcher can pass a failure on only as a ChildFailedError traceback for each
+process. The first process prints the summary, "N images in P processes: W written, K kept, F failed"
+(stdout), and "error: F of N images failed" (stderr); a script that needs the failures reads those lines,
+or runs one process, whose exit status is 1.
+"""
+
+
 def add_upscale(sub: argparse._SubParsersAction) -> None:
     from mdsr.serving import CLI_LIMITS
 
-    p = sub.add_parser("upscale", help="super-resolve images")
+    p = sub.add_parser(
+        "upscale",
+        help="super-resolve images",
+        epilog=UPSCALE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument(
         "-s", "--scale", type=number, default=None,
@@ -211,11 +231,10 @@ def run_upscale(args: argparse.Namespace) -> int:
     if shard.world > 1 and shard.rank == 0:
         print(f"{len(items)} images in {shard.world} processes: {counts['written']} written, {counts['kept']} kept, "
               f"{counts['failed']} failed")  # fmt: skip
-    if counts["failed"]:
-        if shard.rank == 0:
-            print(f"error: {counts['failed']} of {len(items)} images failed", file=sys.stderr)
-        return 1
-    return 0
+    if counts["failed"] and shard.rank == 0:
+        print(f"error: {counts['failed']} of {len(items)} images failed", file=sys.stderr)
+    # Under torchrun a failed file is reported above, not by the exit status (UPSCALE_EPILOG).
+    return 1 if counts["failed"] and shard.world == 1 else 0
 
 
 def number(text: str) -> int | float | str:

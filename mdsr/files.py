@@ -62,7 +62,7 @@ def output_names(inputs: Sequence[str | PurePath], tag: str, extension: str) -> 
     """An output file name for each input (a path or a zip member's name), distinct by construction:
     ``NAME_TAG.EXT``; inputs whose names differ only in format keep it (``rgb_bmp_TAG.EXT``); any name
     still taken (the same name in two folders, or an input called ``rgb_bmp.png`` beside ``rgb.bmp``)
-    gets its folder's name in front, then a number."""
+    gets its folder's name in front (a zip's, without .zip, for a member at its top), then a number."""
     paths = [PurePath(p) for p in inputs]
     stems: dict[str, int] = {}
     for p in paths:
@@ -71,7 +71,8 @@ def output_names(inputs: Sequence[str | PurePath], tag: str, extension: str) -> 
     names = []
     for p in paths:
         stem = p.stem if stems[p.stem.lower()] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}"
-        candidates = [stem] + ([f"{p.parent.name}_{stem}"] if p.parent.name else [])
+        folder = p.parent.name[:-4] if p.parent.name.lower().endswith(".zip") else p.parent.name  # a zip's member
+        candidates = [stem] + ([f"{folder}_{stem}"] if folder else [])
         candidates += [f"{stem}_{n}" for n in range(2, len(paths) + 2)]
         name = next(f"{c}_{tag}{extension}" for c in candidates if f"{c}_{tag}{extension}".lower() not in taken)
         taken.add(name.lower())

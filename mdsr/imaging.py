@@ -181,6 +181,9 @@ def _check_pixels(width: int, height: int, max_pixels: int | None) -> None:
         )
 
 
+CMYK_NOTE = "a CMYK image: converted to RGB without its colour profile; colours may shift"
+
+
 def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> Picture:
     """Decode a PIL image of any mode: EXIF orientation applied, first frame of an animation."""
     notes: list[str] = []
@@ -196,6 +199,8 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
     notes += exif_notes
     mode = image.mode
     meta = dict(icc=_profile_of(image), exif=exif)
+    if mode == "CMYK":  # Pillow's conversion is arithmetic: no colour management, whatever profile it had
+        notes.append(CMYK_NOTE)
     if mode.startswith("I") or mode == "F":
         # 16-bit grey (PIL's "I;16"/"I"); float images are taken as [0, 1].
         scale = 1.0 if mode == "F" else 65535.0

@@ -159,11 +159,11 @@ def running_app() -> Iterator[str]:
 # Raw HTTP calls to the demo's /upscale endpoint, as any client on the internet could make them.
 
 
-def call(url: str, data: list) -> tuple[str, str]:
+def call(url: str, data: list, *, fill: bool = True) -> tuple[str, str]:
     """POST /gradio_api/call/upscale, then read the event stream: ("complete" or "error", its data). A
-    request refused on arrival, before it joins the queue, is an "error" too."""
+    request refused on arrival, before it joins the queue, is an "error" too. ``fill``: as ``submit``."""
     try:
-        with urllib.request.urlopen(submit(url, data), timeout=600) as response:
+        with urllib.request.urlopen(submit(url, data, fill=fill), timeout=600) as response:
             event_id = json.loads(response.read())["event_id"]
     except urllib.error.HTTPError as err:
         return "error", err.read().decode()
@@ -174,9 +174,10 @@ def call(url: str, data: list) -> tuple[str, str]:
     return event, payload
 
 
-def submit(url: str, data: list) -> urllib.request.Request:
-    """A raw call sends every argument: (image, scale, ground truth, precision, weights, format, size)."""
-    defaults = [None, 2, None, "auto", "auto", "png", None]
+def submit(url: str, data: list, *, fill: bool = True) -> urllib.request.Request:
+    """A raw call that sends every argument: (image, scale, ground truth, precision, weights, format, size),
+    those not in ``data`` filled in; without ``fill``, only ``data``."""
+    defaults = [None, 2, None, "auto", "auto", "png", None] if fill else []
     body = json.dumps({"data": [*data, *defaults[len(data) :]]}).encode()
     return urllib.request.Request(f"{url}gradio_api/call/upscale", body, headers={"Content-Type": "application/json"})
 

@@ -177,3 +177,11 @@ def test_an_unknown_output_format_through_the_api_names_the_choices(client, tmp_
     photo((20, 16)).save(tmp_path / "ok.png")
     with pytest.raises(AppError, match="format must be 'png', 'webp' or 'jpeg'; got 'bmp'"):
         client.predict(handle_file(str(tmp_path / "ok.png")), 2, None, "auto", "auto", "bmp", api_name="/upscale")
+
+
+def test_a_cmyk_photo_through_the_api_comes_back_rgb_with_the_colour_note(tmp_path):
+    import app
+
+    _, report = app.upscale_api(str(write(tmp_path, "cmyk_jpeg")), 2)
+    assert (report["width"], report["height"]) == (128, 96)
+    assert "a CMYK image: converted to RGB without its colour profile; colours may shift" in report["notes"]

@@ -42,11 +42,11 @@ def rows_by_name(table):
     return {row[0]: row for row in table}
 
 
-def test_files_and_zip_members_become_items_named_as_given(tmp_path):
+def test_files_and_zip_members_become_items_named_by_their_place(tmp_path):
     photo((40, 30)).save(tmp_path / "cup.png")
     archive = make_zip(tmp_path / "more.zip", {"a/cup.png": png_bytes(photo((20, 10)))})
     items = collect([str(tmp_path / "cup.png"), archive], max_images=8, max_unpacked_bytes=10**6)
-    assert [item.name for item in items] == ["cup.png", "a/cup.png"]
+    assert [item.name for item in items] == ["cup.png", "more.zip/a/cup.png"]
 
 
 def test_a_zip_that_unpacks_past_the_limit_is_refused(tmp_path):
@@ -83,8 +83,9 @@ def test_a_batch_gives_a_zip_of_pngs_scores_ground_truths_and_reports_bad_files(
     write(tmp_path, "not_an_image")
     path, table = run_batch([str(tmp_path / "cup.png"), str(tmp_path / "notes.png")], [str(truths / "cup.png")])
     rows = rows_by_name(table)
-    assert rows["cup.png"][1:3] == ["48x36", "96x72"] and rows["cup.png"][4] is not None and rows["cup.png"][7] == ""
-    assert "not an image" in rows["notes.png"][7]
+    assert rows["cup.png"][1:4] == ["cup_x2.png", "48x36", "96x72"]
+    assert rows["cup.png"][5] is not None and rows["cup.png"][8] == ""
+    assert "not an image" in rows["notes.png"][8] and rows["notes.png"][1] == ""
     with zipfile.ZipFile(path) as z:
         assert z.namelist() == ["cup_x2.png"]
         assert Image.open(io.BytesIO(z.read("cup_x2.png"))).size == (96, 72)
@@ -99,6 +100,22 @@ def test_inputs_sharing_a_name_give_distinct_outputs(tmp_path):
     with zipfile.ZipFile(path) as z:
         sizes = {name: Image.open(io.BytesIO(z.read(name))).size for name in z.namelist()}
     assert len(sizes) == 5 and sorted(sizes.values()) == [(32, 16), (40, 20), (48, 32), (60, 40), (80, 60)]
+
+
+def test_rows_of_files_sharing_a_name_name_their_place_and_their_distinct_output(tmp_path):
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    photo((40, 30)).save(tmp_path / "first" / "b.png")
+    photo((30, 20)).save(tmp_path / "second" / "b.png")  # a second upload of the same name
+    archive = make_zip(tmp_path / "archive.zip", {"sub/b.png": png_bytes(photo((24, 16)))})
+    path, table = run_batch([str(tmp_path / "first" / "b.png"), archive, str(tmp_path / "second" / "b.png")])
+    assert [row[:4] for row in table] == [
+        ["b.png", "b_png_x2.png", "40x30", "80x60"],
+        ["archive.zip/sub/b.png", "sub_b_png_x2.png", "24x16", "48x32"],
+        ["b.png", "b_png_2_x2.png", "30x20", "60x40"],
+    ]
+    with zipfile.ZipFile(path) as z:
+        assert sorted(z.namelist()) == sorted(row[1] for row in table)
 
 
 @pytest.mark.parametrize(
@@ -135,9 +152,9 @@ def test_a_member_that_cannot_be_used_is_an_error_row_and_the_rest_are_upscaled(
     archive.write_bytes(bytes(data))
     _, table = run_batch([str(archive)])
     rows = rows_by_name(table)
-    assert rows["good.png"][2] == "48x32" and rows["good.png"][7] == ""
-    bad = next(row for name, row in rows.items() if name != "good.png")
-    assert message in bad[7]
+    assert rows["mixed.zip/good.png"][3] == "48x32" and rows["mixed.zip/good.png"][8] == ""
+    bad = next(row for name, row in rows.items() if name != "mixed.zip/good.png")
+    assert message in bad[8]
 
 
 def test_a_damaged_zip_is_one_error_row_beside_the_other_files(tmp_path):
@@ -147,4 +164,4 @@ def test_a_damaged_zip_is_one_error_row_beside_the_other_files(tmp_path):
     (tmp_path / "broken.zip").write_bytes(data[: len(data) // 2])  # cut off before its directory
     _, table = run_batch([str(tmp_path / "ok.png"), str(tmp_path / "broken.zip")])
     rows = rows_by_name(table)
-    assert rows["ok.png"][7] == "" and "could not be read as a zip archive" in rows["broken.zip"][7]
+    assert rows["ok.png"][8] == "" and "could not be read as a zip archive" in rows["broken.zip"][8]

@@ -29,6 +29,10 @@ def test_a_name_another_input_already_took_gets_its_folder_then_a_number():
     assert names == ["a_png_x2.png", "y_a_png_x2.png", "a_png_2_x2.png"]
 
 
+def test_a_member_at_the_top_of_a_zip_takes_the_archives_name_without_its_suffix():
+    assert output_names(["b.png", "photos.zip/b.png"], "x2", ".png") == ["b_png_x2.png", "photos_b_png_x2.png"]
+
+
 def test_names_differing_only_in_case_are_distinct_on_every_file_system():
     assert output_names(["Cup.png", "cup.png"], "x2", ".png") == ["Cup_png_x2.png", "cup_png_2_x2.png"]
 

@@ -4,8 +4,10 @@ of it is decoded, whatever its format, as an input, a ground truth or one image 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -82,6 +84,29 @@ def test_a_folder_holding_a_heic_bomb_upscales_every_other_file(tmp_path, tiny_w
     assert (tmp_path / "out" / "zz_after_it_x2.png").exists()
     err = capsys.readouterr().err
     assert "declares_60000x60000.heic: the image data could not be decoded" in err and "Traceback" not in err
+
+
+def test_two_torchrun_processes_write_every_file_but_a_heic_bomb_and_report_it_without_a_traceback(
+    tmp_path, tiny_weights, coffee
+):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    coffee.crop((0, 0, 40, 30)).save(folder / "a_before_it.png")
+    bomb = heic_declaring(tmp_path, (60000, 60000))  # beside the good HEIC it was made from
+    bomb.rename(folder / bomb.name)
+    coffee.crop((40, 0, 80, 30)).save(folder / "zz_after_it.png")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    done = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "-m", "mdsr", "upscale", str(folder), "-s", "2", "-o",
+         str(tmp_path / "out"), "--weights", tiny_weights, "--precision", "fp32"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]  # a failed file is reported, not a launcher's failure
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_before_it_x2.png", "zz_after_it_x2.png"]
+    assert "3 images in 2 processes: 2 written, 0 kept, 1 failed" in done.stdout
+    assert "declares_60000x60000.heic: the image data could not be decoded" in done.stderr
+    assert "error: 1 of 3 images failed" in done.stderr
+    assert "Traceback" not in done.stderr and "ChildFailedError" not in done.stderr
 
 
 CHILD = """

@@ -67,6 +67,22 @@ def test_a_malformed_raw_call_is_answered_with_its_sentence(url, case):
     assert event == "error" and payload not in ("null", "", None) and message in payload
 
 
+TAKES = "the /upscale API takes (image, scale[, ground_truth, precision, weights, format, size])"
+
+
+@pytest.mark.parametrize(("data", "got"), [([], "got 0 values"), ([data_url(photo())], "got 1 value")])
+def test_a_raw_call_without_its_scale_is_told_the_arguments_the_api_takes(url, data, got):
+    event, payload = call(url, data, fill=False)
+    assert event == "error" and f"{TAKES}; {got}" in payload and "object at 0x" not in payload
+
+
+def test_a_raw_call_of_an_image_and_a_scale_alone_runs_with_the_other_arguments_defaults(url):
+    event, payload = call(url, [data_url(photo((40, 30))), 2], fill=False)
+    output, report = json.loads(payload)
+    assert event == "complete" and (report["width"], report["height"], report["metrics"]) == (80, 60, None)
+    assert output["path"].endswith("_x2.png")  # no ground truth, and the PNG format
+
+
 def test_a_folder_inside_gradios_cache_is_answered_like_a_missing_file(url):
     import app
 

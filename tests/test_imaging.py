@@ -106,6 +106,15 @@ def test_cmyk_jpeg_is_read_as_rgb(tmp_path):
     assert pic.rgb.shape == (48, 64, 3) and not pic.grey and pic.alpha is None
 
 
+def test_a_cmyk_photo_is_converted_to_rgb_with_a_note_that_its_colours_may_shift(tmp_path):
+    pic = read_image(write(tmp_path, "cmyk_jpeg"))
+    assert pic.notes == ("a CMYK image: converted to RGB without its colour profile; colours may shift",)
+
+
+def test_an_rgb_photo_gets_no_colour_note(tmp_path):
+    assert read_image(write(tmp_path, "phone_jpeg")).notes == ()
+
+
 def test_palette_transparency_becomes_alpha(tmp_path):
     pic = read_image(write(tmp_path, "palette_transparent_png"))
     assert pic.alpha is not None and pic.alpha.min() == 0.0 and pic.alpha.max() == 1.0

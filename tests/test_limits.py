@@ -20,6 +20,11 @@ from mdsr.serving import DEMO_LIMITS, Item, Request, admit
 from mdsr.sizing import Target
 
 
+def own_gradio_folders(tmp_path: Path) -> dict[str, str]:
+    """A subprocess's Gradio uploads and example cache, apart from this run's (its app caches the examples)."""
+    return {"GRADIO_TEMP_DIR": str(tmp_path / "gradio"), "GRADIO_EXAMPLES_CACHE": str(tmp_path / "gradio" / "examples")}
+
+
 def disk_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -55,7 +60,8 @@ for p in (path, path.parent, app.workspace().folder):
 print(path)
 """
     second = "import app; app.workspace(); print(app.workspace().folder)"
-    env = {"GRADIO_TEMP_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    env = {"GRADIO_TEMP_DIR": str(tmp_path), "GRADIO_EXAMPLES_CACHE": str(tmp_path / "examples"), "HF_HUB_OFFLINE": "1",
+           "PATH": "/usr/bin:/bin"}  # fmt: skip
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=1200)
             for code in (first, second)]  # fmt: skip
     assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-2000:]
@@ -76,7 +82,7 @@ HEADROOM_MB = {kind: 450 if kind == "region_of_12_mp" else 300 for kind in KINDS
 def test_the_largest_admitted_request_of_each_kind_peaks_within_the_budget(tmp_path, kind):
     """Admission's estimate (the process's resident memory, measured, plus the request's) against the
     peak resident memory of the request run by the demo's own handler in a fresh process."""
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", **own_gradio_folders(tmp_path)}
     done = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "memory_child.py"), kind, str(tmp_path), str(HEADROOM_MB[kind])],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=1200,

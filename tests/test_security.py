@@ -71,17 +71,6 @@ def test_self_ensemble_work_is_bounded_with_a_message_that_states_the_limit(tmp_
         serving.admit(request, serving.DEMO_LIMITS, resident=450)
 
 
-def test_in_the_ui_self_ensemble_over_the_work_limit_upscales_the_largest_part_within_it(tmp_path):
-    import app
-
-    photo((1000, 800)).save(tmp_path / "big.png")
-    result = app.upscale_ui(
-        image=str(tmp_path / "big.png"), scale=2, gt_mode=app.GT_NONE, gt_image=None,
-        **{**app.DEFAULTS, "self_ensemble": True, "precision": "int8"}, progress=lambda *a, **k: None,
-    )  # fmt: skip
-    assert "region:" in result.info and "25,600,000" in result.info and result.region is not None
-
-
 def test_one_client_cannot_queue_more_than_its_share(url):
     import app
 
@@ -194,3 +183,16 @@ def test_the_gradio_internals_the_demo_relies_on_are_present():
 
     check_gradio_internals(app.demo)
     assert getattr(app.demo._queue.push, "serialized", False)
+
+
+def test_no_rest_route_skips_the_queue_and_its_admission():
+    """Gradio's /gradio_api/run/ route would call the handler directly, past the queue's per-client share
+    and the admission check: it is closed (queue(api_open=False)), while /call/ (the queue) answers."""
+    body = json.dumps({"data": [data_url(photo((32, 24))), 2, None, "auto", "bundled", "png", None]}).encode()
+    with running_app() as url:  # its own server: busy_app's relaunch closes the module's
+        request = urllib.request.Request(f"{url}gradio_api/run/upscale", body, headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=600)
+        assert refused.value.code in (403, 404, 405)
+        event, _ = call(url, [data_url(photo((32, 24))), 2, None, "auto"])
+        assert event == "complete"

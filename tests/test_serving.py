@@ -155,3 +155,20 @@ def test_a_workspace_keeps_what_is_younger_than_its_age_limit(tmp_path):
     result.write_bytes(b"png")
     workspace.sweep()
     assert result.exists()
+
+
+def test_a_workspace_keeps_the_files_the_example_cache_names_however_old(tmp_path):
+    from demo.workspace import files_named_in
+
+    uploads, cache = tmp_path / "uploads", tmp_path / "cached_examples" / "49"
+    (uploads / "a1b2").mkdir(parents=True)
+    cache.mkdir(parents=True)
+    example, upload = uploads / "a1b2" / "image.png", uploads / "a1b2" / "visitor.png"
+    example.write_bytes(b"png")
+    upload.write_bytes(b"png")
+    (cache / "log.csv").write_text(f"component 0\n\"{{'value': '{example}', '__type__': 'update'}}\"\n")
+    stale = time.time() - 1000
+    for path in (example, upload, example.parent):
+        os.utime(path, (stale, stale))
+    Workspace(uploads, keep_s=900, keep=lambda: files_named_in(cache.parent, uploads))
+    assert example.exists() and not upload.exists()
