@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 import math
 import os
 import re
@@ -44,6 +45,8 @@ from mdsr.quantize import int8_available, int8_model, is_int8
 from mdsr.sizing import SizePlan, Target, parse_size
 from mdsr.sizing import plan as plan_size
 from mdsr.streaming import LeanTrunk, StreamedTrunk
+
+logger = logging.getLogger(__name__)
 
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 Mode = Literal["fp32", "bf16", "int8"]
@@ -125,7 +128,21 @@ def auto_precision(device: torch.device | str = "cpu") -> Mode:
       so it stays one choice away (``precision="bf16"``), as does int8 on CPUs without VNNI.
     """
     device = torch.device(device)
-    return "int8" if device.type == "cpu" and host_cpu().int8 and int8_available(device) else "fp32"
+    if device.type != "cpu" or not host_cpu().int8:
+        return "fp32"
+    if not int8_available(device):
+        _say_int8_missing()
+        return "fp32"
+    return "int8"
+
+
+@functools.cache
+def _say_int8_missing() -> None:
+    """Once per process: a CPU made for int8 running fp32 (~3x slower) is said, never silent."""
+    logger.warning(
+        "this CPU has 8-bit dot products, but PyTorch %s's oneDNN int8 convolution did not run here: "
+        "precision 'auto' runs fp32, about 3x slower", torch.__version__,
+    )  # fmt: skip
 
 
 def resolve_precision(precision: Precision, device: torch.device | str = "cpu") -> Mode:

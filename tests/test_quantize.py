@@ -17,7 +17,7 @@ import mdsr
 from mdsr import quantize
 from mdsr.evaluate import load_benchmark, validate
 from mdsr.imaging import bicubic_downscale
-from mdsr.inference import PreparedModels, resolve_precision, super_resolve, upscale_picture
+from mdsr.inference import CpuKind, PreparedModels, resolve_precision, super_resolve, upscale_picture
 from mdsr.metrics import psnr
 from mdsr.quantize import Int8Branch, Int8Conv2d, int8_available, int8_model, is_int8
 from mdsr.train import TrainConfig, train
@@ -211,3 +211,31 @@ def test_mdsr_adds_no_process_wide_warning_filter():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1200)
     assert done.stdout.strip() == "False", done.stderr[-500:]
+
+
+def test_auto_on_a_vnni_cpu_without_the_int8_operators_runs_fp32_and_says_so(monkeypatch, caplog):
+    from mdsr import inference
+
+    monkeypatch.setattr(quantize, "_int8_probe", lambda: False)
+    inference._say_int8_missing.cache_clear()
+    with caplog.at_level("WARNING", logger="mdsr.inference"):
+        assert inference.auto_precision() == "fp32"
+    assert "precision 'auto' runs fp32, about 3x slower" in caplog.text
+
+
+def _host_flags() -> str:
+    """This machine's CPU flags, read here on purpose: the test below is about the real platform."""
+    import re
+    from pathlib import Path
+
+    found = re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+    return found.group(1) if found else ""
+
+
+@pytest.mark.skipif(torch.__version__.split("+")[0] != "2.13.0", reason="the pinned PyTorch is not the one installed")
+@pytest.mark.skipif(not CpuKind.from_flags(_host_flags()).int8, reason="this machine's CPU has no 8-bit dot products")
+def test_on_the_pinned_pytorch_and_a_vnni_cpu_the_int8_path_runs():
+    """A changed internal operator would turn 'auto' into fp32, 3x slower, with every other test green:
+    on the platform the project pins, that fails here."""
+    quantize._int8_probe.cache_clear()
+    assert quantize.int8_available()
