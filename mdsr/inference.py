@@ -244,6 +244,13 @@ class RunPlan:
     def scales(self) -> tuple[int, ...]:
         return tuple(stage.scale for stage in self.stages)
 
+    def with_trunk(self, trunk: Trunk) -> RunPlan:
+        """The same plan with every stage on ``trunk`` (off the CPU the whole-image trunk stays: the lean and
+        streamed trunks are CPU code)."""
+        if torch.device(self.device).type != "cpu":
+            return self
+        return replace(self, stages=tuple(replace(stage, trunk=trunk) for stage in self.stages))
+
 
 def tile_boxes(height: int, width: int, tile: int | None) -> tuple[tuple[int, int, int, int], ...]:
     """(y0, y1, x0, x1) of each HR-stage tile of ``tile`` input pixels; one box where None or larger."""
@@ -272,21 +279,19 @@ def plan_run(
     sizing: SizePlan,
     *,
     precision: Mode,
-    trunk: Trunk = "whole",
     self_ensemble: bool = False,
     device: str = "cpu",
     tile: int | Literal["auto"] | None = "auto",
 ) -> RunPlan:
-    """The stages of ``sizing`` for an input of ``input_size`` (width, height), each with its tiles; the
-    trunk is the caller's decision (``choose_trunk``, or a server's memory budget), "whole" on CUDA."""
+    """The stages of ``sizing`` for an input of ``input_size`` (width, height), each with its tiles, on the
+    whole-image trunk; a leaner trunk is the caller's decision (``RunPlan.with_trunk``: ``choose_trunk``, or
+    a server's memory budget)."""
     w, h = input_size
     if min(w, h) < 2:
         raise ImageError(f"the image is {w}x{h}; it must be at least 2 pixels on each side")
-    if torch.device(device).type != "cpu":
-        trunk = "whole"  # the streamed trunks are CPU code
     stages = []
     for scale in sizing.stages:
-        stages.append(Stage(scale, (w, h), trunk, choose_tile(h, w, scale, tile)))
+        stages.append(Stage(scale, (w, h), "whole", choose_tile(h, w, scale, tile)))
         w, h = w * scale, h * scale
     return RunPlan(tuple(stages), sizing.size, precision, self_ensemble, str(device))
 
@@ -605,11 +610,8 @@ def upscale_picture(
         check_output_pixels(pic.size, sizing, max_output_pixels)
     device = next(model.parameters()).device
     mode = resolve_precision(precision, device)
-    (w, h), last = pic.size, math.prod(sizing.stages[:-1])  # the last stage's input is the largest
-    run = plan_run(
-        pic.size, sizing, precision=mode, trunk=choose_trunk((w * last, h * last), trunk, trunk_budget_mb, device),
-        self_ensemble=self_ensemble, device=str(device), tile=tile,
-    )  # fmt: skip
+    run = plan_run(pic.size, sizing, precision=mode, self_ensemble=self_ensemble, device=str(device), tile=tile)
+    run = run.with_trunk(choose_trunk(run.stages[-1].input_size, trunk, trunk_budget_mb, device))  # the largest
     ready = prepared.get(model, mode)
     return execute(dict.fromkeys(sizing.stages, ready), pic, run, progress)
 

@@ -348,18 +348,17 @@ def _plan_at(item: Item, request: Request, budget: Budget, decoded: tuple[int, i
     try:
         sizing = plan_size((w, h), target)
         check_output_pixels((w, h), sizing, limits.output_pixels)
-        runs = {
-            trunk: plan_run(
-                (w, h), sizing, precision=budget.precision, trunk=trunk, self_ensemble=request.self_ensemble,
-                device=budget.device,
-            )
-            for trunk in ("whole", "lean", "streamed")
-        }  # fmt: skip
+        run = plan_run(
+            (w, h), sizing, precision=budget.precision, self_ensemble=request.self_ensemble, device=budget.device
+        )
     except ValueError as err:  # ImageError too
         raise RefusedError(str(err)) from None
     if request.truth == "upload":
         truth = _uploaded_truth(item, request, (w, h), sizing)
-    work = _work((w, h), sizing, request)
+    work = sum(
+        work_pixels(stage.input_size, stage.scale, self_ensemble=request.self_ensemble, models=request.models)
+        for stage in run.stages
+    )
     if work > limits.work_pixels:
         (ow, oh), stages = sizing.size, sizing.stages
         network = "" if len(stages) == 1 else f" (the network's {' then '.join(f'{s}x' for s in stages)})"
@@ -370,9 +369,9 @@ def _plan_at(item: Item, request: Request, budget: Budget, decoded: tuple[int, i
         )
     decoding = DECODE_BYTES * decoded[0] * decoded[1] / 1e6  # the whole photo, decoded before it is cut or sized
     for trunk in ("whole", "lean", "streamed"):  # the fastest trunk that fits
-        memory = budget.resident_mb + max(decoding, _memory((w, h), sizing, trunk, request))
+        memory = budget.resident_mb + max(decoding, _memory(run, trunk, request))
         if memory <= limits.memory_mb:
-            return Plan(item, decoded, max_pixels, runs[trunk], truth, work=work, memory_mb=memory)
+            return Plan(item, decoded, max_pixels, run.with_trunk(trunk), truth, work=work, memory_mb=memory)
     views = [v for v, on in (("its views", request.views), ("ground-truth scores", request.truth != "none")) if on]
     also = f" with {' and '.join(views)}" if views else ""
     ab = " for two models (A/B)" if request.models > 1 else ""
@@ -397,29 +396,14 @@ def _uploaded_truth(item: Item, request: Request, lr_size: tuple[int, int], sizi
         raise RefusedError(str(err)) from None
 
 
-def _stages(size: tuple[int, int], sizing: SizePlan) -> list[tuple[tuple[int, int], int]]:
-    """(input size, scale) of each network stage."""
-    stages, (w, h) = [], size
-    for scale in sizing.stages:
-        stages.append(((w, h), scale))
-        w, h = w * scale, h * scale
-    return stages
-
-
-def _work(size: tuple[int, int], sizing: SizePlan, request: Request) -> int:
-    return sum(
-        work_pixels(s, scale, self_ensemble=request.self_ensemble, models=request.models)
-        for s, scale in _stages(size, sizing)
-    )
-
-
-def _memory(size: tuple[int, int], sizing: SizePlan, trunk: Trunk, request: Request) -> float:
+def _memory(run: RunPlan, trunk: Trunk, request: Request) -> float:
     """The last (largest) stage's estimate beyond the resident process, with the stage before it kept."""
-    (last, scale) = _stages(size, sizing)[-1]
-    kept = OUTPUT_BYTES * last[0] * last[1] / 1e6 if last != size else 0.0
+    last = run.stages[-1]
+    kept = OUTPUT_BYTES * last.input_size[0] * last.input_size[1] / 1e6 if len(run.stages) > 1 else 0.0
     return kept + request_memory_mb(
-        last, scale, trunk=trunk, views=request.views, truth=request.truth != "none", models=request.models
-    )
+        last.input_size, last.scale, trunk=trunk, views=request.views, truth=request.truth != "none",
+        models=request.models,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
