@@ -4,15 +4,15 @@
 What is quantised, and why it costs little PSNR (measured with the bundled weights: mean PSNR within
 0.0074 dB of fp32 on each of Set5, Set14 and BSD100 at x2, x3 and x4, 0.053 dB at most on one image:
 ``docs/quality_bar.md``):
-- The residual blocks' convolutions (pre-process and body, 68 of the 72 large convolutions) take
+- The residual blocks' convolutions (pre-process and body: 68 of the 69 64-to-64 convolutions) take
   uint8 activations and int8 weights. Each block's output is multiplied by ``res_scale`` (0.1)
   before it joins the fp32 skip path, so their rounding error reaches the image damped tenfold.
   Between a block's two convolutions the ReLU output stays uint8, at a scale calibrated once on three
   photographs (``calibrate``); an image that exceeds it has that block recomputed, never clipped.
-- The body's last convolution and the upsampler feed the image directly, so they are "refined":
-  a second int8 pass over the activations' rounding residual makes their inputs ~16-bit accurate
-  (plain 8-bit activations there cost 0.02 dB on Set5 x2). x4's second stage is left plain: 0.002 dB.
-- Head and tail (3 channels in or out, ~1% of the work) and the attention stay fp32.
+- The body's last convolution feeds the image directly, so it is "refined": a second int8 pass over
+  the activations' rounding residual makes its input ~16-bit accurate.
+- Head and attention stay fp32, and so does the HR stage (upsampler and tail), folded into one small
+  convolution (``mdsr.folding``) that costs less in fp32 than the int8 stage it replaced.
 
 Block inputs get one scale per tensor from the tensor's own min/max at run time (every image gets its
 own range); weights get one symmetric scale per output channel. The convolutions run through
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mdsr.folding import fold_upsamplers
 from mdsr.model import MDSR, ResBlock
 
 
@@ -233,22 +234,18 @@ def calibrate(model: MDSR, images: list[torch.Tensor], *, margin: float = 2.0) -
 
 
 def int8_model(model: MDSR, *, calibration: list[torch.Tensor] | None = None) -> MDSR:
-    """An inference-only copy of ``model`` with int8 convolutions (see the module docstring),
-    calibrated on ``calibration`` images (default: ``calibration_images()``). Takes ~0.4 s: convert
-    once and keep the copy. Its state dict is not a checkpoint: keep and save the fp32 model.
+    """An inference-only copy of ``model`` with int8 convolutions (see the module docstring) and its HR stage
+    folded (``folding.fold_upsamplers``), calibrated on ``calibration`` images (default:
+    ``calibration_images()``). Takes ~0.4 s: convert once and keep the copy (``inference.PreparedModels``).
+    Its state dict is not a checkpoint: keep and save the fp32 model.
     """
     if not int8_available(next(model.parameters()).device):
         raise ValueError("int8 inference needs the model on the CPU and a PyTorch with oneDNN's int8 convolutions")
-    out = copy.deepcopy(model).eval().requires_grad_(False)
+    out = copy.deepcopy(fold_upsamplers(model)).eval().requires_grad_(False)
     for block in [m for m in out.modules() if isinstance(m, ResBlock)]:
         first, _relu, second = block.body
         block.body = Int8Branch(first[0], second[0])
     out.body[-1][0] = Int8Conv2d(out.body[-1][0], refine=True)
-    for scale, upsampler in out.upsample.items():
-        convs = [step for step in upsampler if isinstance(step, nn.Sequential)]
-        for n, step in enumerate(convs):
-            # x4's second stage is the one left unrefined: its error costs 0.002 dB on Set5, at half the cost.
-            step[0] = Int8Conv2d(step[0], refine=not (scale == "4" and n == 1))
     calibrate(out, calibration_images() if calibration is None else calibration)
     return out
 

