@@ -81,14 +81,18 @@ def fold_upsamplers(model: MDSR) -> MDSR:
     dict is not a checkpoint: keep and save the original."""
     if is_folded(model):
         return model
-    out = copy.deepcopy(model).eval().requires_grad_(False)
-    n_feats = out.config.n_feats
-    for scale in out.scales:
-        out.upsample[str(scale)] = FoldedUpsampler(
-            upsampler=out.upsample[str(scale)], tail=out.tail, scale=scale, n_feats=n_feats
+    return fold_in_place(copy.deepcopy(model))
+
+
+def fold_in_place(model: MDSR) -> MDSR:
+    """``fold_upsamplers`` on a copy the caller already made (``quantize.int8_model``: one copy, not two)."""
+    model.eval().requires_grad_(False)
+    for scale in model.scales:
+        model.upsample[str(scale)] = FoldedUpsampler(
+            upsampler=model.upsample[str(scale)], tail=model.tail, scale=scale, n_feats=model.config.n_feats
         )
-    out.tail = nn.Identity()
-    return out
+    model.tail = nn.Identity()
+    return model
 
 
 def is_folded(model: MDSR) -> bool:

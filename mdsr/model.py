@@ -164,7 +164,7 @@ class ResBlock(nn.Module):
         if self.attention is None:
             return res.mul_(self.res_scale).add_(x)
         channel = self.attention.ca(res).mul_(self.res_scale)  # (B, C, 1, 1)
-        res.mul_(self.attention.sa(res))  # (B, C, H, W) * (B, 1, H, W)
+        res.mul_(self.attention.sa.infer(res))  # (B, C, H, W) * (B, 1, H, W)
         return torch.addcmul(x, res, channel, out=res)
 
 

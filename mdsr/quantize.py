@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mdsr.folding import fold_upsamplers
+from mdsr.folding import fold_in_place, is_folded
 from mdsr.model import MDSR, ResBlock
 
 
@@ -235,13 +235,14 @@ def calibrate(model: MDSR, images: list[torch.Tensor], *, margin: float = 2.0) -
 
 def int8_model(model: MDSR, *, calibration: list[torch.Tensor] | None = None) -> MDSR:
     """An inference-only copy of ``model`` with int8 convolutions (see the module docstring) and its HR stage
-    folded (``folding.fold_upsamplers``), calibrated on ``calibration`` images (default:
+    folded (``folding.fold_in_place``), calibrated on ``calibration`` images (default:
     ``calibration_images()``). Takes ~0.4 s: convert once and keep the copy (``inference.PreparedModels``).
     Its state dict is not a checkpoint: keep and save the fp32 model.
     """
     if not int8_available(next(model.parameters()).device):
         raise ValueError("int8 inference needs the model on the CPU and a PyTorch with oneDNN's int8 convolutions")
-    out = copy.deepcopy(fold_upsamplers(model)).eval().requires_grad_(False)
+    out = copy.deepcopy(model).eval().requires_grad_(False)
+    out = out if is_folded(out) else fold_in_place(out)
     for block in [m for m in out.modules() if isinstance(m, ResBlock)]:
         first, _relu, second = block.body
         block.body = Int8Branch(first[0], second[0])

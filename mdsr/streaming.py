@@ -219,7 +219,7 @@ def apply_block(state: BlockState, x: torch.Tensor) -> torch.Tensor:
     r = branch.residual(branch.hidden(x))
     if block.attention is None:
         return r.mul_(block.res_scale).add_(x)
-    r.mul_(block.attention.sa(r))
+    r.mul_(block.attention.sa.infer(r))
     return torch.addcmul(x, r, state.gate, out=r)
 
 
