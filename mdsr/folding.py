@@ -29,6 +29,7 @@ from mdsr.model import MDSR
 RADIUS = 2  # LR pixels the folded stage reads on each side (3x3 at LR, then 3x3 at HR: 1 + 1/s, rounded up)
 # Edge padding from which the folded stage is exact on every pixel kept (x4 differs up to 3 HR pixels in).
 EXACT_FROM_PADDING = 1
+IMPULSES_AT_ONCE = 8  # each impulse's x4 stage holds ~2.7 MB of float64 maps
 
 
 class FoldedUpsampler(nn.Module):
@@ -61,9 +62,13 @@ def fold(stage: nn.Module, *, scale: int, n_feats: int) -> tuple[torch.Tensor, t
     size, centre = 2 * RADIUS + 5, RADIUS + 2  # room around the impulse: no layer reads its padding
     zeros = torch.zeros(1, n_feats, size, size, dtype=torch.float64)
     constant = exact(zeros)  # the biases alone
-    impulses = torch.zeros(n_feats, n_feats, size, size, dtype=torch.float64)
-    impulses[torch.arange(n_feats), torch.arange(n_feats), centre, centre] = 1
-    response = exact(impulses) - constant  # (C, 3, size*s, size*s): each channel's impulse response
+    responses = []
+    for first in range(0, n_feats, IMPULSES_AT_ONCE):  # a few at a time: x4's float64 maps stay small
+        channels = torch.arange(first, min(first + IMPULSES_AT_ONCE, n_feats))
+        impulses = torch.zeros(len(channels), n_feats, size, size, dtype=torch.float64)
+        impulses[torch.arange(len(channels)), channels, centre, centre] = 1
+        responses.append(exact(impulses) - constant)
+    response = torch.cat(responses)  # (C, 3, size*s, size*s): each channel's impulse response
     s, width = scale, 2 * RADIUS + 1
     weight = torch.empty(3, s, s, n_feats, width, width, dtype=torch.float64)
     for u in range(width):
