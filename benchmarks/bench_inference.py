@@ -3,7 +3,8 @@
 The contenders run the same weights (the bundled ones, or --weights) in one process, timed interleaved
 (warm-up, then each in turn), medians reported: this package's paths (fp32, bf16 where the CPU has it
 natively, int8; "auto" is one of them, named in the output), super-image's fp32 forward, when
-``openvino`` is installed, the same network converted to OpenVINO (fp32, and bf16 where native; NNCF int8),
+``openvino`` is installed, the same network converted to OpenVINO (fp32, and bf16 where native; NNCF int8; the
+network with its HR stage folded, as this package runs it: ``mdsr.folding``),
 and, when ``torchao`` is installed, torchao's PT2E int8 with the X86InductorQuantizer compiled by Inductor
 (``torchao_int8.py``: its default config, and the same with min/max activation ranges), whole image. The
 torchao runners' export + calibration + convert and compile times are printed apart from the timings (the
@@ -43,6 +44,7 @@ from torch.nn import functional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mdsr.folding import fold_upsamplers  # noqa: E402
 from mdsr.inference import (  # noqa: E402
     EDGE_PADDING,
     PreparedModels,
@@ -356,6 +358,7 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
 
     ours = load_model(args.weights)
+    folded = fold_upsamplers(ours)  # what OpenVINO and torchao convert: the network as this package runs it
     ours_int8 = int8_model(ours) if int8_available() else None
     auto = resolve_precision("auto")
     native_bf16 = bf16_supported()
@@ -375,11 +378,11 @@ def main() -> None:
             agree = (ours(x, scale) - theirs(x)).abs().max().item()
         variants = ["f32", "int8"] + (["bf16", "int8+bf16"] if native_bf16 else [])
         openvino[scale] = {
-            f"openvino_{p}": r for p in variants if (r := openvino_runner(ours, scale, p)) is not None
+            f"openvino_{p}": r for p in variants if (r := openvino_runner(folded, scale, p)) is not None
         }
         # Whole-image runners beside OpenVINO's (timed on the same unpadded photo, checked on the same padded
         # inputs); compiled here on the first size's photo, so the compile is not in any timing.
-        openvino[scale] |= torchao_runners(ours, scale, args.torchao, photo(args.sizes[0]), torchao_setup)
+        openvino[scale] |= torchao_runners(folded, scale, args.torchao, photo(args.sizes[0]), torchao_setup)
         for size in args.sizes:
             lr = photo(size)
             contenders = {

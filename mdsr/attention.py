@@ -52,7 +52,7 @@ class SpatialAttention(nn.Module):
         for i, row in enumerate(self.conv1.weight.reshape(k, k).tolist()):
             for j, tap in enumerate(row):
                 out.add_(padded[:, :, i : i + h, j : j + w], alpha=tap)
-        return out.sigmoid_()
+        return out.sigmoid_().to(x.dtype)  # bf16 maps take a bf16 gate: a mixed-dtype product is slow
 
 
 class BalancedAttention(nn.Module):

@@ -121,10 +121,10 @@ def auto_precision(device: torch.device | str = "cpu") -> Mode:
     moves by at most 0.01 dB on average over each of Set5, Set14 and BSD100 at x2, x3 and x4, and by at
     most 0.1 dB on any one image of them or of the bundled photos (``benchmarks/quality_bar.py``).
 
-    - CPUs with 8-bit dot products (AVX-512 VNNI, AVX-VNNI, AMX): int8 (``mdsr.quantize``), 2.5-3.5x
-      fp32's speed there; with the bundled weights its mean PSNR change is at most 0.0074 dB per set and
-      scale, 0.053 dB on the worst image.
-    - Other CPUs, and CUDA: fp32. bf16 misses the bar (mean +0.0125 dB on Set5 x2, +0.14 dB on one BSD100
+    - CPUs with 8-bit dot products (AVX-512 VNNI, AVX-VNNI, AMX): int8 (``mdsr.quantize``), 2.3-2.8x
+      fp32's speed there; with the bundled weights its mean PSNR change is at most 0.0029 dB per set and
+      scale, 0.0113 dB on the worst image.
+    - Other CPUs, and CUDA: fp32. bf16 misses the bar (mean +0.0106 dB on BSD100 x2, +0.125 dB on one BSD100
       image, measured with CPU autocast, whose arithmetic CUDA's bf16 shares: bf16 inputs, float32 sums),
       so it stays one choice away (``precision="bf16"``), as does int8 on CPUs without VNNI.
     """

@@ -2,7 +2,7 @@
 ``precision="auto"`` runs on CPUs with 8-bit dot products (``inference.auto_precision``).
 
 What is quantised, and why it costs little PSNR (measured with the bundled weights: mean PSNR within
-0.0074 dB of fp32 on each of Set5, Set14 and BSD100 at x2, x3 and x4, 0.053 dB at most on one image:
+0.0029 dB of fp32 on each of Set5, Set14 and BSD100 at x2, x3 and x4, 0.0113 dB at most on one image:
 ``docs/quality_bar.md``):
 - The residual blocks' convolutions (pre-process and body: 68 of the 69 64-to-64 convolutions) take
   uint8 activations and int8 weights. Each block's output is multiplied by ``res_scale`` (0.1)
