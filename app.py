@@ -68,7 +68,7 @@ DEFAULTS = dict(weights=AUTO_LABEL, self_ensemble=False, precision="auto", auto_
 PRECISIONS = [
     ("auto: int8 on CPUs with VNNI/AMX, else fp32 (no visible change: README)", "auto"),
     ("fp32 (exact; 2.3-2.8x slower than int8 on a CPU)", "fp32"),
-    ("bf16 (misses the bar: up to 0.13 dB on one image)", "bf16"),
+    ("bf16 (misses the bar: up to 0.12 dB on one image)", "bf16"),
     ("int8 (CPU: PSNR within 0.003 dB of fp32 on average, 0.012 dB at most)", "int8"),
 ]
 # Weights are loaded on first use and kept (the bundled ones at start); whether the Hub is reachable is

@@ -6,6 +6,10 @@ The bar (README, Performance): at most 0.01 dB of mean change on each test set a
 0.1 dB on any one image. "auto" may pick only a path that holds it.
 
     .venv/bin/python benchmarks/quality_bar.py [--precisions int8 bf16] [--held-out .gpu_data/val] [--json docs/quality_bar.json]
+
+``--openvino int8 int8+bf16`` (in the benchmarks' own environment, ``.bench``: ``bench_inference.py``'s docstring)
+checks OpenVINO's variants of the same network as well (``bench_inference.openvino_runner``: the HR stage folded,
+NNCF int8 on the residual blocks), whole image, on the same edge-padded inputs as this package's paths.
 """
 
 from __future__ import annotations
@@ -16,15 +20,25 @@ import shutil
 import sys
 import tempfile
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch.nn import functional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mdsr.evaluate import BAR_IMAGE_DB, BAR_MEAN_DB, bar_checks, evaluate  # noqa: E402
-from mdsr.inference import bf16_available, host_cpu  # noqa: E402
+from mdsr.evaluate import BAR_IMAGE_DB, BAR_MEAN_DB, Result, bar_checks, evaluate, load_benchmark  # noqa: E402
+from mdsr.folding import fold_upsamplers  # noqa: E402
+from mdsr.imaging import array_to_tensor, tensor_to_array, to_uint  # noqa: E402
+from mdsr.inference import (  # noqa: E402
+    EDGE_PADDING,  # noqa: E402
+    bf16_available,
+    host_cpu,
+)
+from mdsr.metrics import psnr  # noqa: E402
 from mdsr.quantize import int8_available  # noqa: E402
 from mdsr.weights import load_model  # noqa: E402
 
@@ -40,12 +54,36 @@ def photo_folder() -> Path:
     return folder
 
 
+def run_openvino(model, folders: list[Path], variant: str) -> list[Result]:
+    """The standard protocol's scores of OpenVINO's ``variant`` of ``model``, converted once per scale."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_inference import openvino_runner
+
+    results = []
+    for scale in (2, 3, 4):
+        network = openvino_runner(fold_upsamplers(model), scale, variant)
+        if network is None:
+            sys.exit("openvino (and, for int8, nncf) must be installed: see bench_inference.py")
+        for folder in folders:
+            rows = []
+            for pair in load_benchmark(folder, scale):
+                padded = functional.pad(array_to_tensor(pair.lr), (EDGE_PADDING,) * 4, mode="replicate")
+                crop = EDGE_PADDING * scale
+                out = to_uint(tensor_to_array(network(padded)[:, :, crop:-crop, crop:-crop].clamp(0, 1)))
+                rows.append({"name": pair.name, "psnr": psnr(out, pair.hr, shave=scale), "ssim": 0.0})
+            mean = float(np.mean([r["psnr"] for r in rows]))
+            results.append(Result(Path(folder).name, scale, len(rows), mean, 0.0, 0.0, 0.0, "", "standard", rows))
+    order = [Path(f).name for f in folders]
+    return sorted(results, key=lambda r: (order.index(r.dataset), r.scale))  # as evaluate orders them
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", default=None)
-    parser.add_argument("--precisions", nargs="+", default=["int8", "bf16"])
+    parser.add_argument("--precisions", nargs="*", default=["int8", "bf16"])
     parser.add_argument("--sets", nargs="+", default=["Set5", "Set14", "BSD100"])
     parser.add_argument("--held-out", default=None, help="a folder with HR/: the validation images")
+    parser.add_argument("--openvino", nargs="*", default=[], choices=["f32", "bf16", "int8", "int8+bf16"])
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
@@ -66,8 +104,10 @@ def main() -> None:
           f"|worst| <= {BAR_IMAGE_DB}")  # fmt: skip
     print("| precision | set | scale | images | mean change | worst change (image) | holds |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for precision in precisions:
-        checks = bar_checks(reference, run(precision))
+    candidates = {p: partial(run, p) for p in precisions}
+    candidates |= {f"openvino {v}": partial(run_openvino, model, folders, v) for v in args.openvino}
+    for precision, results in candidates.items():
+        checks = bar_checks(reference, results())
         report[precision] = [asdict(c) | {"holds": c.holds} for c in checks]
         for c in checks:
             print(
