@@ -43,7 +43,7 @@ class FoldedUpsampler(nn.Module):
         self.unfolded = nn.Sequential(upsampler, tail)
         weight, bias = fold(self.unfolded, scale=scale, n_feats=n_feats)
         reference = next(upsampler.parameters())
-        # Not persistent: an inference copy is not a checkpoint, and its state dict keeps the model's keys.
+        # Not persistent: they follow from the layers in ``unfolded``, and an inference copy is not a checkpoint.
         self.register_buffer("weight", weight.to(reference), persistent=False)
         self.register_buffer("bias", bias.to(reference), persistent=False)
 
