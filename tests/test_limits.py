@@ -16,6 +16,7 @@ from PIL import Image
 from sample_files import photo
 
 from demo.workspace import Workspace
+from mdsr import serving
 from mdsr.serving import DEMO_LIMITS, Item, Request, admit
 from mdsr.sizing import Target
 
@@ -102,3 +103,16 @@ def test_the_demo_takes_a_two_megapixel_photo_at_x2_with_its_ground_truth_and_th
 
 
 RESTING_MB = 450  # the demo's process after start-up (measured: 445 MB with Gradio, the weights and their int8 copy)
+
+
+def test_the_cli_admits_a_12_megapixel_phone_photo_at_x2_with_its_default_limits(tmp_path):
+    """Admission only (headers, no work), on the resident memory a fresh CLI process has when it admits."""
+    code = "import torch; from mdsr import cli, serving; from mdsr.limits import resident_mb; print(resident_mb())"
+    measured = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert measured.returncode == 0, measured.stderr[-2000:]
+    photo = tmp_path / "phone.png"
+    Image.new("1", (4032, 3024)).save(photo, optimize=True)  # an iPhone's 12.2 megapixels
+    request = serving.Request((serving.Item("phone.png", str(photo)),), serving.parse_target(2), each=True)
+    admitted = serving.admit(request, serving.CLI_LIMITS, resident=float(measured.stdout.split()[-1]))
+    assert [plan.refusal for plan in admitted.plans] == [""]
+    assert admitted.plans[0].run.stages[-1].trunk == "streamed"
