@@ -42,7 +42,14 @@ from demo.workspace import Workspace, files_named_in
 from mdsr import serving
 from mdsr.compare import compare
 from mdsr.imaging import preview_rgb, rgb8
-from mdsr.inference import PreparedModels, on_zerogpu, resolve_precision, to_serving_device, zerogpu_active
+from mdsr.inference import (
+    PreparedModels,
+    on_zerogpu,
+    release_freed_memory,
+    resolve_precision,
+    to_serving_device,
+    zerogpu_active,
+)
 from mdsr.model import SUPPORTED_SCALES
 from mdsr.weights import PUBLISHED_ID, LoadedWeights, WeightStore, describe, weights_in_folder
 
@@ -722,6 +729,7 @@ def warm_up() -> None:
     resident memory, which admission measures, already holds them, and no first visitor waits."""
     bundled = STORE.get(None, 2).model
     PREPARED.get(bundled, resolve_precision("auto", device()))
+    release_freed_memory()  # the conversion's temporaries go back: the resting memory is the models'
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ EDGE = 8  # the input's edge replicated by 4 pixels on each side (mdsr.inference
 # request adds to it.
 # The trunk, per pixel of the edge-padded input: the whole-image trunk holds three 64-channel float maps
 # and its striped pieces; the lean trunk two; the streamed trunk one, plus its bands and chunks.
-WHOLE_TRUNK_BYTES = 920
+WHOLE_TRUNK_BYTES = 1040  # measured: ~995 above rest in int8 at 533x533, a request's whole peak (tests/test_limits.py)
 # Up to STRIPE_ABOVE_PIXELS the whole-image trunk's convolutions run unstriped (no halo overhead, fastest):
 # each one's intermediates are whole maps too (measured: 405 MB at 486x486, 343 MB at 518x518).
 STRIPE_ABOVE_PIXELS = 512 * 512
