@@ -33,11 +33,7 @@ sys.path.insert(0, str(ROOT))
 from mdsr.evaluate import BAR_IMAGE_DB, BAR_MEAN_DB, Result, bar_checks, evaluate, load_benchmark  # noqa: E402
 from mdsr.folding import fold_upsamplers  # noqa: E402
 from mdsr.imaging import array_to_tensor, tensor_to_array, to_uint  # noqa: E402
-from mdsr.inference import (  # noqa: E402
-    EDGE_PADDING,  # noqa: E402
-    bf16_available,
-    host_cpu,
-)
+from mdsr.inference import EDGE_PADDING, bf16_available, host_cpu  # noqa: E402
 from mdsr.metrics import psnr  # noqa: E402
 from mdsr.quantize import int8_available  # noqa: E402
 from mdsr.weights import load_model  # noqa: E402
@@ -59,9 +55,9 @@ def run_openvino(model, folders: list[Path], variant: str) -> list[Result]:
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_inference import openvino_runner
 
-    results = []
+    results, folded = [], fold_upsamplers(model)  # the network as this package runs it, folded once
     for scale in (2, 3, 4):
-        network = openvino_runner(fold_upsamplers(model), scale, variant)
+        network = openvino_runner(folded, scale, variant)
         if network is None:
             sys.exit("openvino (and, for int8, nncf) must be installed: see bench_inference.py")
         for folder in folders:
@@ -72,6 +68,7 @@ def run_openvino(model, folders: list[Path], variant: str) -> list[Result]:
                 out = to_uint(tensor_to_array(network(padded)[:, :, crop:-crop, crop:-crop].clamp(0, 1)))
                 rows.append({"name": pair.name, "psnr": psnr(out, pair.hr, shave=scale), "ssim": 0.0})
             mean = float(np.mean([r["psnr"] for r in rows]))
+            # The bar reads PSNR only: SSIM and bicubic are not computed here (0.0).
             results.append(Result(Path(folder).name, scale, len(rows), mean, 0.0, 0.0, 0.0, "", "standard", rows))
     order = [Path(f).name for f in folders]
     return sorted(results, key=lambda r: (order.index(r.dataset), r.scale))  # as evaluate orders them

@@ -44,13 +44,13 @@ class FoldedUpsampler(nn.Module):
         weight, bias = fold(self.unfolded, scale=scale, n_feats=n_feats)
         reference = next(upsampler.parameters())
         # Not persistent: they follow from the layers in ``unfolded``, and an inference copy is not a checkpoint.
-        self.register_buffer("weight", weight.to(reference), persistent=False)
+        # channels_last, once: the layout of the trunk's features, which oneDNN's fast path wants both to share.
+        weight = weight.to(reference).contiguous(memory_format=torch.channels_last)
+        self.register_buffer("weight", weight, persistent=False)
         self.register_buffer("bias", bias.to(reference), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # channels_last weights run oneDNN's fast path for a channels_last input (the trunk's layout).
-        weight = self.weight.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else self.weight
-        out = functional.conv2d(x, weight.to(x.dtype), self.bias.to(x.dtype), padding=RADIUS)
+        out = functional.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype), padding=RADIUS)
         return functional.pixel_shuffle(out, self.scale)
 
 
@@ -84,13 +84,14 @@ def fold_upsamplers(model: MDSR) -> MDSR:
     """An inference-only copy of ``model`` whose HR stage is folded, one ``FoldedUpsampler`` per scale (the
     tail goes into them): the same function up to float rounding, ~10x less work in the HR stage. Its state
     dict is not a checkpoint: keep and save the original."""
-    if is_folded(model):
-        return model
-    return fold_in_place(copy.deepcopy(model))
+    return model if is_folded(model) else fold_in_place(copy.deepcopy(model))
 
 
 def fold_in_place(model: MDSR) -> MDSR:
-    """``fold_upsamplers`` on a copy the caller already made (``quantize.int8_model``: one copy, not two)."""
+    """``fold_upsamplers`` on a copy the caller already made (``quantize.int8_model``: one copy, not two);
+    a folded model is returned as it is."""
+    if is_folded(model):
+        return model
     model.eval().requires_grad_(False)
     for scale in model.scales:
         model.upsample[str(scale)] = FoldedUpsampler(

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mdsr.folding import fold_in_place, is_folded
+from mdsr.folding import fold_in_place
 from mdsr.model import MDSR, ResBlock
 
 
@@ -241,8 +241,7 @@ def int8_model(model: MDSR, *, calibration: list[torch.Tensor] | None = None) ->
     """
     if not int8_available(next(model.parameters()).device):
         raise ValueError("int8 inference needs the model on the CPU and a PyTorch with oneDNN's int8 convolutions")
-    out = copy.deepcopy(model).eval().requires_grad_(False)
-    out = out if is_folded(out) else fold_in_place(out)
+    out = fold_in_place(copy.deepcopy(model).eval().requires_grad_(False))
     for block in [m for m in out.modules() if isinstance(m, ResBlock)]:
         first, _relu, second = block.body
         block.body = Int8Branch(first[0], second[0])
