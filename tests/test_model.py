@@ -46,7 +46,10 @@ def test_outputs_equal_super_image_on_the_same_weights(scale, path):
         out = model(tensors["input"], scale).detach()
     reference = tensors[f"output_x{scale}"]
     assert out.shape == reference.shape
-    assert (out - reference).abs().max().item() <= 1e-5
+    # fp32, summed in an order that differs between CPU kinds (PyTorch's and oneDNN's AVX2 and AVX-512
+    # kernels): up to 1.5e-5 on outputs of magnitude ~7 was seen, ~20 units in the last place of the largest
+    # value. The bound is 100 such units, far below what any change of the arithmetic moves.
+    assert (out - reference).abs().max().item() <= 100 * torch.finfo(torch.float32).eps * reference.abs().max().item()
 
 
 def test_contract_key_names_are_present_in_the_multiscale_model():

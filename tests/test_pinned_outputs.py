@@ -1,19 +1,28 @@
-"""Outputs pinned bit for bit: the bundled examples and Set5 through every public path (the demo's
-comparison with a ground truth, a self-made ground truth, the PIL API with grey, alpha and 16 bits, the
-training patches, the benchmark evaluation), each image hashed and each score compared exactly.
+"""Outputs pinned: the bundled examples and Set5 through every public path (the demo's comparison with a
+ground truth, a self-made ground truth, the PIL API with grey, alpha and 16 bits, the training patches, the
+benchmark evaluation), at a stated precision.
 
-The pins in ``fixtures/pinned_outputs.json`` were written by ``python tests/test_pinned_outputs.py`` at
-commit be41896, before the image layer was refactored (issue 13), so a refactor that moves one pixel or
-one score's last bit fails here. A deliberate change of output rewrites them with the same command and
-says why in its commit; so far twice, in the refactor itself: the super-image protocol's scores (network
-run without edge padding) moved by < 3e-7 dB, as its input now reaches the network in the channels-last
-layout the other paths already had (a stride quirk of the old conversion had run that path in NCHW); then
-when inference folded the HR stage into one convolution (``mdsr.folding``): the standard protocol's
-scores moved by < 4e-5 dB, the super-image protocol's (no edge padding: the unfolded layers) not at all.
-Precision is fp32 throughout: oneDNN's fp32 convolutions gave identical floats with its AVX2 and AVX-512
-kernels (``ONEDNN_MAX_CPU_ISA``) on 2 threads, as CI runs (1 thread moves the last bits of the x2
-comparison), so the pins hold on every CPU kind this project has met; bf16 and int8 depend on the CPU's
-instructions and are not pinned.
+- What is integer arithmetic (MATLAB's bicubic, the LR images, training patches) is pinned bit for bit:
+  each image's sha256.
+- What the network computes in fp32 is pinned to within fp32's rounding: the order of a float sum differs
+  between CPU kinds (PyTorch's AVX2 and AVX-512 kernels, ``ATEN_CPU_CAPABILITY``; oneDNN's blocking), and
+  one such order moves a handful of output pixels by one level (measured: 3-9 of 0.4-0.8 million between
+  PyTorch's AVX2 and plain kernels; a Zen 3 EPYC differs from the Zen 4/5 EPYCs the pins were first written
+  on by as many). So each output is pinned by a sketch: its sum and 32 projections onto fixed random +-1
+  patterns. A change of d levels at some pixels moves each projection by a signed sum of the d's, so the
+  projections' mean square estimates the squared distance (exactly for one changed pixel): it may be at
+  most ``MAX_SQUARED_LEVELS`` (64 pixels one level off), and the sum may move by at most as much. A pixel
+  moved by 9 levels, or a bias of one level over a few hundred pixels, fails. Scores (PSNR in dB, SSIM)
+  are pinned within ``SCORE_TOLERANCE``: fp32 rounding moved Set5's by at most 1.7e-5 dB.
+
+The pins in ``fixtures/pinned_outputs.json`` were first written at commit be41896 as hashes, before the
+image layer was refactored (issue 13), and rewritten when that moved the super-image protocol's scores by
+< 3e-7 dB (its input now reaches the network channels-last) and when inference folded the HR stage into one
+convolution (``mdsr.folding``: standard-protocol scores moved by < 4e-5 dB). The network outputs' sketches
+were then made from outputs whose hashes equalled those pins, except the x3 example's and Set5's head at x4
+(a Zen 3 EPYC's rounding; their scores stayed within 1.7e-5 of the pins). A deliberate change of output
+rewrites them with ``python tests/test_pinned_outputs.py`` and says why in its commit. bf16 and int8 depend
+on the CPU's instructions and are not pinned.
 """
 
 from __future__ import annotations
@@ -43,9 +52,49 @@ PINS = ROOT / "tests" / "fixtures" / "pinned_outputs.json"
 EXAMPLES = {2: "chelsea", 3: "coffee", 4: "astronaut"}
 
 
+MAX_SQUARED_LEVELS = 64
+SCORE_TOLERANCE = 1e-4
+PROJECTIONS = 32
+
+
 def digest(array: np.ndarray) -> str:
+    """Bit for bit: for what is computed in integers."""
     array = np.ascontiguousarray(array)
     return hashlib.sha256(f"{array.dtype}{array.shape}".encode() + array.tobytes()).hexdigest()
+
+
+def sketch(array: np.ndarray) -> dict:
+    """Within fp32's rounding: for what the network computes (the module docstring says how it is compared)."""
+    values = np.asarray(array, dtype=np.int64).ravel()
+    signs = np.random.default_rng(2026).integers(0, 2, size=(PROJECTIONS, values.size), dtype=np.int8)
+    projections = (2 * signs.astype(np.int64) - 1) @ values
+    return {"shape": list(array.shape), "sum": int(values.sum()), "projections": projections.tolist()}
+
+
+def assert_near_pin(actual: dict, pinned: dict) -> None:
+    assert actual["shape"] == pinned["shape"]
+    moved = np.array(actual["projections"]) - np.array(pinned["projections"])
+    squared = float(np.mean(moved.astype(float) ** 2))
+    assert squared <= MAX_SQUARED_LEVELS, f"the output moved by about {squared:.0f} squared levels"
+    assert abs(actual["sum"] - pinned["sum"]) <= MAX_SQUARED_LEVELS
+
+
+def assert_matches(actual, pinned, where: str = "") -> None:
+    """Equal, except sketches (near) and floats (scores, within SCORE_TOLERANCE)."""
+    if isinstance(pinned, dict) and "projections" in pinned:
+        assert_near_pin(actual, pinned)
+    elif isinstance(pinned, dict):
+        assert actual.keys() == pinned.keys(), where
+        for key in pinned:
+            assert_matches(actual[key], pinned[key], f"{where}/{key}")
+    elif isinstance(pinned, list):
+        assert len(actual) == len(pinned), where
+        for n, (a, p) in enumerate(zip(actual, pinned, strict=True)):
+            assert_matches(a, p, f"{where}/{n}")
+    elif isinstance(pinned, float):
+        assert abs(actual - pinned) <= SCORE_TOLERANCE, f"{where}: {actual} against the pinned {pinned}"
+    else:
+        assert actual == pinned, where
 
 
 def compared(model: mdsr.MDSR, item: serving.Item, scale: int, truth: str) -> Comparison:
@@ -66,11 +115,11 @@ def example_outputs(model: mdsr.MDSR, scale: int) -> dict:
         image.crop((40, 30, 40 + 30 * scale, 30 + 24 * scale)).save(crop, format="PNG")
     itself = compared(model, serving.Item("crop.png", crop), scale, "self")
     return {
-        "output": digest(picture_to_array(given.output)),
+        "output": sketch(picture_to_array(given.output)),
         "bicubic": digest(picture_to_array(given.bicubic)),
         "metrics": asdict(given.metrics),
         "self_truth_lr": digest(picture_to_array(itself.lr)),
-        "self_truth_output": digest(picture_to_array(itself.output)),
+        "self_truth_output": sketch(picture_to_array(itself.output)),
         "self_truth_metrics": asdict(itself.metrics),
     }
 
@@ -89,7 +138,7 @@ def pil_outputs(model: mdsr.MDSR) -> dict:
     pinned = {}
     for kind, image in kinds.items():
         result = upscale(model, image, 2, precision="fp32")
-        pinned[kind] = {"mode": result.mode, "pixels": digest(np.asarray(result))}
+        pinned[kind] = {"mode": result.mode, "pixels": sketch(np.asarray(result))}
     return pinned
 
 
@@ -109,7 +158,7 @@ def set5_outputs(model: mdsr.MDSR) -> dict:
     standard = evaluate(model, [BENCHMARK / "Set5"], [2, 3, 4], precision="fp32", show_progress=False)
     theirs = evaluate(model, [BENCHMARK / "Set5"], [4], protocol="super-image", precision="fp32", show_progress=False)
     outputs = {
-        pair.name: digest(super_resolve_8bit(model, pair.lr, 4, precision="fp32"))
+        pair.name: sketch(super_resolve_8bit(model, pair.lr, 4, precision="fp32"))
         for pair in load_benchmark(BENCHMARK / "Set5", 4)
     }
     return {
@@ -131,11 +180,11 @@ def pins() -> dict:
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_the_demo_comparison_of_each_example_is_unchanged(model, pins, scale):
-    assert json.loads(json.dumps(example_outputs(model, scale))) == pins["examples"][str(scale)]
+    assert_matches(json.loads(json.dumps(example_outputs(model, scale))), pins["examples"][str(scale)])
 
 
 def test_pil_images_of_every_kind_upscale_unchanged(model, pins):
-    assert pil_outputs(model) == pins["pil"]
+    assert_matches(pil_outputs(model), pins["pil"])
 
 
 def test_training_patches_are_unchanged(pins):
@@ -144,7 +193,7 @@ def test_training_patches_are_unchanged(pins):
 
 @needs_data
 def test_set5_outputs_and_scores_are_unchanged(model, pins):
-    assert json.loads(json.dumps(set5_outputs(model))) == pins["set5"]
+    assert_matches(json.loads(json.dumps(set5_outputs(model))), pins["set5"])
 
 
 if __name__ == "__main__":
@@ -158,3 +207,23 @@ if __name__ == "__main__":
     }
     PINS.write_text(json.dumps(written, indent=1) + "\n")
     print(f"wrote {PINS}", file=sys.stderr)
+
+
+def test_a_pin_holds_through_rounding_flips_and_not_through_a_changed_pixel():
+    """The precision the pins state: 9 pixels one level off pass; one pixel 9 levels off, or a bias of one
+    level over 100 pixels, fail."""
+    with Image.open(ROOT / "examples" / "coffee.png") as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    pinned = sketch(pixels)
+    flat = lambda a: a.reshape(-1)  # noqa: E731
+    flipped = pixels.copy()
+    flat(flipped)[np.random.default_rng(1).choice(pixels.size, 9, replace=False)] ^= 1  # one level each
+    assert_near_pin(sketch(flipped), pinned)
+    moved = pixels.astype(np.int64)
+    flat(moved)[1000] += 9 if flat(moved)[1000] < 128 else -9
+    with pytest.raises(AssertionError):
+        assert_near_pin(sketch(moved), pinned)
+    biased = pixels.astype(np.int64)
+    flat(biased)[:100] += np.where(flat(biased)[:100] < 255, 1, -1)
+    with pytest.raises(AssertionError):
+        assert_near_pin(sketch(biased), pinned)
