@@ -18,6 +18,12 @@ Block inputs get one scale per tensor from the tensor's own min/max at run time 
 own range); weights get one symmetric scale per output channel. The convolutions run through
 oneDNN's u8s8 kernels (the ones TorchInductor uses), which use VNNI/AMX where the CPU has them:
 ~4-5x the throughput of fp32 on an AVX-512 VNNI Xeon. Only CPUs are supported.
+
+Weights are 8-bit where the kernels sum 8-bit products in 32 bits (VNNI, AMX), 7-bit elsewhere: oneDNN's
+pre-VNNI kernels (AVX2, AVX-512 without VNNI) add each pair of uint8 x int8 products in 16 bits and
+saturate past 32,767 (2 x 255 x 127 = 64,770; with 7-bit weights at most 2 x 255 x 63 = 32,130), which
+moved outputs by ~5% in a probe on a Zen 3 EPYC. ``int8_weight_bits`` finds out which, by running one
+convolution whose sums saturate in 16 bits, not by reading the CPU's name.
 """
 
 from __future__ import annotations
@@ -38,19 +44,33 @@ from mdsr.model import MDSR, ResBlock
 def int8_available(device: torch.device | str = "cpu") -> bool:
     """True where the int8 path runs: a CPU device and a PyTorch whose oneDNN quantised convolution
     works as this module calls it (probed once: the operators are internal to PyTorch)."""
-    return torch.device(device).type == "cpu" and _int8_probe()
+    return torch.device(device).type == "cpu" and int8_weight_bits() is not None
 
 
 @functools.cache
-def _int8_probe() -> bool:
-    try:
-        with torch.random.fork_rng(devices=[]), torch.inference_mode():  # leaves the caller's RNG as it was
-            conv = nn.Conv2d(4, 4, 3, padding=1)
-            x = torch.rand(1, 4, 8, 8)
-            expected = conv(x)
-            return bool((Int8Conv2d(conv, refine=True)(x) - expected).norm() < 0.05 * expected.norm())
-    except (AttributeError, RuntimeError, TypeError):  # a missing operator or a changed signature
-        return False
+def int8_weight_bits() -> int | None:
+    """The weights' width on this machine: 8 where oneDNN's int8 convolution sums a pair of full-range
+    products exactly (VNNI, AMX), 7 where it does so only for 7-bit weights (pre-VNNI kernels), None where
+    neither runs (a missing operator or a changed signature)."""
+    for bits in (8, 7):
+        try:
+            if _sums_exactly(bits):
+                return bits
+        except (AttributeError, RuntimeError, TypeError):
+            return None
+    return None
+
+
+def _sums_exactly(bits: int) -> bool:
+    """A 3x3, 64-to-64 convolution, as the network's, whose every pair of products is 2 x 255 x (2^(bits-1) - 1):
+    inputs and weights of 1.0 give whole numbers up to 576 in fp32; a pair summed in 16 bits saturates
+    and gives about half."""
+    with torch.random.fork_rng(devices=[]), torch.inference_mode():  # leaves the caller's RNG as it was
+        conv = nn.Conv2d(64, 64, 3, padding=1, bias=False)
+        conv.weight.fill_(1.0)
+        x = torch.ones(1, 64, 8, 8).contiguous(memory_format=torch.channels_last)
+        out = Int8Conv2d(conv, weight_bits=bits)(x, QParams(1 / 255, 0))
+        return bool(torch.allclose(out, conv(x), rtol=1e-3))
 
 
 @dataclass(frozen=True)
@@ -100,18 +120,26 @@ def _bytes(q: torch.Tensor) -> torch.Tensor:
 class Int8Conv2d(nn.Module):
     """A frozen ``nn.Conv2d`` run with uint8 activations and int8 weights: fp32 in, fp32 out.
 
-    ``relu`` fuses the ReLU that follows; ``refine`` adds the second pass over the rounding residual.
+    ``relu`` fuses the ReLU that follows; ``refine`` adds the second pass over the rounding residual;
+    ``weight_bits`` is 8, or 7 where the kernels sum pairs of products in 16 bits (default: this machine's,
+    ``int8_weight_bits``).
     """
 
-    def __init__(self, conv: nn.Conv2d, *, relu: bool = False, refine: bool = False) -> None:
+    def __init__(
+        self, conv: nn.Conv2d, *, relu: bool = False, refine: bool = False, weight_bits: int | None = None
+    ) -> None:
         super().__init__()
         if relu and refine:
             raise ValueError("a refined convolution cannot fuse its ReLU (relu(a + b) != relu(a) + b)")
         if conv.groups != 1 or conv.dilation != (1, 1):
             raise ValueError("only ungrouped, undilated convolutions are supported")
+        weight_bits = weight_bits or int8_weight_bits() or 8
+        if weight_bits not in (7, 8):
+            raise ValueError(f"int8 weights are 7 or 8 bits wide; got {weight_bits}")
+        top = 2 ** (weight_bits - 1) - 1  # symmetric: 127 or 63 steps each side
         weight = conv.weight.detach().float().cpu()
-        self.weight_scale = weight.abs().amax(dim=(1, 2, 3)).clamp_min(1e-12) / 127
-        qweight = torch.round(weight / self.weight_scale[:, None, None, None]).clamp(-127, 127).to(torch.int8)
+        self.weight_scale = weight.abs().amax(dim=(1, 2, 3)).clamp_min(1e-12) / top
+        qweight = torch.round(weight / self.weight_scale[:, None, None, None]).clamp(-top, top).to(torch.int8)
         self.weight_zero_point = torch.zeros(weight.shape[0], dtype=torch.long)
         self.bias = None if conv.bias is None else conv.bias.detach().float().cpu()
         self.geometry = (list(conv.stride), list(conv.padding), [1, 1], 1)
@@ -155,9 +183,10 @@ class Int8Branch(nn.Module):
     of its own: calibration can cost speed, never accuracy. Uncalibrated, every scale is dynamic.
     """
 
-    def __init__(self, first: nn.Conv2d, second: nn.Conv2d) -> None:
+    def __init__(self, first: nn.Conv2d, second: nn.Conv2d, *, weight_bits: int | None = None) -> None:
         super().__init__()
-        self.first, self.second = Int8Conv2d(first, relu=True), Int8Conv2d(second)
+        self.first = Int8Conv2d(first, relu=True, weight_bits=weight_bits)
+        self.second = Int8Conv2d(second, weight_bits=weight_bits)
         self.relu_scale: float | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -233,19 +262,23 @@ def calibrate(model: MDSR, images: list[torch.Tensor], *, margin: float = 2.0) -
         branch.relu_scale = peak * margin / 255 if peak > 0 else None
 
 
-def int8_model(model: MDSR, *, calibration: list[torch.Tensor] | None = None) -> MDSR:
+def int8_model(
+    model: MDSR, *, calibration: list[torch.Tensor] | None = None, weight_bits: int | None = None
+) -> MDSR:
     """An inference-only copy of ``model`` with int8 convolutions (see the module docstring) and its HR stage
     folded (``folding.fold_in_place``), calibrated on ``calibration`` images (default:
-    ``calibration_images()``). Takes ~0.4 s: convert once and keep the copy (``inference.PreparedModels``).
-    Its state dict is not a checkpoint: keep and save the fp32 model.
+    ``calibration_images()``), its weights ``weight_bits`` wide (default: ``int8_weight_bits()``, what this
+    machine's kernels sum exactly). Takes ~0.4 s: convert once and keep the copy
+    (``inference.PreparedModels``). Its state dict is not a checkpoint: keep and save the fp32 model.
     """
     if not int8_available(next(model.parameters()).device):
         raise ValueError("int8 inference needs the model on the CPU and a PyTorch with oneDNN's int8 convolutions")
+    bits = weight_bits or int8_weight_bits()  # decided once for the copy
     out = fold_in_place(copy.deepcopy(model).eval().requires_grad_(False))
     for block in [m for m in out.modules() if isinstance(m, ResBlock)]:
         first, _relu, second = block.body
-        block.body = Int8Branch(first[0], second[0])
-    out.body[-1][0] = Int8Conv2d(out.body[-1][0], refine=True)
+        block.body = Int8Branch(first[0], second[0], weight_bits=bits)
+    out.body[-1][0] = Int8Conv2d(out.body[-1][0], refine=True, weight_bits=bits)
     calibrate(out, calibration_images() if calibration is None else calibration)
     return out
 

@@ -53,22 +53,23 @@ def test_progress_reports_every_block_and_tile(tiny_model, coffee):
     assert calls == [(n, total) for n in range(1, total + 1)]
 
 
-# The CPU kinds seen so far (flags as /proc/cpuinfo lists them, abridged) and one without VNNI.
+# The CPU kinds seen so far (flags as /proc/cpuinfo lists them, abridged) and one without AVX2.
 AMD_EPYC_BF16 = "avx2 avx512f avx512_bf16 avx512_vnni"
 XEON_VNNI = "avx2 avx512f avx512_vnni"
 XEON_AMX = "avx2 avx512f avx512_bf16 avx512_vnni amx_bf16 amx_tile amx_int8"
-AVX2_ONLY = "sse4_2 avx avx2 fma"
+AVX2_ONLY = "sse4_2 avx avx2 fma"  # a Zen 3 EPYC
+SSE_ONLY = "sse4_1 sse4_2 popcnt"
 
 
-@pytest.mark.parametrize("flags", [AMD_EPYC_BF16, XEON_VNNI, XEON_AMX])
-def test_auto_is_int8_on_cpus_with_8_bit_dot_products(flags, monkeypatch):
+@pytest.mark.parametrize("flags", [AMD_EPYC_BF16, XEON_VNNI, XEON_AMX, AVX2_ONLY])
+def test_auto_is_int8_on_cpus_with_8_bit_dot_products_or_avx2(flags, monkeypatch):
     monkeypatch.setattr("mdsr.inference.host_cpu", lambda: CpuKind.from_flags(flags))
     monkeypatch.setattr("mdsr.inference.int8_available", lambda device="cpu": True)
     assert resolve_precision("auto") == "int8"
 
 
-def test_auto_is_fp32_on_cpus_without_them(monkeypatch):
-    monkeypatch.setattr("mdsr.inference.host_cpu", lambda: CpuKind.from_flags(AVX2_ONLY))
+def test_auto_is_fp32_on_cpus_without_either(monkeypatch):
+    monkeypatch.setattr("mdsr.inference.host_cpu", lambda: CpuKind.from_flags(SSE_ONLY))
     monkeypatch.setattr("mdsr.inference.int8_available", lambda device="cpu": True)
     assert resolve_precision("auto") == "fp32"
 
@@ -86,9 +87,10 @@ def test_bf16_counts_as_native_only_with_the_cpu_flags_for_it(flags):
 
 
 def test_cpu_flags_are_read_as_whole_words():
-    assert CpuKind.from_flags(AMD_EPYC_BF16) == CpuKind(int8=True, bf16=True)
-    assert CpuKind.from_flags(XEON_VNNI) == CpuKind(int8=True, bf16=False)
-    assert CpuKind.from_flags("avx512_vnnix avx512_bf16x") == CpuKind(int8=False, bf16=False)
+    assert CpuKind.from_flags(AMD_EPYC_BF16) == CpuKind(int8=True, bf16=True, avx2=True)
+    assert CpuKind.from_flags(XEON_VNNI) == CpuKind(int8=True, bf16=False, avx2=True)
+    assert CpuKind.from_flags(AVX2_ONLY) == CpuKind(int8=False, bf16=False, avx2=True)
+    assert CpuKind.from_flags("avx512_vnnix avx512_bf16x avx2x") == CpuKind(int8=False, bf16=False)
 
 
 def test_an_explicit_precision_is_kept(monkeypatch):
