@@ -73,8 +73,8 @@ GROUND_TRUTH = {GT_NONE: "none", GT_UPLOAD: "upload", GT_SELF: "self"}
 # The UI's initial options, with which an example row runs.
 DEFAULTS = dict(weights=AUTO_LABEL, self_ensemble=False, precision="auto", auto_zoom=True, zoom_x=50, zoom_y=50)
 PRECISIONS = [
-    ("auto: int8 on CPUs with VNNI/AMX, else fp32 (no visible change: README)", "auto"),
-    ("fp32 (exact; 2.3-2.8x slower than int8 on a CPU)", "fp32"),
+    ("auto: int8 on CPUs with VNNI/AMX/AVX2, else fp32 (no visible change: README)", "auto"),
+    ("fp32 (exact; 1.6-2.8x slower than int8 on a CPU)", "fp32"),
     ("bf16 (misses the bar: up to 0.12 dB on one image)", "bf16"),
     ("int8 (CPU: PSNR within 0.003 dB of fp32 on average, 0.012 dB at most)", "int8"),
 ]
@@ -491,7 +491,7 @@ def _percent(value: float, length: int) -> int:
 def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto", format="png", size=None):  # noqa: A002
     """Upscale `image` by `scale` (2, 3 or 4, or another factor from 1.1 to 8), or to `size` ("1920x1080" to
     fit inside, "1920x" or "x1080"; then `scale` may be null); with `ground_truth` (the HR original, of the
-    output's size), also PSNR/SSIM of MDSR-BAM and bicubic. `precision`: "auto" (int8 on CPUs with VNNI/AMX, else fp32), "fp32", "bf16"
+    output's size), also PSNR/SSIM of MDSR-BAM and bicubic. `precision`: "auto" (int8 on CPUs with VNNI/AMX/AVX2, else fp32), "fp32", "bf16"
     or "int8". `weights`: "auto" (the published eugenesiow/mdsr-bam where the Hub
     has them, else the bundled ones), "bundled" or "published". `format`: "png" (exact), "webp" (lossless)
     or "jpeg" (quality 95), each with the input's colour profile and EXIF. Returns the file and a report
