@@ -74,9 +74,9 @@ GROUND_TRUTH = {GT_NONE: "none", GT_UPLOAD: "upload", GT_SELF: "self"}
 DEFAULTS = dict(weights=AUTO_LABEL, self_ensemble=False, precision="auto", auto_zoom=True, zoom_x=50, zoom_y=50)
 PRECISIONS = [
     ("auto: int8 on CPUs with VNNI/AMX/AVX2, else fp32 (no visible change: README)", "auto"),
-    ("fp32 (exact; 1.6-2.8x slower than int8 on a CPU)", "fp32"),
+    ("fp32 (exact; 1.5-2.8x slower than int8 on a CPU)", "fp32"),
     ("bf16 (misses the bar: up to 0.12 dB on one image)", "bf16"),
-    ("int8 (CPU: PSNR within 0.003 dB of fp32 on average, 0.012 dB at most)", "int8"),
+    ("int8 (CPU: PSNR within 0.009 dB of fp32 on average, 0.023 dB at most)", "int8"),
 ]
 # Weights are loaded on first use and kept (the bundled ones at start); whether the Hub is reachable is
 # asked at the first "auto" request (3 s at most, at once under HF_HUB_OFFLINE). On a ZeroGPU Space the

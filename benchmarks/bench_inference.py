@@ -54,7 +54,7 @@ from mdsr.inference import (  # noqa: E402
     super_resolve,
 )
 from mdsr.model import MDSR  # noqa: E402
-from mdsr.quantize import Int8Conv2d, int8_available, int8_model  # noqa: E402
+from mdsr.quantize import Int8Conv2d, int8_available, int8_model, int8_weight_bits  # noqa: E402
 from mdsr.weights import load_model  # noqa: E402
 
 
@@ -365,7 +365,8 @@ def main() -> None:
     kinds = ["fp32"] + (["bf16"] if native_bf16 else []) + (["int8"] if ours_int8 is not None else [])
     ceilings = {kind: conv_ceiling(kind) for kind in kinds}
     print(
-        f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}; auto precision: {auto}; "
+        f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}; auto precision: {auto} "
+        f"(int8 weights: {int8_weight_bits()} bits); "
         f"native bf16: {native_bf16}; 3x3-conv ceiling (GFLOP/s): "
         + ", ".join(f"{k} {v:.0f}" for k, v in ceilings.items())
     )
@@ -426,6 +427,7 @@ def main() -> None:
                     "cores": os.cpu_count(),
                     "torch": torch.__version__,
                     "auto_precision": auto,
+                    "int8_weight_bits": int8_weight_bits(),
                     "ceiling_gflops": ceilings,
                     "timings": results,
                     "quality": quality_rows,

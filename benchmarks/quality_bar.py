@@ -35,7 +35,7 @@ from mdsr.folding import fold_upsamplers  # noqa: E402
 from mdsr.imaging import array_to_tensor, tensor_to_array, to_uint  # noqa: E402
 from mdsr.inference import EDGE_PADDING, bf16_available, host_cpu  # noqa: E402
 from mdsr.metrics import psnr  # noqa: E402
-from mdsr.quantize import int8_available  # noqa: E402
+from mdsr.quantize import int8_available, int8_weight_bits  # noqa: E402
 from mdsr.weights import load_model  # noqa: E402
 
 BENCHMARK = ROOT.parent / "shared" / "data" / "benchmark"
@@ -90,7 +90,8 @@ def main() -> None:
         folders.append(Path(args.held_out))
     runnable = {"int8": int8_available(), "bf16": bf16_available()}
     precisions = [p for p in args.precisions if runnable.get(p, True)]
-    print(f"CPU: {host_cpu()}; precisions: {', '.join(precisions)}; sets: {', '.join(f.name for f in folders)}")
+    print(f"CPU: {host_cpu()}; int8 weights: {int8_weight_bits()} bits; precisions: {', '.join(precisions)}; "
+          f"sets: {', '.join(f.name for f in folders)}")  # fmt: skip
 
     def run(precision: str):
         return evaluate(model, folders, [2, 3, 4], precision=precision, show_progress=False)
@@ -114,7 +115,9 @@ def main() -> None:
             )
         print(f"| **{precision}** | | | | | | **{'holds' if all(c.holds for c in checks) else 'misses'} the bar** |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": str(host_cpu()), "checks": report}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"cpu": str(host_cpu()), "int8_weight_bits": int8_weight_bits(), "checks": report}, indent=2)
+        )
 
 
 if __name__ == "__main__":

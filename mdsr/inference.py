@@ -126,8 +126,9 @@ def auto_precision(device: torch.device | str = "cpu") -> Mode:
     - CPUs with 8-bit dot products (AVX-512 VNNI, AVX-VNNI, AMX): int8 (``mdsr.quantize``), 2.3-2.8x
       fp32's speed there; with the bundled weights its mean PSNR change is at most 0.0029 dB per set and
       scale, 0.0113 dB on the worst image.
-    - Other x86 CPUs with AVX2: int8 with 7-bit weights (what their kernels sum exactly), 1.6-1.7x fp32's
-      speed on a Zen 3 EPYC, within the bar there too (``docs/quality_bar.md``).
+    - Other x86 CPUs with AVX2: int8 with 7-bit weights (what their kernels sum exactly), 1.56-1.65x fp32's
+      speed on a Zen 3 EPYC; mean PSNR change at most 0.0082 dB per set and scale, 0.0229 dB on the worst
+      image (``docs/quality_bar.md``).
     - Other CPUs, and CUDA: fp32. bf16 misses the bar (mean +0.0105 dB on BSD100 x2, +0.123 dB on one BSD100
       image, measured with CPU autocast, whose arithmetic CUDA's bf16 shares: bf16 inputs, float32 sums),
       so it stays one choice away (``precision="bf16"``).

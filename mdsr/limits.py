@@ -30,7 +30,7 @@ UNSTRIPED_TRUNK_BYTES = 1400
 LEAN_TRUNK_BYTES = 560  # two maps: the block's input and output
 STREAMED_TRUNK_BYTES = 260
 # The streamed trunk's bands and chunks (the lean trunk's streamed parts too). Peaks vary from run to run
-# with the allocator: a 12 MP photo's largest region at x2 peaked 851-881 MB over the same run (fp32, Zen 3).
+# with the allocator: a 12 MP photo's largest region at x2 peaked 851-890 MB over identical runs (fp32, Zen 3).
 STREAMED_FIXED_MB = 270
 INPUT_BYTES = 24  # per input pixel: the decoded picture and the network's view of it
 DECODE_BYTES = 30  # per pixel of a file while it is decoded: the decoder's 8-bit images and the float picture (measured: 29)

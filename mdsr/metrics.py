@@ -60,7 +60,7 @@ def _planes(img: np.ndarray, shave: int, rows: tuple[int, int], y_channel: bool)
 
 def _whole(img: np.ndarray, shave: int, y_channel: bool) -> np.ndarray:
     """The shaved image, converted whole and then cropped (the literature's tables were made so, and the
-    pinned scores are reproduced bit for bit so)."""
+    pinned scores are reproduced so)."""
     planes = rgb_to_y(img) if y_channel else _as_rgb(img).astype(np.float64)
     return planes[shave:-shave, shave:-shave] if shave else planes
 

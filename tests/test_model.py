@@ -47,8 +47,8 @@ def test_outputs_equal_super_image_on_the_same_weights(scale, path):
     reference = tensors[f"output_x{scale}"]
     assert out.shape == reference.shape
     # fp32, summed in an order that differs between CPU kinds (PyTorch's and oneDNN's AVX2 and AVX-512
-    # kernels): up to 1.5e-5 on outputs of magnitude ~7 was seen, ~20 units in the last place of the largest
-    # value. The bound is 100 such units, far below what any change of the arithmetic moves.
+    # kernels): up to 1.5e-5 on outputs of magnitude ~7 was seen, 2e-6 of the largest value. The bound is
+    # 100 float32 epsilons of it (8e-5), far below what any change of the arithmetic moves.
     assert (out - reference).abs().max().item() <= 100 * torch.finfo(torch.float32).eps * reference.abs().max().item()
 
 
