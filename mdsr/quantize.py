@@ -281,12 +281,11 @@ def int8_model(
     """
     if not int8_available(next(model.parameters()).device):
         raise ValueError("int8 inference needs the model on the CPU and a PyTorch with oneDNN's int8 convolutions")
-    bits = int8_weight_bits() if weight_bits is None else weight_bits  # decided once for the copy
     out = fold_in_place(copy.deepcopy(model).eval().requires_grad_(False))
     for block in [m for m in out.modules() if isinstance(m, ResBlock)]:
         first, _relu, second = block.body
-        block.body = Int8Branch(first[0], second[0], weight_bits=bits)
-    out.body[-1][0] = Int8Conv2d(out.body[-1][0], refine=True, weight_bits=bits)
+        block.body = Int8Branch(first[0], second[0], weight_bits=weight_bits)
+    out.body[-1][0] = Int8Conv2d(out.body[-1][0], refine=True, weight_bits=weight_bits)
     calibrate(out, calibration_images() if calibration is None else calibration)
     return out
 
