@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import socket
 import tempfile
 import urllib.error
@@ -39,6 +40,12 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 BENCHMARK = SHARED_DATA / "benchmark"
 
 needs_data = pytest.mark.skipif(not BENCHMARK.is_dir(), reason="../shared/data is not present")
+
+
+def pytest_unconfigure(config) -> None:
+    """The run's Gradio folder goes with the run (pytest's own tmp_path folders are kept and pruned by pytest)."""
+    shutil.rmtree(os.environ["GRADIO_TEMP_DIR"], ignore_errors=True)
+
 
 TINY = MdsrConfig(n_resblocks=2, n_feats=16, reduction=4)
 
