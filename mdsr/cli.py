@@ -33,6 +33,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         if f.name == "data":
             p.add_argument("data", nargs="*", help=help_)
         elif f.name == "scales":
+            help_ += " (default: %(default)s)"
             p.add_argument(flag, type=int, nargs="+", default=list(f.default), choices=SUPPORTED_SCALES, help=help_)
         elif f.type == "bool":
             flag = f"--no-{f.name.replace('_', '-')}" if f.default else flag
@@ -40,6 +41,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         else:
             kind = {"int": int, "float": float}.get(f.type.split(" |")[0], str)
             required = f.default is MISSING
+            if not required and f.default is not None and "default" not in help_:
+                help_ += " (default: %(default)s)"
             p.add_argument(
                 flag, type=kind, choices=choices, required=required, default=None if required else f.default, help=help_
             )

@@ -95,7 +95,7 @@ DEMO_LIMITS = Limits(
     memory_mb=1500, batch_images=16, batch_bytes=20_000_000, jobs_per_client=2, jobs=16,
 )  # fmt: skip
 # One's own machine, nothing else bounded: a 12-megapixel phone photo at x2 with its trunk streamed (4032x3024:
-# estimated at ~4,080 MB with the process at rest; 4000x3000 peaked at 3,873 MB, measured).
+# estimated at ~4,120 MB with the process at rest; 4000x3000 peaked at 3,873 MB, measured).
 CLI_LIMITS = Limits(
     file_bytes=UNLIMITED, input_pixels=50_000_000, output_pixels=200_000_000, work_pixels=UNLIMITED,
     memory_mb=4200, batch_images=UNLIMITED, batch_bytes=UNLIMITED, jobs_per_client=1, jobs=1,
