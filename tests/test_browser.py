@@ -44,6 +44,16 @@ def page(url):
         browser.close()
 
 
+def loaded_slider(page):
+    """The slider's pictures, once the browser has loaded them (the text beside them may arrive first)."""
+    page.wait_for_function(
+        "() => { const imgs = [...document.querySelectorAll('#slider img')];"
+        " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
+        timeout=60_000,
+    )
+    return page.locator("#slider img")
+
+
 def test_upload_upscale_3x_and_download(page, tmp_path):
     lr = EXAMPLES / "coffee_lr_x3.png"
     width, height = Image.open(lr).size
@@ -55,7 +65,7 @@ def test_upload_upscale_3x_and_download(page, tmp_path):
     page.locator("#upscale-button").click()
 
     page.locator("#metrics", has_text="Gain").wait_for(timeout=180_000)
-    natural = page.locator("#slider img").last.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    natural = loaded_slider(page).last.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert natural == [width * 3, height * 3]
     assert page.locator("#slider img").count() == 2
 
@@ -75,8 +85,7 @@ def test_an_example_fills_the_results_and_is_cached(page, url):
     page.locator(".gallery-item, tr.tr-body, [data-testid='example']").first.click()
     page.locator("#metrics", has_text="Gain").wait_for(timeout=180_000)
     assert page.locator("#slider img").count() == 2
-    page.wait_for_function("() => [...document.querySelectorAll('#slider img')].every(i => i.complete && i.naturalWidth)")
-    assert page.locator("#slider img").last.evaluate("img => img.naturalWidth") == 512  # astronaut, 128 px LR at 4x
+    assert loaded_slider(page).last.evaluate("img => img.naturalWidth") == 512  # astronaut, 128 px LR at 4x
 
 
 def test_your_own_weights_upscale_and_are_named(page, url, tmp_path):
@@ -149,7 +158,7 @@ def test_another_size_is_upscaled_and_named(page, url):
     page.locator("#custom-size textarea, #custom-size input").first.fill("1.5")
     page.locator("#upscale-button").click()
     page.locator("#run-info", has_text="200x133 → 300x200").wait_for(timeout=180_000)
-    assert page.locator("#slider img").last.evaluate("img => img.naturalWidth") == 300
+    assert loaded_slider(page).last.evaluate("img => img.naturalWidth") == 300
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-custom-size.png"), full_page=True)
 

@@ -64,8 +64,22 @@ def run(page, image, scale: int, truth=None):
         page.locator("#gt-image input[type=file]").set_input_files(str(truth))
     page.locator("#upscale-button").click()
     page.locator("#run-info", has_text="Ran:").wait_for(timeout=300_000)
-    page.locator("#slider img").first.wait_for(timeout=60_000)
-    page.wait_for_timeout(500)  # the scroll to the result
+    page.wait_for_function(
+        "() => { const imgs = [...document.querySelectorAll('#slider img')];"
+        " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
+        timeout=60_000,
+    )
+    page.evaluate(SCROLL_SETTLED)
+
+
+# The page scrolls to the result when it arrives: resolved once the scroll position has not moved for ten
+# frames in a row, however slowly the browser runs.
+SCROLL_SETTLED = """() => new Promise(resolve => {
+  let last = null, still = 0;
+  const tick = () => { still = window.scrollY === last ? still + 1 : 0; last = window.scrollY;
+                       still >= 10 ? resolve() : requestAnimationFrame(tick); };
+  tick();
+})"""
 
 
 def snapshot(page, name: str) -> dict:
