@@ -357,6 +357,8 @@ def image_size(path) -> tuple[int, int] | None:
             # A PNG's through the base class: the header's EXIF, never a decode. An unreadable EXIF turns
             # nothing, as the decoder then leaves it out.
             rotated = _orientation(image, header_only=png) in (5, 6, 7, 8)  # orientations that swap the axes
+            if rotated and image.format == "TIFF":  # Pillow 12 reports a TIFF's size upright already
+                rotated = (w, h) == (image.tag_v2.get(256), image.tag_v2.get(257))  # ImageWidth, ImageLength
     except DECODER_ERRORS:
         return None
     finally:
@@ -386,14 +388,16 @@ def _png_exif(fp) -> bytes | None:
 def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> Picture:
     """Open a path, bytes-like file object or PIL image as a ``Picture``, with user-facing errors.
 
-    16-bit colour PNG/TIFF files, which PIL reduces to 8 bits, are read at full depth with OpenCV.
+    16-bit colour PNG/TIFF files, which PIL reduces to 8 bits, are read at full depth with OpenCV, whatever
+    the file's name.
     """
     if isinstance(source, Image.Image):
         return picture_from_pil(source, max_pixels=max_pixels)
     heif_available()
+    start = None if isinstance(source, (str, os.PathLike)) else source.tell()
     try:
         with Image.open(source) as image:  # opened once: the header decides whether OpenCV reads it instead
-            deep = _read_deep_colour(source, image, max_pixels) if isinstance(source, (str, os.PathLike)) else None
+            deep = _read_deep_colour(source, start, image, max_pixels)
             return deep if deep is not None else picture_from_pil(image, max_pixels=max_pixels)
     except Image.DecompressionBombError as err:
         declared = re.search(r"\((\d+) pixels\)", str(err))
@@ -417,19 +421,24 @@ def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> 
         raise ImageError(f"the image data could not be decoded ({err})") from err
 
 
-def _read_deep_colour(path, image: Image.Image, max_pixels: int | None) -> Picture | None:
-    """The file at ``path`` (open as ``image``) via OpenCV if it is 16-bit colour (H, W, 3|4), else None."""
-    path = os.fspath(path)
-    if not str(path).lower().endswith((".png", ".tif", ".tiff")):
-        return None
-    if image.mode not in ("RGB", "RGBA") or not (_png_bit_depth(image) == 16 or image.format == "TIFF"):
+def _read_deep_colour(source, start: int | None, image: Image.Image, max_pixels: int | None) -> Picture | None:
+    """The file ``source`` (a path, or a file object whose file begins at ``start``; open as ``image``) via
+    OpenCV if it is 16-bit colour (H, W, 3|4), else None. Told by its header, never its name."""
+    if image.mode not in ("RGB", "RGBA") or not _sixteen_bits(image):
         return None
     _check_pixels(image.width, image.height, max_pixels)
     import cv2
 
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if isinstance(source, (str, os.PathLike)):
+        array = cv2.imread(os.fspath(source), cv2.IMREAD_UNCHANGED)
+    else:
+        position = source.tell()
+        source.seek(start)
+        array = cv2.imdecode(np.frombuffer(source.read(), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        source.seek(position)
     if array is None or array.dtype != np.uint16 or array.ndim != 3:
-        return None
+        pic = picture_from_pil(image, max_pixels=max_pixels)
+        return replace(pic, notes=(*pic.notes, DEPTH_LOST))
     orientation = _orientation(image)  # OpenCV's IMREAD_UNCHANGED applies none
     exif, notes = None, (EXIF_UNREADABLE,) if orientation is None else ()
     if orientation is not None:
@@ -446,6 +455,15 @@ def _read_deep_colour(path, image: Image.Image, max_pixels: int | None) -> Pictu
     return Picture(
         np.ascontiguousarray(rgb), alpha, grey=False, bit_depth=16, notes=notes, icc=_profile_of(image), exif=exif
     )
+
+
+DEPTH_LOST = "a 16-bit file that could be read only at 8 bits a channel"
+
+
+def _sixteen_bits(image: Image.Image) -> bool:
+    if image.format == "TIFF":
+        return set(image.tag_v2.get(258, ())) == {16}  # BitsPerSample, per channel
+    return _png_bit_depth(image) == 16
 
 
 def _turned(array: np.ndarray, orientation: int) -> np.ndarray:

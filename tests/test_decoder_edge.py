@@ -71,3 +71,25 @@ def test_a_16_bit_colour_png_is_turned_by_its_orientation_as_its_header_says(tmp
     expected = np.asarray(photo(), dtype=np.uint16) * 257 + 5
     expected = np.rot90(expected, -1) if size == (48, 64) else expected  # orientation 6: a quarter turn clockwise
     assert np.array_equal(np.rint(pic.rgb * 65535).astype(np.uint16), expected)
+
+
+def test_a_tiff_turned_by_its_exif_is_sized_as_it_decodes(tmp_path):
+    """Pillow reports a TIFF's size upright already; its header size must not be turned a second time."""
+    exif = photo().getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "turned.tiff"
+    photo().save(path, exif=exif.tobytes())
+    assert image_size(str(path)) == read_image(path).size == (48, 64)
+
+
+@pytest.mark.parametrize("name", ["scan", "scan.jpg", "scan.bin"])
+def test_a_16_bit_colour_png_keeps_its_16_bits_whatever_its_name(tmp_path, name):
+    deep = exif_png(tmp_path / "deep.png", orientation_6(), deep=True)
+    renamed = deep.rename(tmp_path / name)
+    assert read_image(renamed).bit_depth == 16
+
+
+def test_a_16_bit_colour_png_read_from_memory_keeps_its_16_bits(tmp_path):
+    deep = exif_png(tmp_path / "deep.png", orientation_6(), deep=True)
+    from_memory, from_file = read_image(io.BytesIO(deep.read_bytes())), read_image(deep)
+    assert from_memory.bit_depth == 16 and np.array_equal(from_memory.rgb, from_file.rgb)
