@@ -191,6 +191,8 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
         image.seek(0)
         notes.append(f"animated image: used the first of its {image.n_frames} frames")
     _check_pixels(image.width, image.height, max_pixels)
+    if image.width == 0 or image.height == 0:
+        raise ImageError(f"the image is empty ({image.width}x{image.height} pixels)")
     try:
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as err:  # libheif/libavif: RuntimeError
@@ -215,6 +217,8 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
     )
     grey = mode in ("1", "L", "LA", "La")
     if has_alpha:
+        if mode == "La":  # premultiplied grey: Pillow converts it to RGBA only by way of LA
+            image = image.convert("LA")
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
         rgba /= 255.0  # in place: one float copy of a large image, not two
         rgb, alpha = rgba[:, :, :3], rgba[:, :, 3]

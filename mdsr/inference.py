@@ -278,8 +278,8 @@ def choose_tile(height: int, width: int, scale: int, tile: int | Literal["auto"]
     if tile == "auto":
         size = AUTO_TILE_HR // scale
         return None if max(height, width) <= size else size
-    if tile is not None and tile < 16:
-        raise ValueError(f"tile must be at least 16 LR pixels, got {tile}")
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 16):
+        raise ValueError(f"tile must be 'auto', None or a whole number of at least 16 LR pixels; got {shown(tile)}")
     return tile
 
 
@@ -614,6 +614,12 @@ def upscale_picture(
     ``execute`` runs it. ``prepared`` keeps the int8 copy of ``model``, made at its first int8 call."""
     if size is None and scale is None:
         raise ValueError("give a scale (a factor from 1.1 to 8) or a size such as 1920x1080")
+    if size is not None and scale is not None:
+        raise ValueError(f"give a scale or a size, not both; got scale {shown(scale)} and size {shown(size)}")
+    if not isinstance(model, MDSR):
+        raise TypeError(f"model must be an mdsr.MDSR (mdsr.load_model() gives one); got {type(model).__name__}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a function called as progress(done, total); got {shown(progress)}")
     target = (size if isinstance(size, Target) else parse_size(size)) if size is not None else scale
     sizing = plan_size(pic.size, target)
     if max_output_pixels is not None:
@@ -644,6 +650,11 @@ def upscale(
     """Super-resolve a PIL image of any mode: ``upscale_picture``'s arguments, a PIL image back of the same
     kind (grey stays grey, alpha is kept, 16-bit grey stays 16-bit; see ``imaging.picture_to_pil``) with the
     input's colour profile and EXIF in its ``info``."""
+    if not isinstance(image, Image.Image):
+        raise TypeError(
+            f"upscale takes a PIL image (PIL.Image.open(path)); got {type(image).__name__}. For a file, "
+            "mdsr.read_image(path) and upscale_picture keep 16-bit colour too"
+        )
     out, _ = upscale_picture(
         model, picture_from_pil(image, max_pixels=None), scale, size=size, precision=precision,
         self_ensemble=self_ensemble, progress=progress, max_output_pixels=max_output_pixels, trunk=trunk,

@@ -62,7 +62,12 @@ def parse_factor(value: object) -> float:
             f"the scale must be a number from {MIN_FACTOR:g} to {MAX_FACTOR:g}, written without underscores; "
             f"got {shown(value)}"
         )
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    # Only floats can be infinite or NaN (math.isfinite of an int past float's range raises OverflowError).
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise ValueError(f"the scale must be a number from {MIN_FACTOR:g} to {MAX_FACTOR:g}; got {shown(value)}")
     if not MIN_FACTOR <= value <= MAX_FACTOR:
         raise ValueError(f"the scale must be from {MIN_FACTOR:g} to {MAX_FACTOR:g}; got {_exact(value)}")

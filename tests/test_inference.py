@@ -114,6 +114,35 @@ def test_a_one_pixel_image_is_a_clear_error(tiny_model, tmp_path):
         upscale_picture(tiny_model, read_image(write(tmp_path, "one_pixel")), 2)
 
 
+@pytest.mark.parametrize("size", [(0, 5), (5, 0)])
+def test_an_empty_image_is_a_clear_error(tiny_model, size):
+    with pytest.raises(ImageError, match=rf"the image is empty \({size[0]}x{size[1]} pixels\)"):
+        upscale(tiny_model, Image.new("RGB", size), 2)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        (dict(image="photo.png"), TypeError, r"upscale takes a PIL image \(PIL.Image.open\(path\)\); got str"),
+        (dict(image=np.zeros((8, 8, 3))), TypeError, r"upscale takes a PIL image .*; got ndarray"),
+        (dict(model=None), TypeError, r"model must be an mdsr.MDSR .*; got NoneType"),
+        (dict(size="200x"), ValueError, r"give a scale or a size, not both; got scale 2 and size '200x'"),
+        (dict(tile="x"), ValueError, r"tile must be 'auto', None or a whole number of at least 16 LR pixels; got 'x'"),
+        (dict(progress=5), TypeError, r"progress must be a function called as progress\(done, total\); got 5"),
+    ],
+    ids=["path", "array", "no_model", "scale_and_size", "tile", "progress"],
+)
+def test_a_wrong_argument_to_upscale_is_named_in_one_sentence(tiny_model, coffee, arguments, error, message):
+    given = {"model": tiny_model, "image": crop(coffee, (24, 16)), "scale": 2, **arguments}
+    with pytest.raises(error, match=message):
+        upscale(given.pop("model"), given.pop("image"), given.pop("scale"), **given)
+
+
+def test_a_premultiplied_grey_image_keeps_its_alpha(tiny_model, coffee):
+    premultiplied = crop(coffee, (24, 16)).convert("LA").convert("La")
+    assert upscale(tiny_model, premultiplied, 2).mode == "LA"
+
+
 @pytest.mark.parametrize(
     ("sample", "mode"),
     [("rgba_png", "RGBA"), ("grey_alpha_png", "LA"), ("palette_transparent_png", "RGBA"), ("cmyk_jpeg", "RGB")],

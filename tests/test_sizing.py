@@ -63,6 +63,12 @@ def test_a_refused_factor_is_shown_as_given_not_rounded_into_the_range(factor):
     assert str(refusal.value) == f"the scale must be from 1.1 to 8; got {factor!r}"
 
 
+@pytest.mark.parametrize("factor", [10**400, -(10**400)])
+def test_an_integer_past_floats_range_is_refused_in_one_sentence(factor):
+    with pytest.raises(ValueError, match=r"^the scale must be from 1.1 to 8; got -?10000000000\d+\.\.\.$"):
+        plan((200, 100), factor)
+
+
 def test_a_size_out_of_reach_on_one_side_names_that_side():
     with pytest.raises(ValueError) as refusal:
         plan((512, 4), Target(width=570))  # the width is 1.11x; the height stays 4
