@@ -274,7 +274,13 @@ def custom_or(scale, custom) -> dict:
     if not text:
         return {"scale": scale}
     if isinstance(text, str) and re.fullmatch(r"[0-9.]+", text):
-        return {"scale": float(text)}
+        try:
+            return {"scale": float(text)}
+        except ValueError:  # "1..5", "."
+            raise gr.Error(
+                f"another size is a factor from 1.1 to 8 (such as 1.5) or a size such as 1920x1080; got {text!r}",
+                print_exception=False,
+            ) from None
     return {"scale": None, "size": text}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from conftest import ROOT, tiny
@@ -205,6 +207,17 @@ def test_a_factor_with_the_image_as_its_own_truth_is_scored_at_the_images_size()
         **{**app.DEFAULTS, "weights": app.BUNDLED}, custom_size="1.5", progress=lambda *a, **k: None,
     )  # fmt: skip
     assert result.output.shape == (300, 451, 3) and "| x1.49" in result.metrics and "Gain" in result.metrics
+
+
+@pytest.mark.parametrize("typo", ["1..5", "."])
+def test_a_typo_in_the_uis_other_size_is_named_in_one_sentence(typo):
+    import app
+
+    with pytest.raises(app.gr.Error, match=rf"another size is a factor from 1.1 to 8 .*; got '{re.escape(typo)}'"):
+        app.upscale_ui(
+            image=str(EXAMPLES / "chelsea.png"), scale=2, gt_mode=app.GT_SELF, gt_image=None,
+            **{**app.DEFAULTS, "weights": app.BUNDLED}, custom_size=typo, progress=lambda *a, **k: None,
+        )  # fmt: skip
 
 
 @pytest.mark.parametrize(("factor", "lr_size"), [("6", (13, 10)), ("1.1", (72, 54)), ("8", (10, 7))])
