@@ -85,6 +85,12 @@ STORE = WeightStore(place=to_serving_device)
 PREPARED = PreparedModels()
 
 
+# Uvicorn (under Gradio) would itself replace a loopback peer's address by its X-Forwarded-For before
+# client_address sees it, so any local caller could take any address and a queue share with it. Who is
+# believed is decided in one place, trusted_proxies; uvicorn believes no one unless told otherwise.
+os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
+
+
 @functools.cache
 def trusted_proxies() -> tuple:
     """X-Forwarded-For is believed only from these (MDSR_TRUSTED_PROXIES; the Space's proxy on Hugging Face),

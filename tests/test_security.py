@@ -150,6 +150,18 @@ def test_simultaneous_requests_from_many_clients_are_admitted_up_to_the_queue_si
     wait_for(busy_app, queued)
 
 
+def test_off_a_space_a_local_caller_cannot_take_other_addresses_with_x_forwarded_for(monkeypatch):
+    import app
+
+    monkeypatch.setattr(app, "trusted_proxies", lambda: ())  # off a Space, MDSR_TRUSTED_PROXIES unset
+    small = [data_url(photo((32, 24))), 2, None, "auto"]
+    with running_app() as url:
+        answers = burst(url, [(small, f"203.0.113.{n}") for n in range(1, app.LIMITS.jobs_per_client + 3)])
+        queued = [event for kind, event in answers if kind == "queued"]
+        assert len(queued) <= app.LIMITS.jobs_per_client  # all from 127.0.0.1, whatever the header says
+        wait_for(url, queued)
+
+
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 SPACE_PROXY = clients.trusted_proxies({"SPACE_ID": "someone/mdsr"})
 
