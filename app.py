@@ -607,7 +607,7 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
             info = gr.Markdown(elem_id="run-info", visible=False)
             slider = gr.ImageSlider(
                 label="Bicubic (or weights B) ◀ ▶ MDSR-BAM", format="png", type="numpy",
-                elem_id="slider", visible=False, interactive=False, height=460,
+                elem_id="slider", visible=False, interactive=False, max_height=460,  # the picture's own shape, no bands
             )  # fmt: skip
             with gr.Row(visible=False, equal_height=False) as zoom_row:
                 zoom = gr.Image(
