@@ -13,10 +13,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from mdsr.inference import Precision
 from mdsr.model import SUPPORTED_SCALES
+
+if TYPE_CHECKING:
+    from mdsr.serving import Item, Outputs
 
 PRECISIONS = get_args(Precision)
 
@@ -93,7 +96,9 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
 
 UPSCALE_EPILOG = """\
 A file that cannot be upscaled (undecodable, over a limit) is reported in one line, "error: FILE: why",
-and the other files are still written; at the end "error: K of N images failed".
+and the other files are still written; at the end "error: K of N images failed". No output is ever written
+over one of the run's inputs (-o the inputs' folder, a.png beside a_x2.png): it is kept, or with
+--overwrite, that image fails.
 
 exit status: 0 when every image was written or kept; 1 when any image failed; 2 when nothing could be
 started (a bad option, weights, an output folder that cannot be written).
@@ -182,9 +187,16 @@ def run_upscale(args: argparse.Namespace) -> int:
     shard = Shard.from_environment()  # under torchrun: this process's share of the files
     files = expand_inputs(args.inputs)
     items = tuple(serving.Item(str(path), path) for path in files)
-    mine = items[shard.rank :: shard.world]
     device = f"cuda:{shard.local_rank}" if torch.cuda.is_available() else "cpu"
     target = output_target(args)
+    # Every process names every file, so that the outputs of all of them are those of one run.
+    outputs = serving.Outputs(
+        args.out, items, serving.tag_of(target), overwrite=args.overwrite, side_by_side=args.compare,
+        format=args.format,
+    )  # fmt: skip
+    share = items[shard.rank :: shard.world]
+    onto = onto_inputs(outputs, share, files)  # settled here, never run
+    mine = tuple(item for item in share if item not in onto)
     request = serving.Request(
         mine, target, weights=args.weights or "bundled", precision=serving.parse_precision(args.precision),
         self_ensemble=args.self_ensemble, bicubic=args.compare, each=True,
@@ -194,15 +206,12 @@ def run_upscale(args: argparse.Namespace) -> int:
         memory_mb=args.max_memory_mb,
     )  # fmt: skip
     admitted = serving.admit(request, limits, device="cuda" if device != "cpu" else "cpu") if mine else None
-    # Every process names every file, so that the outputs of all of them are those of one run.
-    outputs = serving.Outputs(
-        args.out, items, serving.tag_of(target), overwrite=args.overwrite, side_by_side=args.compare,
-        format=args.format,
-    )  # fmt: skip
     outputs.check_writable()  # before any work
     store = WeightStore(place=lambda model: model.to(device, memory_format=torch.channels_last))
 
     counts = {"written": 0, "kept": 0, "failed": 0}
+    for item, path in onto.items():
+        report_onto_input(item, path, outputs, counts)
     if admitted is not None:
         source = None if request.weights == "bundled" else request.weights
         weights = {scale: store.get(source, scale) for scale in admitted.scales}
@@ -218,11 +227,9 @@ def run_upscale(args: argparse.Namespace) -> int:
             outcome = serving.run(admitted, weights=weights, prepared=PreparedModels(), outputs=outputs, progress=progress)
         for item, result in zip(mine, outcome.results, strict=True):
             if result.error:
-                counts["failed"] += 1
-                print(f"error: {item.source}: {result.error}", file=sys.stderr)
+                report_failed(item, result.error, counts)
             elif result.skipped:
-                counts["kept"] += 1
-                print(f"{item.source}: kept {result.path} (exists; --overwrite replaces it)")
+                report_kept(item, result.path, counts)
             else:
                 counts["written"] += 1
                 i = result.info
@@ -239,6 +246,56 @@ def run_upscale(args: argparse.Namespace) -> int:
         print(f"error: {counts['failed']} of {len(items)} images failed", file=sys.stderr)
     # Under torchrun a failed file is reported above, not by the exit status (UPSCALE_EPILOG).
     return 1 if counts["failed"] and shard.world == 1 else 0
+
+
+def report_failed(item: Item, why: object, counts: dict[str, int]) -> None:
+    counts["failed"] += 1
+    print(f"error: {item.source}: {why}", file=sys.stderr)
+
+
+def report_kept(item: Item, path: Path, counts: dict[str, int]) -> None:
+    counts["kept"] += 1
+    print(f"{item.source}: kept {path} (exists; --overwrite replaces it)")
+
+
+def file_id(path: Path) -> tuple[int, int] | None:
+    """The file at ``path`` as the system knows it, the same for every spelling of it (relative or absolute,
+    with ``..``, through a symlink, a hard link, another case on a case-insensitive disk); None where
+    there is none."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def onto_inputs(outputs: Outputs, items: Sequence[Item], inputs: Sequence[Path]) -> dict[Item, Path]:
+    """The items whose output would be one of the run's ``inputs`` (``a.png``'s ``a_x2.png`` beside it,
+    with -o the inputs' folder), each with that path: an input is never written over, --overwrite or not
+    (``report_onto_input``). An item whose existing output is kept writes nothing, so only its output
+    counts, not its --compare picture."""
+    ids = {file_id(path) for path in inputs} - {None}
+    found = {}
+    for item in items:
+        target = outputs.target(item)
+        written = [target]
+        if outputs.side_by_side and not outputs.keeps(item):
+            written.append(target.with_name(f"{target.stem}_compare.png"))  # as Outputs.write names it
+        if hit := next((path for path in written if file_id(path) in ids), None):
+            found[item] = hit
+    return found
+
+
+def report_onto_input(item: Item, path: Path, outputs: Outputs, counts: dict[str, int]) -> None:
+    """An item whose output ``path`` is an input of the run: kept where it exists and --overwrite is not
+    given, as any existing output; with --overwrite, a failure (the user asked for a file they cannot
+    have), since the input is never replaced."""
+    if outputs.keeps(item):
+        counts["kept"] += 1
+        print(f"{item.source}: kept {path} (an input of this run, never replaced)")
+    else:
+        why = f"its output {path} is an input of this run, never replaced; write to another folder (-o)"
+        report_failed(item, why, counts)
 
 
 def number(text: str) -> int | float | str:
@@ -309,45 +366,77 @@ class Shard:
         return {key: sum(c[key] for c in every) for key in counts}
 
 
-def process_files(files: list[Path], work) -> int:
-    """Run ``work(path)`` on each file; a file that fails is reported in one line and the rest go on."""
-    from mdsr.imaging import ImageError
+DOWNSCALE_EPILOG = """\
+Outputs follow upscale's rules: an existing file is kept (--overwrite replaces it), inputs that share a
+name get distinct outputs (a.png and a.jpg: a_pngx2.png and a_jpgx2.png), and no input is ever written
+over. A file that cannot be downscaled is reported in one line, "error: FILE: why", and the others are
+still written.
 
-    failures = 0
-    for path in files:
-        try:
-            work(path)
-        except (ImageError, OSError, ValueError) as err:
-            failures += 1
-            print(f"error: {path}: {err}", file=sys.stderr)
-    if failures:
-        print(f"error: {failures} of {len(files)} images failed", file=sys.stderr)
-        return 1
-    return 0
+exit status: 0 when every image was written or kept; 1 when any image failed; 2 when nothing could be
+started.
+"""
 
 
 def add_downscale(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("downscale", help="make LR images with MATLAB's bicubic, as the benchmarks do")
+    p = sub.add_parser(
+        "downscale",
+        help="make LR images with MATLAB's bicubic, as the benchmarks do",
+        epilog=DOWNSCALE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("-s", "--scale", type=int, choices=SUPPORTED_SCALES, required=True)
     p.add_argument("-o", "--out", required=True, help="output folder: OUT/{name}x{s}.png")
     p.add_argument("--border", choices=["symmetric", "replicate"], default="symmetric")
+    p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     p.set_defaults(run=run_downscale)
 
 
 def run_downscale(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from mdsr.imaging import bicubic_downscale, read_rgb8
+    from mdsr import serving
+    from mdsr.files import atomic_path
+    from mdsr.imaging import ImageError, bicubic_downscale, read_rgb8
 
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    files = expand_inputs(args.inputs)
+    items = tuple(serving.Item(str(path), path) for path in files)
+    outputs = benchmark_outputs(args.out, items, args.scale, overwrite=args.overwrite)
+    outputs.check_writable()  # before any work
+    onto = onto_inputs(outputs, items, files)
+    counts = {"written": 0, "kept": 0, "failed": 0}
+    for item in items:
+        target = outputs.target(item)
+        if item in onto:
+            report_onto_input(item, onto[item], outputs, counts)
+        elif outputs.keeps(item):
+            report_kept(item, target, counts)
+        else:
+            try:
+                lr = bicubic_downscale(read_rgb8(item.source), args.scale, border=args.border)
+                with atomic_path(target) as tmp:
+                    Image.fromarray(lr).save(tmp, format="PNG")
+            except (ImageError, OSError, ValueError) as err:
+                report_failed(item, err, counts)
+                continue
+            counts["written"] += 1
+            print(f"{item.source} -> {target}")
+    if counts["failed"]:
+        print(f"error: {counts['failed']} of {len(items)} images failed", file=sys.stderr)
+    return 1 if counts["failed"] else 0
 
-    def downscale_one(path: Path) -> None:
-        lr = bicubic_downscale(read_rgb8(path), args.scale, border=args.border)
-        Image.fromarray(lr).save(out_dir / f"{path.stem}x{args.scale}.png")
 
-    return process_files(expand_inputs(args.inputs), downscale_one)
+def benchmark_outputs(folder: str, items: Sequence[Item], scale: int, *, overwrite: bool) -> Outputs:
+    """upscale's outputs (one naming rule, kept unless ``overwrite``, written atomically) under the names
+    the benchmarks give their LR files, ``{name}x{s}.png``: ``output_names``' ``{name}_x{s}.png`` less the
+    underscore, which keeps them distinct (every one of them ends in ``_x{s}.png``)."""
+    from mdsr.serving import Outputs
+
+    outputs = Outputs(folder, items, f"x{scale}", overwrite=overwrite)
+    outputs.names = {
+        item: name.removesuffix(f"_x{scale}.png") + f"x{scale}.png" for item, name in outputs.names.items()
+    }
+    return outputs
 
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -369,6 +458,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for folder in args.data:
         if not (Path(folder) / "HR").is_dir():
             raise FileNotFoundError(f"{folder} has no HR/ folder of ground-truth images")
+        check_headers(Path(folder) / "HR")
+    if args.json:
+        check_json_path(Path(args.json))
     models = load_for_scales(args.weights, args.scales)
     name = args.weights or BUNDLED_PATH.name
     results = [
@@ -389,6 +481,29 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         write_json(results, args.json)
     return 0
+
+
+def check_headers(hr_dir: Path) -> None:
+    """Before any work: every file of a benchmark's HR/ folder (``evaluate`` reads them all) opens as an
+    image, or the first that does not is named with the reason (read from its header only)."""
+    from mdsr.imaging import ImageError, image_size, read_rgb8
+
+    for path in sorted(p for p in hr_dir.iterdir() if p.is_file()):
+        if image_size(path) is None:
+            try:
+                read_rgb8(path)  # fails at the header, saying why
+            except (ImageError, OSError) as err:
+                raise ImageError(f"{path}: {err}") from None
+
+
+def check_json_path(path: Path) -> None:
+    """--json is written once the whole evaluation has run: its folder is made and tried before any work,
+    as upscale's output folder is, so that no result is lost at the end."""
+    from mdsr.export import check_folder
+
+    if path.is_dir():
+        raise ValueError(f"--json {path} is a folder; give the file to write the results to")
+    check_folder(path.parent, writer="--json")
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:

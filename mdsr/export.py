@@ -57,13 +57,13 @@ def check_outputs(paths: Sequence[str | os.PathLike], *, overwrite: bool = False
         )
 
 
-def check_folder(folder: str | os.PathLike) -> None:
+def check_folder(folder: str | os.PathLike, *, writer: str = "the export") -> None:
     """Make ``folder`` (and its parents) and check that a file can be written in it, or say in one sentence
-    why not."""
+    why not (``writer``: what writes there, as the sentence names it)."""
     folder = Path(folder)
     blocking = next((p for p in (folder, *folder.parents) if _is_file(p)), None)
     if blocking == folder:
-        raise ValueError(f"{folder} is a file; the export writes into a folder")
+        raise ValueError(f"{folder} is a file; {writer} writes into a folder")
     if blocking is not None:
         raise ValueError(f"the folder {folder} cannot be made: {blocking} is a file")
     try:

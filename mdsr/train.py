@@ -166,8 +166,23 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+CHECKPOINT_FIELDS = {"model": dict, "config": dict, "train_config": str, "step": int, "history": list, "best": dict}
+
+
 def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint ``save_checkpoint`` wrote, loaded without running anything in it (``weights_only``).
+    Anything else (a weights file, another pickle, one that carries code, not a pickle at all) is one
+    ``ValueError`` naming the file; a file that cannot be opened stays an ``OSError``."""
+    not_one = ValueError(f"{path} is not a training checkpoint (mdsr train's last.pt/best.pt)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception:  # what torch raises depends on the bytes: UnpicklingError, RuntimeError, KeyError, EOFError...
+        raise not_one from None  # torch's own text offers to load the file unsafely: never passed on
+    if not isinstance(ckpt, dict) or any(not isinstance(ckpt.get(k), kind) for k, kind in CHECKPOINT_FIELDS.items()):
+        raise not_one
+    return ckpt
 
 
 # --------------------------------------------------------------------------------------------------

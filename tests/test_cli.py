@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BENCHMARK, crop, needs_data
+import torch
+from conftest import BENCHMARK, ROOT, crop, needs_data
 from PIL import Image
 from sample_files import colour_profile, write
 
@@ -248,3 +250,88 @@ def test_a_format_is_read_as_people_write_it(tmp_path, tiny_weights):
         assert main(["upscale", str(path), "-s", "2", "-o", str(tmp_path / "o"), "--format", written,
                      "--weights", tiny_weights]) == 0  # fmt: skip
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["phone_x2.jpg", "phone_x2.png", "phone_x2.webp"]
+
+
+class MakesAFolder:
+    """Pickled, a call of os.makedirs(``marker``): unpickling it with code allowed would make that folder."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (str(self.marker),))
+
+
+NOT_CHECKPOINTS = {
+    "weights file": lambda tmp: ROOT / "mdsr" / "weights" / "mdsr-bam-x234.safetensors",
+    "list": lambda tmp: save(tmp / "list.pt", [1, 2, 3]),
+    "dict of other things": lambda tmp: save(tmp / "dict.pt", {"config": {}, "weights": torch.zeros(2)}),
+    "text": lambda tmp: write_bytes(tmp / "notes.pt", b"not a checkpoint"),
+    "photo": lambda tmp: ROOT / "examples" / "chelsea_lr_x2.png",
+    "code": lambda tmp: save(tmp / "code.pt", MakesAFolder(tmp / "made")),
+}
+
+
+def save(path: Path, value) -> Path:
+    torch.save(value, path)
+    return path
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("kind", NOT_CHECKPOINTS)
+def test_export_of_a_file_that_is_no_training_checkpoint_is_one_line_naming_it(tmp_path, capsys, kind):
+    path = NOT_CHECKPOINTS[kind](tmp_path)
+    assert main(["export", str(path), str(tmp_path / "out.safetensors")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {path} is not a training checkpoint (mdsr train's last.pt/best.pt)"
+    ]
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_export_never_runs_the_code_a_checkpoint_carries(tmp_path):
+    path = save(tmp_path / "code.pt", MakesAFolder(tmp_path / "made"))
+    main(["export", str(path), str(tmp_path / "out.safetensors")])
+    assert not (tmp_path / "made").exists()
+
+
+@pytest.fixture
+def no_model_loaded(monkeypatch):
+    """Any model loaded fails the test: what these refuse is refused before the work."""
+
+    def load(*args, **kwargs):
+        pytest.fail("a model was loaded before the inputs and outputs were checked")
+
+    monkeypatch.setattr("mdsr.weights.load_for_scales", load)
+
+
+@pytest.fixture
+def benchmark(tmp_path, coffee) -> Path:
+    """A benchmark folder of one HR photo."""
+    (tmp_path / "bench" / "HR").mkdir(parents=True)
+    crop(coffee, (48, 36)).save(tmp_path / "bench" / "HR" / "cup.png")
+    return tmp_path / "bench"
+
+
+def test_evaluate_refuses_a_json_path_it_cannot_write_before_any_work(tmp_path, benchmark, capsys, no_model_loaded):
+    (tmp_path / "notes").write_text("a file, not a folder")
+    argv = ["evaluate", "--data", str(benchmark), "--scales", "2", "--json", str(tmp_path / "notes" / "r.json")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'notes'} is a file; --json writes into a folder"
+
+
+def test_evaluate_makes_the_json_folder_and_writes_the_results_there(tmp_path, benchmark, tiny_weights):
+    out = tmp_path / "results" / "r.json"
+    argv = ["evaluate", "--data", str(benchmark), "--scales", "2", "--weights", tiny_weights, "--json", str(out)]
+    assert main(argv) == 0
+    assert json.loads(out.read_text())[0]["images"] == 1
+
+
+def test_evaluate_names_a_file_in_hr_that_is_not_an_image(benchmark, capsys, no_model_loaded):
+    notes = benchmark / "HR" / "notes.txt"
+    notes.write_text("not an image")
+    assert main(["evaluate", "--data", str(benchmark), "--scales", "2"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {notes}: the file is not an image that can be read")
