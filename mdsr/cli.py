@@ -277,10 +277,7 @@ def onto_inputs(outputs: Outputs, items: Sequence[Item], inputs: Sequence[Path])
     ids = {file_id(path) for path in inputs} - {None}
     found = {}
     for item in items:
-        target = outputs.target(item)
-        written = [target]
-        if outputs.side_by_side and not outputs.keeps(item):
-            written.append(target.with_name(f"{target.stem}_compare.png"))  # as Outputs.write names it
+        written = outputs.paths(item)[: 1 if outputs.keeps(item) else None]
         if hit := next((path for path in written if file_id(path) in ids), None):
             found[item] = hit
     return found
@@ -428,15 +425,10 @@ def run_downscale(args: argparse.Namespace) -> int:
 
 def benchmark_outputs(folder: str, items: Sequence[Item], scale: int, *, overwrite: bool) -> Outputs:
     """upscale's outputs (one naming rule, kept unless ``overwrite``, written atomically) under the names
-    the benchmarks give their LR files, ``{name}x{s}.png``: ``output_names``' ``{name}_x{s}.png`` less the
-    underscore, which keeps them distinct (every one of them ends in ``_x{s}.png``)."""
+    the benchmarks give their LR files, ``{name}x{s}.png``."""
     from mdsr.serving import Outputs
 
-    outputs = Outputs(folder, items, f"x{scale}", overwrite=overwrite)
-    outputs.names = {
-        item: name.removesuffix(f"_x{scale}.png") + f"x{scale}.png" for item, name in outputs.names.items()
-    }
-    return outputs
+    return Outputs(folder, items, f"x{scale}", overwrite=overwrite, separator="")
 
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:

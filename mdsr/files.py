@@ -58,9 +58,9 @@ def current_umask() -> int:
     return mask
 
 
-def output_names(inputs: Sequence[str | PurePath], tag: str, extension: str) -> list[str]:
+def output_names(inputs: Sequence[str | PurePath], tag: str, extension: str, *, separator: str = "_") -> list[str]:
     """An output file name for each input (a path or a zip member's name), distinct by construction:
-    ``NAME_TAG.EXT``; inputs whose names differ only in format keep it (``rgb_bmp_TAG.EXT``); any name
+    ``NAME_TAG.EXT`` (``separator`` between name and tag: "" gives the benchmarks' ``NAMEx2.png``); inputs whose names differ only in format keep it (``rgb_bmp_TAG.EXT``); any name
     still taken (the same name in two folders, or an input called ``rgb_bmp.png`` beside ``rgb.bmp``)
     gets its folder's name in front (a zip's, without .zip, for a member at its top), then a number."""
     paths = [PurePath(p) for p in inputs]
@@ -74,7 +74,11 @@ def output_names(inputs: Sequence[str | PurePath], tag: str, extension: str) -> 
         folder = p.parent.name[:-4] if p.parent.name.lower().endswith(".zip") else p.parent.name  # a zip's member
         candidates = [stem] + ([f"{folder}_{stem}"] if folder else [])
         candidates += [f"{stem}_{n}" for n in range(2, len(paths) + 2)]
-        name = next(f"{c}_{tag}{extension}" for c in candidates if f"{c}_{tag}{extension}".lower() not in taken)
+        name = next(
+            f"{c}{separator}{tag}{extension}"
+            for c in candidates
+            if f"{c}{separator}{tag}{extension}".lower() not in taken
+        )
         taken.add(name.lower())
         names.append(name)
     return names

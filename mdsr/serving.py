@@ -447,7 +447,7 @@ class Outputs:
     (``files.output_names``), each file written atomically; an existing file is kept (its item skipped)
     unless ``overwrite``. ``format``: "png" (exact), "webp" (lossless) or "jpeg" (quality 95), each with the
     input's colour profile and EXIF (``imaging.save_picture``). ``side_by_side`` also writes
-    ``NAME_compare.png``: bicubic | MDSR-BAM."""
+    ``NAME_compare.png``: bicubic | MDSR-BAM. ``separator`` joins name and tag (``files.output_names``)."""
 
     def __init__(
         self,
@@ -458,13 +458,14 @@ class Outputs:
         overwrite: bool = False,
         side_by_side: bool = False,
         format: str = "png",  # noqa: A002 (the option's name)
+        separator: str = "_",
     ) -> None:
         try:
             self.format = output_format(format)
         except ValueError as err:
             raise RefusedError(str(err)) from None
         self.folder, self.overwrite, self.side_by_side = Path(folder), overwrite, side_by_side
-        names = output_names([i.name for i in items], tag, OUTPUT_FORMATS[self.format])
+        names = output_names([i.name for i in items], tag, OUTPUT_FORMATS[self.format], separator=separator)
         self.names: dict[Item, str] = dict(zip(items, names, strict=True))
 
     def target(self, item: Item) -> Path:
@@ -479,6 +480,14 @@ class Outputs:
         except OSError as err:
             raise OSError(f"cannot write to {self.folder} ({err.strerror or err})") from None
 
+    def compare_path(self, item: Item) -> Path:
+        target = self.target(item)
+        return target.with_name(f"{target.stem}_compare.png")
+
+    def paths(self, item: Item) -> list[Path]:
+        """Every file the item's output writes: the output, and with ``side_by_side`` its comparison."""
+        return [self.target(item), *([self.compare_path(item)] if self.side_by_side else [])]
+
     def keeps(self, item: Item) -> bool:
         return not self.overwrite and self.target(item).exists()
 
@@ -489,7 +498,7 @@ class Outputs:
             notes = save_picture(comparison.output, tmp, format=self.format)
         if self.side_by_side and comparison.bicubic is not None:
             side = np.hstack([preview_rgb(comparison.bicubic), preview_rgb(comparison.output)])
-            with atomic_path(target.with_name(f"{target.stem}_compare.png")) as tmp:
+            with atomic_path(self.compare_path(item)) as tmp:
                 Image.fromarray(side).save(tmp, format="PNG")
         return target, notes
 

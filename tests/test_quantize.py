@@ -76,6 +76,7 @@ def test_weights_are_8_bit_where_the_kernels_sum_exactly_and_7_bit_where_pairs_s
     assert quantize.int8_weight_bits() == bits
 
 
+@needs_int8
 @pytest.mark.skipif(not HOST.avx2, reason="this machine's CPU has no AVX2")
 def test_onednns_pre_vnni_kernels_get_7_bit_weights():
     """The real kernels, forced to AVX2 (as on a Zen 3 EPYC; native where the host has no VNNI): their
