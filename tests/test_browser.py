@@ -45,10 +45,10 @@ def page(url):
 
 
 def loaded_slider(page):
-    """The slider's pictures, once the browser has loaded them (the text beside them may arrive first)."""
+    """The slider's two pictures, once the browser has loaded both (the text beside them may arrive first)."""
     page.wait_for_function(
         "() => { const imgs = [...document.querySelectorAll('#slider img')];"
-        " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
+        " return imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
         timeout=60_000,
     )
     return page.locator("#slider img")
@@ -67,7 +67,6 @@ def test_upload_upscale_3x_and_download(page, tmp_path):
     page.locator("#metrics", has_text="Gain").wait_for(timeout=180_000)
     natural = loaded_slider(page).last.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert natural == [width * 3, height * 3]
-    assert page.locator("#slider img").count() == 2
 
     with page.expect_download() as download_info:
         page.locator("#download").click()
@@ -84,7 +83,6 @@ def test_an_example_fills_the_results_and_is_cached(page, url):
     page.goto(url)
     page.locator(".gallery-item, tr.tr-body, [data-testid='example']").first.click()
     page.locator("#metrics", has_text="Gain").wait_for(timeout=180_000)
-    assert page.locator("#slider img").count() == 2
     assert loaded_slider(page).last.evaluate("img => img.naturalWidth") == 512  # astronaut, 128 px LR at 4x
 
 
@@ -127,7 +125,7 @@ def test_ab_mode_compares_your_weights_with_the_bundled_ones(page, url, tmp_path
     page.locator("#upscale-button").click()
     page.locator("#metrics", has_text="A − B").wait_for(timeout=180_000)
     assert page.locator("#metrics", has_text="B: mdsr-bam-x234.safetensors").count() == 1
-    assert page.locator("#slider img").count() == 2
+    assert loaded_slider(page).count() == 2
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-ab.png"), full_page=True)
 

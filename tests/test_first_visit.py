@@ -66,7 +66,7 @@ def run(page, image, scale: int, truth=None):
     page.locator("#run-info", has_text="Ran:").wait_for(timeout=300_000)
     page.wait_for_function(
         "() => { const imgs = [...document.querySelectorAll('#slider img')];"
-        " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
+        " return imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
         timeout=60_000,
     )
     page.evaluate(SCROLL_SETTLED)
