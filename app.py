@@ -21,6 +21,7 @@ from demo.batch import COLUMNS, collect, table, zip_outputs
 from demo.gradio_adapter import (
     base_preprocess,
     check_gradio_internals,
+    example_inputs,
     is_received,
     jobs_by_client,
     save_inline_upload,
@@ -111,11 +112,15 @@ def device() -> str:
 @functools.cache
 def workspace() -> Workspace:
     """Gradio's upload folder (which serves what the demo writes), swept by age at the first request and
-    before each one writes: uploads, results and what earlier processes left, all but the files the
-    examples' cache points at (Gradio's own ``delete_cache`` would delete those too, and break the
+    before each one writes: uploads, results and what earlier processes left, all but the examples' files:
+    their inputs and the cached results (Gradio's own ``delete_cache`` would delete those too, and break the
     examples a quarter of an hour after start)."""
     folder = upload_folder()
-    return Workspace(folder, KEEP_RESULTS_S, keep=lambda: files_named_in(gr.utils.get_cache_folder(), folder))
+
+    def examples_files() -> set[Path]:
+        return files_named_in(gr.utils.get_cache_folder(), folder) | example_inputs(examples)
+
+    return Workspace(folder, KEEP_RESULTS_S, keep=examples_files)
 
 
 def weights_dir() -> str | None:
@@ -659,7 +664,7 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
     image.change(lambda: None, None, state, api_visibility="private", show_progress="hidden")
 
     with examples_here:
-        gr.Examples(
+        examples = gr.Examples(
             examples=[
                 [str(EXAMPLES / "astronaut_lr_x4.png"), 4, GT_UPLOAD],
                 [str(EXAMPLES / "coffee_lr_x3.png"), 3, GT_UPLOAD],

@@ -174,6 +174,25 @@ def is_received(path: str | Path) -> bool:
     return gr.utils.is_in_or_equal(Path(path).resolve(), upload_folder())
 
 
+def example_inputs(examples: gr.Examples) -> set[Path]:
+    """The files an Examples block shows in its inputs. Gradio copies them into its upload folder when the
+    block is built, and a visitor who clicks an example (then Upscale) sends those copies back."""
+    found: set[Path] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("path"), str):
+                found.add(Path(value["path"]).resolve())
+            for inner in value.values():
+                walk(inner)
+        elif isinstance(value, (list, tuple)):
+            for inner in value:
+                walk(inner)
+
+    walk(examples.non_none_processed_examples.as_list())
+    return found
+
+
 def save_inline_upload(url: str) -> str:
     """A ``data:`` URL written to Gradio's upload folder; returns the file's path."""
     return gr.processing_utils.save_base64_to_cache(url, str(upload_folder()))

@@ -185,3 +185,20 @@ def test_a_cmyk_photo_through_the_api_comes_back_rgb_with_the_colour_note(tmp_pa
     _, report = app.upscale_api(str(write(tmp_path, "cmyk_jpeg")), 2)
     assert (report["width"], report["height"]) == (128, 96)
     assert "a CMYK image: converted to RGB without its colour profile; colours may shift" in report["notes"]
+
+
+def test_the_examples_inputs_outlive_the_sweep_of_old_uploads(app_module):
+    """Gradio copies the examples' images into its upload folder when the page is built; clicking an example
+    sends those copies back. The sweep of uploads older than KEEP_RESULTS_S must keep them (it deleted them
+    a quarter of an hour after start, and an example then failed as a foreign file)."""
+    import os
+    import time
+
+    names = {"astronaut_lr_x4.png", "coffee_lr_x3.png", "chelsea_lr_x2.png", "chelsea.png"}
+    copies = [p for p in app_module.upload_folder().rglob("*") if p.name in names]
+    assert {p.name for p in copies} == names
+    stale = time.time() - 2 * app_module.KEEP_RESULTS_S
+    for path in copies:
+        os.utime(path, (stale, stale))
+    app_module.workspace().sweep()
+    assert all(path.is_file() for path in copies)
