@@ -27,6 +27,24 @@ class Target:
     height: int | None = None
     fit: tuple[int, int] | None = None
 
+    def __post_init__(self) -> None:
+        # Targets come from callers of the library too: one kind of request, with sides in whole pixels.
+        kinds = [self.factor is not None, self.width is not None or self.height is not None, self.fit is not None]
+        if sum(kinds) != 1:
+            raise ValueError(
+                f"a size target is a factor, a width and/or a height, or a fit box: one of them; got {self}"
+            )
+        if self.factor is not None:
+            object.__setattr__(self, "factor", parse_factor(self.factor))
+        sides = {"width": self.width, "height": self.height}
+        if self.fit is not None:
+            if not isinstance(self.fit, tuple) or len(self.fit) != 2:
+                raise ValueError(f"fit is a (width, height) box; got {shown(self.fit)}")
+            sides = {"the fit box's width": self.fit[0], "the fit box's height": self.fit[1]}
+        for name, side in sides.items():
+            if side is not None and (not isinstance(side, int) or isinstance(side, bool) or side < 1):
+                raise ValueError(f"{name} is a number of pixels, at least 1; got {shown(side)}")
+
     def describe(self) -> str:
         """What was asked, as the start of a sentence."""
         if self.factor is not None:
@@ -113,8 +131,10 @@ def plan(input_size: tuple[int, int], target: Target | int | float) -> SizePlan:
         factor = target.width / w
         size = (target.width, round(h * factor))
     else:
-        factor = target.height / h
-        size = (round(w * factor), target.height)
+        height = target.height
+        assert height is not None  # a Target is one kind of request (__post_init__)
+        factor = height / h
+        size = (round(w * factor), height)
     ratios = (size[0] / w, size[1] / h)
     failing = [
         (name, side, out)

@@ -44,7 +44,6 @@ def test_sizes_follow_matlabs_rounding_and_keep_the_aspect_ratio():
         (9, r"the scale must be from 1.1 to 8; got 9"),
         ("abc", r"the scale must be a number from 1.1 to 8; got 'abc'"),
         (float("nan"), r"the scale must be a number from 1.1 to 8"),
-        (Target(width=0), r"a width of 0 makes a 200x100 image 0x0, 0x; the output must be 1.1 to 8 times the input"),
         (
             parse_size("100000x"),
             r"a width of 100000 makes a 200x100 image 100000x50000, 500x; the output must be 1.1 to 8",
@@ -56,6 +55,29 @@ def test_sizes_follow_matlabs_rounding_and_keep_the_aspect_ratio():
 def test_a_size_out_of_reach_is_one_sentence(target, message):
     with pytest.raises(ValueError, match=message):
         plan((200, 100), target)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({}, r"a size target is a factor, a width and/or a height, or a fit box: one of them"),
+        ({"width": 640, "fit": (640, 480)}, r"one of them"),
+        ({"width": 0}, r"width is a number of pixels, at least 1; got 0"),
+        ({"height": 2.5}, r"height is a number of pixels, at least 1; got 2.5"),
+        ({"height": True}, r"height is a number of pixels, at least 1; got True"),
+        ({"fit": (640, -1)}, r"the fit box's height is a number of pixels, at least 1; got -1"),
+        ({"fit": [640, 480]}, r"fit is a \(width, height\) box; got \[640, 480\]"),
+        ({"factor": 9}, r"the scale must be from 1.1 to 8; got 9"),
+    ],
+)
+def test_a_target_is_one_request_in_whole_pixels_or_a_sentence(fields, message):
+    with pytest.raises(ValueError, match=message):
+        Target(**fields)
+
+
+def test_a_size_of_zero_is_refused_as_written():
+    with pytest.raises(ValueError, match=r"width is a number of pixels, at least 1; got 0"):
+        parse_size("0x480")
 
 
 @pytest.mark.parametrize("factor", [1.0999999999, 8.0000000001])
