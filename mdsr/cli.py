@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, cast, get_args
 
 from mdsr.inference import Precision
 from mdsr.model import SUPPORTED_SCALES
@@ -37,7 +37,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
             p.add_argument("data", nargs="*", help=help_)
         elif f.name == "scales":
             help_ += " (default: %(default)s)"
-            p.add_argument(flag, type=int, nargs="+", default=list(f.default), choices=SUPPORTED_SCALES, help=help_)
+            default = cast(tuple, f.default)  # TrainConfig's scales default to a tuple
+            p.add_argument(flag, type=int, nargs="+", default=list(default), choices=SUPPORTED_SCALES, help=help_)
         elif f.type == "bool":
             flag = f"--no-{f.name.replace('_', '-')}" if f.default else flag
             p.add_argument(flag, dest=f.name, action="store_false" if f.default else "store_true", help=help_)
@@ -207,7 +208,7 @@ def run_upscale(args: argparse.Namespace) -> int:
     )  # fmt: skip
     admitted = serving.admit(request, limits, device="cuda" if device != "cpu" else "cpu") if mine else None
     outputs.check_writable()  # before any work
-    store = WeightStore(place=lambda model: model.to(device, memory_format=torch.channels_last))
+    store = WeightStore(place=lambda model: model.to(device, memory_format=torch.channels_last))  # type: ignore[call-overload]  # torch's stub lacks it
 
     counts = {"written": 0, "kept": 0, "failed": 0}
     for item, path in onto.items():
@@ -224,7 +225,9 @@ def run_upscale(args: argparse.Namespace) -> int:
                 bar.total, bar.desc = total, Path(name).name
                 bar.update(done - bar.n)
 
-            outcome = serving.run(admitted, weights=weights, prepared=PreparedModels(), outputs=outputs, progress=progress)
+            outcome = serving.run(
+                admitted, weights=weights, prepared=PreparedModels(), outputs=outputs, progress=progress
+            )
         for item, result in zip(mine, outcome.results, strict=True):
             if result.error:
                 report_failed(item, result.error, counts)
@@ -233,6 +236,7 @@ def run_upscale(args: argparse.Namespace) -> int:
             else:
                 counts["written"] += 1
                 i = result.info
+                assert i is not None  # every written result has its run's information
                 trunk = ", streamed" if i.trunk == "streamed" else ""
                 notes = "".join(f" ({n})" for n in result.notes)
                 print(
@@ -253,7 +257,7 @@ def report_failed(item: Item, why: object, counts: dict[str, int]) -> None:
     print(f"error: {item.source}: {why}", file=sys.stderr)
 
 
-def report_kept(item: Item, path: Path, counts: dict[str, int]) -> None:
+def report_kept(item: Item, path: Path | None, counts: dict[str, int]) -> None:
     counts["kept"] += 1
     print(f"{item.source}: kept {path} (exists; --overwrite replaces it)")
 
@@ -360,7 +364,7 @@ class Shard:
         every: list[dict[str, int] | None] = [None] * self.world
         dist.all_gather_object(every, counts)
         dist.destroy_process_group()
-        return {key: sum(c[key] for c in every) for key in counts}
+        return {key: sum(c[key] for c in every if c is not None) for key in counts}
 
 
 DOWNSCALE_EPILOG = """\

@@ -131,7 +131,11 @@ def compare(
     if truth is not None:
         shave = math.ceil(info.scale)
         ours = score(output, truth, shave)
-        theirs = bicubic if isinstance(bicubic, Scores) else score(made, truth, shave)
+        if isinstance(bicubic, Scores):
+            theirs = bicubic
+        else:
+            assert made is not None  # made above, as a truth was given
+            theirs = score(made, truth, shave)
         metrics = Metrics(bicubic=theirs, mdsr=ours, gain_db=round(ours.psnr - theirs.psnr, 4))
     return Comparison(
         lr=lr, bicubic=made if bicubic is True else None, output=output, truth=truth, metrics=metrics, info=info

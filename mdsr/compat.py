@@ -39,7 +39,7 @@ class MdsrModel(torch.nn.Module):
         return cls(load_model(source, scale=scale), scale)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return super_resolve(self.model, inputs, self.scale, precision="auto", tile=None, edge_padding=0)
+        return super_resolve(self.model, inputs, self.scale, precision="fp32", tile=None, edge_padding=0)
 
 
 class ImageLoader:

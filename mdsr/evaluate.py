@@ -75,9 +75,9 @@ def load_benchmark_super_image(folder: str | os.PathLike, scale: int) -> list[Pa
     pairs = []
     for path in sorted(p for p in (Path(folder) / "HR").iterdir() if p.is_file()):
         hr = Image.fromarray(read_rgb8(path))
-        lr = hr.resize((hr.width // scale, hr.height // scale), Image.BICUBIC)
+        lr = hr.resize((hr.width // scale, hr.height // scale), Image.Resampling.BICUBIC)
         if hr.size != (lr.width * scale, lr.height * scale):
-            hr = hr.resize((lr.width * scale, lr.height * scale), Image.BICUBIC)
+            hr = hr.resize((lr.width * scale, lr.height * scale), Image.Resampling.BICUBIC)
         pairs.append(Pair(path.stem, np.asarray(lr), np.asarray(hr)))
     return pairs
 
@@ -156,7 +156,7 @@ def score_pair(
     else:
         out = tensor_to_array(sr) * 255.0
         lr_img = Image.fromarray(pair.lr)
-        bic = np.asarray(lr_img.resize((lr_img.width * scale, lr_img.height * scale), Image.BICUBIC))
+        bic = np.asarray(lr_img.resize((lr_img.width * scale, lr_img.height * scale), Image.Resampling.BICUBIC))
         scores = super_image_metrics(out, pair.hr, scale) + super_image_metrics(bic, pair.hr, scale)
     return {"name": pair.name, **dict(zip(SCORES, scores, strict=True))}
 

@@ -45,12 +45,12 @@ def check_outputs(paths: Sequence[str | os.PathLike], *, overwrite: bool = False
     """Refuse now, before any model is loaded, files that could not be written or that would replace
     others: a folder that is a file or cannot be made or written to, a path that is a folder, and (unless
     ``overwrite``) a file that exists. Each refusal is one sentence (a ``ValueError``)."""
-    paths = [Path(p) for p in paths]
-    for folder in dict.fromkeys(p.parent for p in paths):
+    files = [Path(p) for p in paths]
+    for folder in dict.fromkeys(p.parent for p in files):
         check_folder(folder)
-    if folders := [p for p in paths if p.is_dir()]:
+    if folders := [p for p in files if p.is_dir()]:
         raise ValueError(f"{folders[0]} is a folder, where the export writes a file")
-    if (existing := [str(p) for p in paths if p.exists()]) and not overwrite:
+    if (existing := [str(p) for p in files if p.exists()]) and not overwrite:
         them = "it" if len(existing) == 1 else "them"
         raise ValueError(
             f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''} (--overwrite replaces {them})"

@@ -37,6 +37,9 @@ class FoldedUpsampler(nn.Module):
 
     ``unfolded`` keeps the original layers (shared, not copied) for the bare network's edges."""
 
+    weight: torch.Tensor  # buffers, registered in __init__
+    bias: torch.Tensor
+
     def __init__(self, *, upsampler: nn.Module, tail: nn.Module, scale: int, n_feats: int) -> None:
         super().__init__()
         self.scale = scale

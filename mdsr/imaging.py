@@ -32,7 +32,7 @@ from typing import Literal, overload
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, PngImagePlugin, features
+from PIL import Image, ImageOps, PngImagePlugin, TiffImagePlugin, features
 
 Border = Literal["symmetric", "replicate"]
 
@@ -57,7 +57,7 @@ def _contributions(in_len: int, out_len: int, scale: float, border: Border) -> t
     u = x / scale + 0.5 * (1 - 1 / scale)
     left = np.floor(u - width / 2)
     taps = int(math.ceil(width)) + 2
-    idx = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]  # 1-based
+    idx: np.ndarray = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]  # 1-based
     dist = u[:, None] - idx
     weights = scale * _cubic(scale * dist) if antialias else _cubic(dist)
     weights = weights / weights.sum(axis=1, keepdims=True)
@@ -187,9 +187,10 @@ CMYK_NOTE = "a CMYK image: converted to RGB without its colour profile; colours 
 def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> Picture:
     """Decode a PIL image of any mode: EXIF orientation applied, first frame of an animation."""
     notes: list[str] = []
-    if getattr(image, "n_frames", 1) > 1:
+    frames = getattr(image, "n_frames", 1)  # only multi-frame formats have it
+    if frames > 1:
         image.seek(0)
-        notes.append(f"animated image: used the first of its {image.n_frames} frames")
+        notes.append(f"animated image: used the first of its {frames} frames")
     _check_pixels(image.width, image.height, max_pixels)
     if image.width == 0 or image.height == 0:
         raise ImageError(f"the image is empty ({image.width}x{image.height} pixels)")
@@ -200,7 +201,7 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
     image, exif, exif_notes = _upright(image)
     notes += exif_notes
     mode = image.mode
-    meta = dict(icc=_profile_of(image), exif=exif)
+    icc = _profile_of(image)
     if mode == "CMYK":  # Pillow's conversion is arithmetic: no colour management, whatever profile it had
         notes.append(CMYK_NOTE)
     if mode.startswith("I") or mode == "F":
@@ -208,7 +209,13 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
         scale = 1.0 if mode == "F" else 65535.0
         grey = np.clip(np.asarray(image, dtype=np.float32) / scale, 0, 1)
         return Picture(
-            np.repeat(grey[:, :, None], 3, axis=2), None, grey=True, bit_depth=16, notes=tuple(notes), **meta
+            np.repeat(grey[:, :, None], 3, axis=2),
+            None,
+            grey=True,
+            bit_depth=16,
+            notes=tuple(notes),
+            icc=icc,
+            exif=exif,
         )
     has_alpha = (
         mode in ("RGBA", "LA", "PA", "La", "RGBa")
@@ -227,7 +234,7 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
         rgb /= 255.0
     return Picture(
         np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), grey=grey,
-        notes=tuple(notes), **meta,
+        notes=tuple(notes), icc=icc, exif=exif,
     )  # fmt: skip
 
 
@@ -361,7 +368,7 @@ def image_size(path) -> tuple[int, int] | None:
             # A PNG's through the base class: the header's EXIF, never a decode. An unreadable EXIF turns
             # nothing, as the decoder then leaves it out.
             rotated = _orientation(image, header_only=png) in (5, 6, 7, 8)  # orientations that swap the axes
-            if rotated and image.format == "TIFF":  # Pillow 12 reports a TIFF's size upright already
+            if rotated and isinstance(image, TiffImagePlugin.TiffImageFile):  # Pillow 12: a TIFF's size is upright
                 rotated = (w, h) == (image.tag_v2.get(256), image.tag_v2.get(257))  # ImageWidth, ImageLength
     except DECODER_ERRORS:
         return None
@@ -465,7 +472,7 @@ DEPTH_LOST = "a 16-bit file that could be read only at 8 bits a channel"
 
 
 def _sixteen_bits(image: Image.Image) -> bool:
-    if image.format == "TIFF":
+    if isinstance(image, TiffImagePlugin.TiffImageFile):
         return set(image.tag_v2.get(258, ())) == {16}  # BitsPerSample, per channel
     return _png_bit_depth(image) == 16
 
@@ -485,9 +492,9 @@ def _turned(array: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _png_bit_depth(image: Image.Image) -> int | None:
-    if image.format != "PNG":
+    fp = image.fp if isinstance(image, PngImagePlugin.PngImageFile) else None
+    if fp is None:  # not a PNG, or one whose file is already closed: only the open file's header tells
         return None
-    fp = image.fp
     pos = fp.tell()
     try:
         fp.seek(24)  # 8-byte signature, 4-byte length, "IHDR", width, height, then bit depth
@@ -730,7 +737,7 @@ def save_picture(pic: Picture, path, *, format: str = "png") -> tuple[str, ...]:
 
 def _grey_profile(icc: bytes | None) -> bool:
     """True for an ICC profile of grey data (its header's colour space, bytes 16-19, is 'GRAY')."""
-    return bool(icc) and icc[16:20] == b"GRAY"
+    return icc is not None and icc[16:20] == b"GRAY"
 
 
 def _png_with_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:

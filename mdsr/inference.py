@@ -152,20 +152,25 @@ def _say_int8_missing() -> None:
     )  # fmt: skip
 
 
-def resolve_precision(precision: Precision, device: torch.device | str = "cpu") -> Mode:
-    """The one place a precision is decided: "auto" is ``auto_precision``; an explicit choice is checked."""
+def resolve_precision(precision: Precision | str, device: torch.device | str = "cpu") -> Mode:
+    """The one place a precision is decided: "auto" is ``auto_precision``; an explicit choice (from any
+    caller, so any string) is checked."""
     if precision == "auto":
         return auto_precision(device)
-    if precision not in ("fp32", "bf16", "int8"):
-        raise ValueError(f"precision must be 'auto', 'fp32', 'bf16' or 'int8'; got {shown(precision)}")
-    if precision == "bf16" and not bf16_available(device):
-        raise ValueError(f"bf16 is not supported on this {torch.device(device).type} device; use fp32")
-    if precision == "int8" and not int8_available(device):
-        raise ValueError(
-            f"int8 runs on the CPU with PyTorch's oneDNN int8 convolutions, not available on this "
-            f"{torch.device(device).type} device or PyTorch {torch.__version__}; use fp32"
-        )
-    return precision
+    if precision == "fp32":
+        return "fp32"
+    if precision == "bf16":
+        if not bf16_available(device):
+            raise ValueError(f"bf16 is not supported on this {torch.device(device).type} device; use fp32")
+        return "bf16"
+    if precision == "int8":
+        if not int8_available(device):
+            raise ValueError(
+                f"int8 runs on the CPU with PyTorch's oneDNN int8 convolutions, not available on this "
+                f"{torch.device(device).type} device or PyTorch {torch.__version__}; use fp32"
+            )
+        return "int8"
+    raise ValueError(f"precision must be 'auto', 'fp32', 'bf16' or 'int8'; got {shown(precision)}")
 
 
 class PreparedModels:
@@ -365,6 +370,7 @@ def _run_stage(
         out = _single_pass(model, x, stage.scale, mode, boxes, report, edge_padding, stage.trunk)
         out = _undo_dihedral(out, k) if self_ensemble else out
         acc = out if acc is None else acc.add_(out)
+    assert acc is not None  # passes >= 1
     return acc if passes == 1 else acc.div_(passes)
 
 
@@ -387,7 +393,7 @@ def release_freed_memory() -> None:
 
 def trunk_steps(model: MDSR, scale: int) -> int:
     """Progress steps of the trunk: the head, every residual block, and the body's end."""
-    return 2 + len(model.pre_process[str(scale)]) + len(model.body) - 1
+    return 2 + len(model.pre_blocks(scale)) + len(model.body_blocks())
 
 
 def _single_pass(
@@ -496,7 +502,7 @@ def to_serving_device(model: MDSR) -> MDSR:
     ZeroGPU asks (the GPU is attached only inside ``on_zerogpu`` calls); elsewhere unchanged, on the CPU."""
     if not zerogpu_active():
         return model
-    return model.to("cuda", memory_format=torch.channels_last)
+    return model.to("cuda", memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
 
 
 # --------------------------------------------------------------------------------------------------
@@ -612,6 +618,7 @@ def upscale_picture(
     ``auto_precision``), the trunk ("auto" keeps the whole-image trunk where it needs at most
     ``trunk_budget_mb``, else the lean or streamed one: the same result in less memory) and the tiles; then
     ``execute`` runs it. ``prepared`` keeps the int8 copy of ``model``, made at its first int8 call."""
+    target: Target | int | float
     if size is None and scale is None:
         raise ValueError("give a scale (a factor from 1.1 to 8) or a size such as 1920x1080")
     if size is not None and scale is not None:
@@ -620,7 +627,11 @@ def upscale_picture(
         raise TypeError(f"model must be an mdsr.MDSR (mdsr.load_model() gives one); got {type(model).__name__}")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be a function called as progress(done, total); got {shown(progress)}")
-    target = (size if isinstance(size, Target) else parse_size(size)) if size is not None else scale
+    if size is not None:
+        target = size if isinstance(size, Target) else parse_size(size)
+    else:
+        assert scale is not None  # refused above
+        target = scale
     sizing = plan_size(pic.size, target)
     if max_output_pixels is not None:
         check_output_pixels(pic.size, sizing, max_output_pixels)

@@ -33,7 +33,8 @@ STREAMED_TRUNK_BYTES = 260
 # with the allocator: a 12 MP photo's largest region at x2 peaked 851-890 MB over identical runs (fp32, Zen 3).
 STREAMED_FIXED_MB = 270
 INPUT_BYTES = 24  # per input pixel: the decoded picture and the network's view of it
-DECODE_BYTES = 30  # per pixel of a file while it is decoded: the decoder's 8-bit images and the float picture (measured: 29)
+# Per pixel of a file while it is decoded: the decoder's 8-bit images and the float picture (measured: 29).
+DECODE_BYTES = 30
 # Per output pixel:
 OUTPUT_BYTES = 12  # the output picture (float32 RGB)
 WRITE_BYTES = 4  # its 8-bit copy while it is written

@@ -92,8 +92,8 @@ def psnr(output: np.ndarray, truth: np.ndarray, *, shave: int = 0, y_channel: bo
 def ssim(output: np.ndarray, truth: np.ndarray, *, shave: int = 0, y_channel: bool = True) -> float:
     """SSIM between uint8 images, standard protocol (see module docstring)."""
     h, w = _check(output, truth, shave)
-    options = dict(data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
-    options |= dict(channel_axis=None if y_channel else 2)
+    options: dict[str, object] = dict(data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    options["channel_axis"] = None if y_channel else 2
     bands = _bands(h, w, SSIM_RADIUS)
     if len(bands) == 1:
         return float(

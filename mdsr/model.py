@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from numbers import Integral, Real
+from typing import Any
 
 import torch
 from torch import nn
@@ -86,7 +87,8 @@ class MdsrConfig:
         """A config from its fields (a JSON object); other keys are ignored, wrong values are a ValueError."""
         if not isinstance(data, Mapping):
             raise ValueError(f"an MDSR config must be an object of named fields; got {type(data).__name__}")
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        fields: dict[str, Any] = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**fields)  # each field's type and range is checked in __post_init__
 
 
 def parameter_count(config: MdsrConfig) -> int:
@@ -128,6 +130,7 @@ def in_stripes(
             shape = (x.shape[0], piece.shape[1], height, x.shape[3])
             out = torch.empty(shape, dtype=piece.dtype, device=piece.device, memory_format=_layout(piece))
         out[:, :, y0:y1] = piece[:, :, y0 - top : y1 - top]
+    assert out is not None  # the loop ran: stripe < height
     return out
 
 
@@ -144,9 +147,19 @@ class ResBlock(nn.Module):
 
     def __init__(self, *, n_feats: int, res_scale: float, bam: bool, reduction: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv3x3(n_feats, n_feats), nn.ReLU(inplace=True), conv3x3(n_feats, n_feats))
+        # conv -> ReLU -> conv; int8 inference swaps in one module for all three (``quantize.Int8Branch``).
+        self.body: nn.Module = nn.Sequential(
+            conv3x3(n_feats, n_feats), nn.ReLU(inplace=True), conv3x3(n_feats, n_feats)
+        )
         self.res_scale = res_scale
         self.attention = BalancedAttention(n_feats=n_feats, reduction=reduction) if bam else None
+
+    def convs(self) -> tuple[nn.Conv2d, nn.Conv2d]:
+        """The body's two convolutions (``body.0.0``, ``body.2.0``), while it is the fp32 one."""
+        first, second = (self.body.get_submodule(name) for name in ("0.0", "2.0"))
+        if not (isinstance(first, nn.Conv2d) and isinstance(second, nn.Conv2d)):
+            raise TypeError("this block's body is not the fp32 conv -> ReLU -> conv")
+        return first, second
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Training: super-image's own order of operations."""
@@ -186,16 +199,19 @@ class MDSR(nn.Module):
         # Where the weights came from, as strings: a safetensors file's metadata (config, provenance), the
         # file of a super-image checkpoint, empty for fresh weights. Every loader fills it.
         self.metadata: dict[str, str] = {}
-        block = dict(n_feats=config.n_feats, res_scale=config.res_scale, bam=config.bam, reduction=config.reduction)
+
+        def block() -> ResBlock:
+            return ResBlock(
+                n_feats=config.n_feats, res_scale=config.res_scale, bam=config.bam, reduction=config.reduction
+            )
+
         self.head = nn.Sequential(conv3x3(3, config.n_feats))
-        self.pre_process = nn.ModuleDict(
-            {str(s): nn.Sequential(ResBlock(**block), ResBlock(**block)) for s in config.scales}
-        )
+        self.pre_process = nn.ModuleDict({str(s): nn.Sequential(block(), block()) for s in config.scales})
         self.body = nn.Sequential(
-            *[ResBlock(**block) for _ in range(config.n_resblocks)], conv3x3(config.n_feats, config.n_feats)
+            *[block() for _ in range(config.n_resblocks)], conv3x3(config.n_feats, config.n_feats)
         )
         self.upsample = nn.ModuleDict({str(s): Upsampler(scale=s, n_feats=config.n_feats) for s in config.scales})
-        self.tail = nn.Sequential(conv3x3(config.n_feats, 3))
+        self.tail: nn.Module = nn.Sequential(conv3x3(config.n_feats, 3))  # inference folds it away (mdsr.folding)
 
     @property
     def scales(self) -> tuple[int, ...]:
@@ -204,6 +220,14 @@ class MDSR(nn.Module):
     def check_scale(self, scale: int) -> None:
         if scale not in self.config.scales:
             raise ValueError(f"this model upscales by {', '.join(map(str, self.scales))}; got scale {scale}")
+
+    def pre_blocks(self, scale: int) -> list[ResBlock]:
+        """The residual blocks of ``scale``'s pre-process, in order."""
+        return [m for m in self.pre_process[str(scale)].children() if isinstance(m, ResBlock)]
+
+    def body_blocks(self) -> list[ResBlock]:
+        """The body's residual blocks, in order; the convolution after them is ``body[-1]``."""
+        return [m for m in self.body.children() if isinstance(m, ResBlock)]
 
     def features(self, x: torch.Tensor, scale: int) -> torch.Tensor:
         """LR-resolution features before upsampling, for training: (B, 3, H, W) -> (B, C, H, W)."""
@@ -224,11 +248,11 @@ class MDSR(nn.Module):
         x = self.head(x)
         step()
         spare = None  # a map no longer needed, where the next block writes (no fresh pages)
-        for block in self.pre_process[str(scale)]:
+        for block in self.pre_blocks(scale):
             x, spare = block.infer(x, stripe, out=spare), x
             step()
         res = x
-        for block in self.body[:-1]:
+        for block in self.body_blocks():
             res, spare = block.infer(res, stripe, out=spare), None if res is x else res
             step()
         res = in_stripes(self.body[-1], res, stripe, halo=1, out=spare)

@@ -69,7 +69,7 @@ def _sums_exactly(bits: int) -> bool:
     with torch.random.fork_rng(devices=[]), torch.inference_mode():  # leaves the caller's RNG as it was
         conv = nn.Conv2d(64, 64, 3, padding=1)
         conv.weight.fill_(1.0)
-        conv.bias.fill_(0.5)
+        conv.bias = nn.Parameter(torch.full((64,), 0.5))
         x = torch.ones(1, 64, 8, 8).contiguous(memory_format=torch.channels_last)
         expected, ones = conv(x), QParams(1 / 255, 0)
         plain, refined = Int8Conv2d(conv, weight_bits=bits), Int8Conv2d(conv, refine=True, weight_bits=bits)
@@ -270,9 +270,7 @@ def calibrate(model: MDSR, images: list[torch.Tensor], *, margin: float = 2.0) -
         branch.relu_scale = peak * margin / 255 if peak > 0 else None
 
 
-def int8_model(
-    model: MDSR, *, calibration: list[torch.Tensor] | None = None, weight_bits: int | None = None
-) -> MDSR:
+def int8_model(model: MDSR, *, calibration: list[torch.Tensor] | None = None, weight_bits: int | None = None) -> MDSR:
     """An inference-only copy of ``model`` with int8 convolutions (see the module docstring) and its HR stage
     folded (``folding.fold_in_place``), calibrated on ``calibration`` images (default:
     ``calibration_images()``), its weights ``weight_bits`` wide (default: ``int8_weight_bits()``, what this
@@ -283,9 +281,10 @@ def int8_model(
         raise ValueError("int8 inference needs the model on the CPU and a PyTorch with oneDNN's int8 convolutions")
     out = fold_in_place(copy.deepcopy(model).eval().requires_grad_(False))
     for block in [m for m in out.modules() if isinstance(m, ResBlock)]:
-        first, _relu, second = block.body
-        block.body = Int8Branch(first[0], second[0], weight_bits=weight_bits)
-    out.body[-1][0] = Int8Conv2d(out.body[-1][0], refine=True, weight_bits=weight_bits)
+        block.body = Int8Branch(*block.convs(), weight_bits=weight_bits)
+    end = out.body[-1]  # the body's last convolution, in its Sequential (``body.32.0``)
+    assert isinstance(end, nn.Sequential) and isinstance(end[0], nn.Conv2d)
+    end[0] = Int8Conv2d(end[0], refine=True, weight_bits=weight_bits)
     calibrate(out, calibration_images() if calibration is None else calibration)
     return out
 

@@ -332,6 +332,7 @@ def _plan_at(item: Item, request: Request, budget: Budget, decoded: tuple[int, i
     truth = None
     if request.truth == "self":  # the image is the truth; the network sees its downscale
         factor = target.factor
+        assert factor is not None  # ``admit`` refuses "self" without a factor
         if w * h > limits.input_pixels * factor * factor:
             raise RefusedError(
                 f"the image is {w}x{h} = {w * h:,} pixels; as its own ground truth at {factor:g}x the limit is "
@@ -561,10 +562,12 @@ def run_item(
     pic = read_image(item.source, max_pixels=plan.max_pixels)
     if plan.run is None or pic.size != plan.decoded:  # the header could not be read, or told another size
         raise ImageError(f"the image's header does not give the {_wxh(pic.size)} it decoded as; re-save the file")
-    found = {}
+    result = ItemResult(item.name)  # the region's fields stay empty unless a region is upscaled
     if plan.region is not None:
-        x0, y0 = region_at(pic, plan.region, request.region.center)
-        found = dict(region=(x0, y0, *plan.region), overview=overview_of(pic), whole=pic.size, over=plan.over)
+        x0, y0 = region_at(pic, plan.region, request.region.center if request.region is not None else None)
+        result = replace(
+            result, region=(x0, y0, *plan.region), overview=overview_of(pic), whole=pic.size, over=plan.over
+        )
         pic = crop_region(pic, (x0, y0), plan.region)  # the whole photo goes
     truth = None
     if plan.truth is not None and plan.truth.kind == "self":
@@ -585,9 +588,12 @@ def run_item(
         scores = a.metrics.bicubic if a.metrics is not None else False
         b = runner(b_models, a.lr, plan.run, truth=a.truth, bicubic=scores, progress=report)
     path, written = outputs.write(item, a) if outputs is not None else (None, ())
-    kept = {} if request.each else {"comparison": a, "versus": b}  # a batch keeps its rows, not its pictures
-    sizes = (a.lr.size, a.output.size)
-    return ItemResult(item.name, path, a.metrics, a.info, sizes, a.output.notes + written, **found, **kept)
+    return replace(
+        result, path=path, metrics=a.metrics, info=a.info, sizes=(a.lr.size, a.output.size),
+        notes=a.output.notes + written,
+        # a batch keeps its rows, not its pictures
+        comparison=None if request.each else a, versus=None if request.each else b,
+    )  # fmt: skip
 
 
 def _pixels(size: tuple[int, int]) -> int:

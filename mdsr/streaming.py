@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mdsr.attention import ChannelAttention
 from mdsr.model import MDSR, ResBlock
 from mdsr.quantize import Int8Branch, Int8Conv2d, QParams, _quantize, saturated
 
@@ -105,15 +106,18 @@ class Branch:
 
     def __init__(self, block: ResBlock, input_range: Range) -> None:
         self.block = block
-        self.int8 = isinstance(block.body, Int8Branch)
-        if self.int8:
-            self.conv2_weight = block.body.second.dequantized_weight
-            self.conv2_bias = block.body.second.bias
+        self.quantized = block.body if isinstance(block.body, Int8Branch) else None
+        self.int8 = self.quantized is not None
+        self.conv2_bias: torch.Tensor | None
+        if self.quantized is not None:
+            self.conv2_weight = self.quantized.second.dequantized_weight
+            self.conv2_bias = self.quantized.second.bias
             self.input_q = QParams.for_range(input_range.lo, input_range.hi)  # as the whole map quantises
         else:
-            conv2 = block.body[2][0]
-            self.conv2_weight, self.conv2_bias = conv2.weight.detach(), conv2.bias
-        self.calibrated = self.int8 and block.body.relu_scale is not None
+            self.conv1, self.conv2 = block.convs()
+            self.conv2_weight, self.conv2_bias = self.conv2.weight.detach(), self.conv2.bias
+        self.relu_scale = None if self.quantized is None else self.quantized.relu_scale
+        self.calibrated = self.relu_scale is not None
         self.hidden_q: QParams | None = None
 
     @property
@@ -121,10 +125,9 @@ class Branch:
         return self.int8 and not self.calibrated and self.hidden_q is None
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.int8:
-            conv1, relu = self.block.body[0], self.block.body[1]
-            return relu(conv1(x))
-        body: Int8Branch = self.block.body
+        body = self.quantized
+        if body is None:
+            return torch.relu_(self.conv1(x))
         quantized = body.quantized_input(x, self.input_q)
         if self.calibrated:
             return body.hidden_at_relu_scale(quantized)
@@ -132,16 +135,20 @@ class Branch:
         return h if self.hidden_q is None else _quantize(h, self.hidden_q).int_repr()
 
     def hidden_scale(self) -> float:
-        if not self.int8:
+        if self.quantized is None:
             return 1.0
-        return self.block.body.relu_scale if self.calibrated else self.hidden_q.scale
+        if self.calibrated and self.relu_scale is not None:
+            return self.relu_scale
+        if self.hidden_q is None:
+            raise RuntimeError("an uncalibrated int8 block's hidden range is taken before its scale is asked")
+        return self.hidden_q.scale
 
     def residual(self, h: torch.Tensor) -> torch.Tensor:
         """conv2(h), fp32."""
-        if not self.int8:
-            return self.block.body[2](h)
+        if self.quantized is None:
+            return self.conv2(h)
         h = h.contiguous(memory_format=torch.channels_last)
-        return self.block.body.second.run(h, self.hidden_scale(), 0)
+        return self.quantized.second.run(h, self.hidden_scale(), 0)
 
 
 class BorderSums:
@@ -150,7 +157,12 @@ class BorderSums:
 
     def __init__(self, height: int, width: int) -> None:
         self.height, self.width = height, width
-        self.total = self.top = self.bottom = self.left = self.right = 0.0
+        # (C,) float64 once a block is added
+        self.total: torch.Tensor | float = 0.0
+        self.top: torch.Tensor | float = 0.0
+        self.bottom: torch.Tensor | float = 0.0
+        self.left: torch.Tensor | float = 0.0
+        self.right: torch.Tensor | float = 0.0
         self.corners: dict[str, torch.Tensor] = {}
 
     def add(self, h: torch.Tensor, y0: int, x0: int) -> None:
@@ -217,7 +229,7 @@ def apply_block(state: BlockState, x: torch.Tensor) -> torch.Tensor:
     reaches the image's edge), with its gate known."""
     branch, block = state.branch, state.branch.block
     r = branch.residual(branch.hidden(x))
-    if block.attention is None:
+    if block.attention is None or state.gate is None:  # the gate is None exactly where there is no attention
         return r.mul_(block.res_scale).add_(x)
     r.mul_(block.attention.sa.infer(r))
     return torch.addcmul(x, r, state.gate, out=r)
@@ -258,7 +270,7 @@ class StreamedTrunk:
         written = self.fill(x, 1, lambda _piece, rows, cols: model.head(self.padded_input(rows, cols)), reads=False)
         self.progress()
         skip_blocks = []
-        for block in model.pre_process[str(self.scale)]:
+        for block in model.pre_blocks(self.scale):
             state, written = self.update_block(block, x, written)
             skip_blocks.append(state)
             self.progress()
@@ -269,7 +281,7 @@ class StreamedTrunk:
 
     def body(self, x: torch.Tensor, written: Range) -> Range:
         """The body's residual blocks, each streamed in place; returns the range of the result."""
-        for block in self.model.body[:-1]:
+        for block in self.model.body_blocks():
             _, written = self.update_block(block, x, written)
             self.progress()
         return written
@@ -280,13 +292,13 @@ class StreamedTrunk:
         self,
         x: torch.Tensor,
         halo: int,
-        fn: Callable[[torch.Tensor | None, tuple[int, int], tuple[int, int]], torch.Tensor],
+        fn: Callable[[torch.Tensor, tuple[int, int], tuple[int, int]], torch.Tensor],
         *,
         reads: bool = True,
     ) -> Range:
         """Replace ``x``, band by band and chunk by chunk, by ``fn(piece, rows, cols)``: ``piece`` is ``x``
         as it was before this sweep over ``rows`` x ``cols`` (the chunk with ``halo`` pixels of context on
-        each side, cut at the image's edges), or None where ``fn`` ``reads`` nothing of it. A band's output
+        each side, cut at the image's edges), or an empty view where ``fn`` ``reads`` nothing of it. A band's output
         is written once the band below has read its context from it. Returns the range of what was written."""
         written = Range()
         pending: list[tuple[int, int, int, int, torch.Tensor]] = []
@@ -301,7 +313,7 @@ class StreamedTrunk:
             done = []
             for x0, x1 in spans(self.width, self.columns):
                 c0, c1 = max(x0 - halo, 0), min(x1 + halo, self.width)
-                piece = dense(x[:, :, a:b, c0:c1]) if reads else None
+                piece = dense(x[:, :, a:b, c0:c1]) if reads else x[:, :, :0]
                 done.append((y0, y1, x0, x1, fn(piece, (a, b), (c0, c1))[:, :, y0 - a : y1 - a, x0 - c0 : x1 - c0]))
             write(pending)
             pending = done
@@ -312,11 +324,11 @@ class StreamedTrunk:
 
     def update_block(self, block: ResBlock, x: torch.Tensor, x_range: Range) -> tuple[BlockState, Range]:
         branch = Branch(block, x_range)
-        gate = None if block.attention is None else self.channel_gate(branch, x)
+        gate = None if block.attention is None else self.channel_gate(branch, block.attention.ca, x)
         state = BlockState(branch, gate)
         return state, self.fill(x, BLOCK_HALO, lambda piece, _rows, _cols: apply_block(state, piece))
 
-    def channel_gate(self, branch: Branch, x: torch.Tensor) -> torch.Tensor:
+    def channel_gate(self, branch: Branch, ca: ChannelAttention, x: torch.Tensor) -> torch.Tensor:
         """ca(conv2(h)) * res_scale, with conv2's mean taken from sums of h over the whole image."""
         sums = None if branch.needs_hidden_range else self.hidden_sums(branch, x)
         if sums is None:  # uncalibrated, or the calibrated ReLU scale was exceeded: the map's own range
@@ -326,8 +338,9 @@ class StreamedTrunk:
                 peak.add(h)
             branch.hidden_q = QParams.for_range(0.0, peak.hi)
             sums = self.hidden_sums(branch, x)
+            assert sums is not None  # uncalibrated now: nothing is refused as saturated
         mean = sums.conv_mean(branch.conv2_weight, branch.conv2_bias, branch.hidden_scale())
-        return branch.block.attention.ca.forward_pooled(mean).mul_(branch.block.res_scale)
+        return ca.forward_pooled(mean).mul_(branch.block.res_scale)
 
     def hidden_sums(self, branch: Branch, x: torch.Tensor) -> BorderSums | None:
         sums = BorderSums(self.height, self.width)
@@ -349,7 +362,7 @@ class StreamedTrunk:
     # -- the body's last convolution plus the recomputed long skip -----------------------------------
 
     def finish(self, x: torch.Tensor, x_range: Range, skip_blocks: list[BlockState]) -> None:
-        last = self.model.body[-1][0]
+        last = self.model.body[-1].get_submodule("0")  # the body's last convolution, fp32 or int8
         input_q = QParams.for_range(x_range.lo, x_range.hi) if isinstance(last, Int8Conv2d) else None
         skip_halo = 1 + BLOCK_HALO * len(skip_blocks)
 
@@ -392,7 +405,7 @@ class LeanTrunk(StreamedTrunk):
 
     def body(self, x: torch.Tensor, written: Range) -> Range:
         current, spare = x, torch.empty_like(x, memory_format=torch.channels_last)
-        for block in self.model.body[:-1]:
+        for block in self.model.body_blocks():
             current, spare = block.infer(current, self.stripe, out=spare), current
             self.progress()
         if current is not x:

@@ -26,7 +26,7 @@ from torch.nn import functional
 
 from mdsr.data import PatchDataset, list_images, step_generator, warm_lr_cache
 from mdsr.files import atomic_path
-from mdsr.inference import autocast, bf16_supported, resolve_precision
+from mdsr.inference import Mode, autocast, bf16_supported, resolve_precision
 from mdsr.model import MDSR, SUPPORTED_SCALES, MdsrConfig
 from mdsr.weights import save_weights
 
@@ -99,6 +99,8 @@ FIT_FROM, FIT_TO = 20, 120
 def fit_steps(cfg: TrainConfig, *, step: int, elapsed_s: float, probe_s: float) -> int:
     """The total steps that end the run ``cfg.fit_minutes`` after its start, at the rate of the
     ``FIT_TO - FIT_FROM`` steps that took ``probe_s`` seconds."""
+    if cfg.fit_minutes is None:
+        raise ValueError("fit_steps sizes a run that has fit_minutes")
     rate = (FIT_TO - FIT_FROM) / max(probe_s, 1e-9)
     return max(step + 1, step + int((cfg.fit_minutes * 60 - elapsed_s) * rate))
 
@@ -120,6 +122,9 @@ def init_from(model: MDSR, start: MDSR, *, source: str) -> None:
         parts = key.split(".")
         return parts[1] if parts[0] in ("pre_process", "upsample") else None
 
+    def scales_of(keys: set[str]) -> list[str]:
+        return sorted({s for s in map(scale_of, keys) if s is not None})
+
     missing, extra = own.keys() - theirs.keys(), theirs.keys() - own.keys()
     unexplained = [k for k in missing | extra if scale_of(k) is None]
     if unexplained:
@@ -127,13 +132,13 @@ def init_from(model: MDSR, start: MDSR, *, source: str) -> None:
             f"--init {source} lacks or adds tensors outside the per-scale parts: {sorted(unexplained)[:3]}"
         )
     if missing:
-        log.info("--init: scales %s start from scratch", sorted({scale_of(k) for k in missing}))
+        log.info("--init: scales %s start from scratch", scales_of(missing))
     if extra:
-        log.info("--init: scales %s of %s are not trained here", sorted({scale_of(k) for k in extra}), source)
+        log.info("--init: scales %s of %s are not trained here", scales_of(extra), source)
     model.load_state_dict({k: v for k, v in theirs.items() if k in own}, strict=False)
 
 
-def training_precision(precision: str, device: torch.device) -> str:
+def training_precision(precision: str, device: torch.device) -> Mode:
     """ "auto" trains in bf16 where it is native (~1.9x fp32's speed on an AMX Xeon, the same losses to 3
     decimals; CUDA's tensor cores), else fp32; "fp32" and "bf16" are checked as for inference."""
     if precision == "int8":
@@ -252,7 +257,7 @@ class Run:
     ctx: Distributed
     model: MDSR
     optimizer: torch.optim.Optimizer
-    precision: str
+    precision: Mode
     out: Path
     step: int = 0
     best: dict = field(default_factory=dict)
@@ -306,7 +311,7 @@ def build(cfg: TrainConfig) -> Run:
         init_from(model, load_model(cfg.init), source=cfg.init)
     model.to(ctx.device)
     if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
     return Run(cfg, ctx, model, optimizer, training_precision(cfg.precision, ctx.device), out)
 
@@ -363,7 +368,8 @@ class ScheduleFit:
     """``--fit-minutes``: times steps FIT_FROM..FIT_TO, then sets the total steps (the same on every rank)."""
 
     def __init__(self, started: float) -> None:
-        self.started, self.probe_start = started, None
+        self.started = started
+        self.probe_start: float | None = None
 
     def after_step(self, run: Run) -> bool:
         """True when it has just set ``run.cfg.steps``."""
@@ -436,7 +442,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     run = build(cfg)
     if resume and run.last_path.exists():
         restore(run)
-    net = run.model
+    net: torch.nn.Module = run.model
     if run.ctx.world > 1:
         # Each step uses one scale's pre-process and upsampler; the other scales' stay unused.
         net = torch.nn.parallel.DistributedDataParallel(
