@@ -62,15 +62,18 @@ def run_train(args: argparse.Namespace) -> int:
 
     from mdsr.train import TrainConfig, train
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be a whole number of at least 1, got {args.threads}")
     if not args.data and not args.hf_dataset:
         raise ValueError("give at least one folder of training images (or --hf-dataset)")
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
     values.update(data=tuple(args.data), scales=tuple(args.scales))
     if values["val_data"] == "none":
         values["val_data"] = None
-    final = train(TrainConfig(**values), resume=args.resume)
+    cfg = TrainConfig(**values)  # checks every value before any work
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    final = train(cfg, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"weights: {final}")
     return 0

@@ -86,6 +86,39 @@ class TrainConfig:
     hf_config: str | None = _option(None, "the Hub dataset's configuration")
     five_crop: bool = _option(False, "super-image's pre-augmentation: 4 corners + centre, half size")
 
+    def __post_init__(self) -> None:
+        """Every value checked when the config is made, so that a bad one is refused in one sentence naming
+        its option before any work, never as a traceback (or untrained weights) partway through a run."""
+        counts = ("patch_size", "batch_size", "steps", "decay_every", "val_every", "checkpoint_every", "log_every")
+        for name in (*counts, "workers", "warmup"):
+            value, least = getattr(self, name), 0 if name == "warmup" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{_flag(name)} must be a whole number of at least {least}, got {value!r}")
+        for name in ("lr", "clip_grad", "max_minutes", "fit_minutes"):
+            value = getattr(self, name)
+            if value is not None and not _positive(value):
+                raise ValueError(f"{_flag(name)} must be a finite number above 0, got {value!r}")
+        if not _positive(self.min_lr, zero=True):
+            raise ValueError(f"--min-lr must be a finite number of at least 0, got {self.min_lr!r}")
+        if not self.scales or any(s not in SUPPORTED_SCALES for s in self.scales):
+            raise ValueError(
+                f"--scales takes one or more of {', '.join(map(str, SUPPORTED_SCALES))}, got {self.scales}"
+            )
+        for name, allowed in (("preset", tuple(PRESETS)), ("schedule", ("cosine", "step"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{_flag(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+
+
+def _flag(name: str) -> str:
+    """A TrainConfig field as ``mdsr train`` spells its option."""
+    return "--" + name.replace("_", "-")
+
+
+def _positive(value: object, *, zero: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return False
+    return value >= 0 if zero else value > 0
+
 
 class NonFiniteLossError(RuntimeError):
     pass

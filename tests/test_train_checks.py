@@ -1,0 +1,63 @@
+"""What `mdsr train` refuses before any work, each in one sentence: bad numbers, a run folder it would
+mix with another run, a file where a folder goes, a validation folder it could not use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import crop
+
+from mdsr.cli import main
+from mdsr.train import TrainConfig
+
+
+@pytest.fixture
+def hr(tmp_path, astronaut, coffee) -> Path:
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    for name, image in (("astronaut", astronaut), ("coffee", coffee)):
+        crop(image, (96, 80), (100, 80)).save(folder / f"{name}.png")
+    return folder
+
+
+def tiny_train(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "train", str(data), "--out", str(out), "--preset", "tiny", "--scales", "2", "--patch-size", "16",
+        "--batch-size", "2", "--steps", "2", "--precision", "fp32", "--log-every", "1", *extra,
+    ]  # fmt: skip
+
+
+def error_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("error") or "Traceback" in line]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--log-every", "0"),
+        ("--checkpoint-every", "0"),
+        ("--val-every", "0"),
+        ("--decay-every", "0"),
+        ("--patch-size", "0"),
+        ("--patch-size", "-3"),
+        ("--batch-size", "-1"),
+        ("--batch-size", "0"),
+        ("--steps", "-5"),
+        ("--warmup", "-1"),
+        ("--lr", "nan"),
+        ("--lr", "0"),
+        ("--threads", "-1"),
+    ],
+)
+def test_a_bad_number_is_refused_in_one_line_naming_its_option_before_any_work(hr, tmp_path, capsys, option, value):
+    out = tmp_path / "run"
+    assert main(tiny_train(hr, out, option, value)) == 2
+    errors = error_lines(capsys)
+    assert len(errors) == 1 and errors[0].startswith(f"error: {option} must be")
+    assert not out.exists()
+
+
+def test_the_library_config_refuses_a_bad_number_too():
+    with pytest.raises(ValueError, match=r"^--decay-every must be a whole number of at least 1, got 0$"):
+        TrainConfig(data=("d",), out="o", decay_every=0)
