@@ -51,7 +51,12 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                 flag, type=kind, choices=choices, required=required, default=None if required else f.default, help=help_
             )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/last.pt (without it, a folder that already holds a run is refused; where OUT holds "
+        "nothing of a run, a new one starts there and says so)",
+    )
     p.set_defaults(run=run_train)
 
 

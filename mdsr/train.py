@@ -321,10 +321,39 @@ class Run:
         log_file.flush()
 
 
-def build(cfg: TrainConfig) -> Run:
+# What a run writes in its folder: any of them there means the folder holds a run.
+RUN_FILES = ("last.pt", "best.pt", "log.jsonl", "weights.safetensors", "curve.png")
+
+
+def check_run_folder(cfg: TrainConfig, *, resume: bool) -> None:
+    """Before any work: ``--out`` (and ``--cache-dir``) can be folders, and a new run never writes into
+    another run's folder (it would replace last.pt and the weights, keep the old best.pt and add to the old
+    log); ``--resume`` needs a last.pt beside the run's other files, and where there is none at all, starts
+    afresh and says so."""
+    from mdsr.export import check_folder
+
+    out = Path(cfg.out)
+    for option, folder in (("--out", out), ("--cache-dir", cfg.cache_dir)):
+        if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+            raise ValueError(f"{option} {folder} is a file; mdsr train writes into a folder there")
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not resume:
+        raise ValueError(
+            f"{out} already holds a training run ({', '.join(found)}); --resume continues it, or give another --out"
+        )
+    if resume and "last.pt" not in found:
+        if found:
+            raise ValueError(f"{out} holds a training run ({', '.join(found)}) but no last.pt to resume from")
+        log.warning("--resume: %s holds no last.pt; starting a new run there", out)
+    if int(os.environ.get("RANK", "0")) == 0:
+        check_folder(out, writer="mdsr train")
+
+
+def build(cfg: TrainConfig, *, resume: bool = False) -> Run:
     """Check the config, make the LR cache, set up the device(s), the model (from --init) and Adam."""
     from mdsr.weights import load_model
 
+    check_run_folder(cfg, resume=resume)
     if cfg.precision == "int8":
         raise ValueError("int8 is an inference mode; train in fp32 or bf16")
     if cfg.fit_minutes and cfg.warmup < FIT_TO:
@@ -472,7 +501,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     """Run (or resume) training; returns the path of the final weights file."""
     from mdsr.evaluate import load_benchmark
 
-    run = build(cfg)
+    run = build(cfg, resume=resume)
     if resume and run.last_path.exists():
         restore(run)
     net: torch.nn.Module = run.model

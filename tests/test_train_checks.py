@@ -61,3 +61,42 @@ def test_a_bad_number_is_refused_in_one_line_naming_its_option_before_any_work(h
 def test_the_library_config_refuses_a_bad_number_too():
     with pytest.raises(ValueError, match=r"^--decay-every must be a whole number of at least 1, got 0$"):
         TrainConfig(data=("d",), out="o", decay_every=0)
+
+
+def test_a_new_run_into_a_folder_holding_a_run_is_refused_and_changes_nothing(hr, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(tiny_train(hr, out)) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(tiny_train(hr, out, "--steps", "4")) == 2
+    assert error_lines(capsys) == [
+        f"error: {out} already holds a training run (last.pt, log.jsonl, weights.safetensors, curve.png); "
+        "--resume continues it, or give another --out"
+    ]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_resume_where_there_is_no_last_pt_says_it_starts_a_new_run(hr, tmp_path, caplog):
+    out = tmp_path / "typo"
+    assert main(tiny_train(hr, out, "--resume")) == 0
+    assert f"--resume: {out} holds no last.pt; starting a new run there" in caplog.messages
+
+
+def test_resume_into_a_run_folder_without_last_pt_is_refused(hr, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "log.jsonl").write_text("")
+    assert main(tiny_train(hr, out, "--resume")) == 2
+    assert error_lines(capsys) == [f"error: {out} holds a training run (log.jsonl) but no last.pt to resume from"]
+
+
+@pytest.mark.parametrize("option", ["--out", "--cache-dir"])
+def test_a_file_where_a_run_writes_a_folder_is_refused_in_one_sentence(hr, tmp_path, capsys, option):
+    blocking = tmp_path / "a_file"
+    blocking.write_text("mine")
+    args = tiny_train(hr, blocking if option == "--out" else tmp_path / "run")
+    if option == "--cache-dir":
+        args += ["--cache-dir", str(blocking)]
+    assert main(args) == 2
+    assert error_lines(capsys) == [f"error: {option} {blocking} is a file; mdsr train writes into a folder there"]
+    assert blocking.read_text() == "mine"
