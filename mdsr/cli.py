@@ -65,7 +65,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     import torch
 
-    from mdsr.train import TrainConfig, train
+    from mdsr.train import StoppedBySignal, TrainConfig, train
 
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be a whole number of at least 1, got {args.threads}")
@@ -78,7 +78,14 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(**values)  # checks every value before any work
     if args.threads:
         torch.set_num_threads(args.threads)
-    final = train(cfg, resume=args.resume)
+    try:
+        final = train(cfg, resume=args.resume)
+    except StoppedBySignal as stopped:
+        # Saved, but not finished: the shell's status for the signal, so `mdsr train ... && next` stops here.
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"weights: {stopped.weights}")
+            print(stopped, file=sys.stderr)
+        return 128 + stopped.signum
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"weights: {final}")
     return 0

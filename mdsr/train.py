@@ -124,6 +124,16 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
+class StoppedBySignal(Exception):  # noqa: N818 (not an error: the run saved and can be resumed)
+    """SIGINT or SIGTERM stopped the run; everything was saved first (``weights`` and last.pt). Raised so
+    that a caller (and ``mdsr train``'s exit status, 128 + the signal) cannot take the run for finished."""
+
+    def __init__(self, signum: int, step: int, weights: Path) -> None:
+        self.signum, self.step, self.weights = signum, step, weights
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name} at step {step}, everything saved; --resume continues the run")
+
+
 # Steps timed to size the schedule for ``fit_minutes``: after cuDNN's first-call tuning, and inside the
 # warm-up, whose learning rate does not depend on the total number of steps.
 FIT_FROM, FIT_TO = 20, 120
@@ -492,13 +502,12 @@ def finish(run: Run, data: PatchDataset, n_files: int) -> Path:
                 f.write(json.dumps({"step": run.step, "ranks": ctx.world, "weights_sha256": digests}) + "\n")
         dist.barrier()
         dist.destroy_process_group()
-    if run.stop_signal is not None:
-        log.info("stopped by signal %d at step %d; resume with --resume", run.stop_signal, run.step)
     return final
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True) -> Path:
-    """Run (or resume) training; returns the path of the final weights file."""
+    """Run (or resume) training; returns the path of the final weights file. Stopped by SIGINT or SIGTERM,
+    it saves as at the end, then raises ``StoppedBySignal``."""
     from mdsr.evaluate import load_benchmark
 
     run = build(cfg, resume=resume)
@@ -561,7 +570,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             bar.close()
         if log_file is not None:
             log_file.close()
-    return finish(run, data, n_files)
+    final = finish(run, data, n_files)
+    if run.stop_signal is not None:
+        raise StoppedBySignal(run.stop_signal, run.step, final)
+    return final
 
 
 def tqdm_bar(*, total: int, initial: int):

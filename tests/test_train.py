@@ -204,7 +204,7 @@ def test_a_run_killed_with_sigkill_and_resumed_ends_bitwise_equal_to_an_uninterr
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(image_folder, tmp_path):
+def test_sigterm_saves_a_checkpoint_and_exits_with_the_signals_status(image_folder, tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen(
         cli_train(image_folder, run, "--steps", "100000", "--checkpoint-every", "1000"),
@@ -217,7 +217,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(image_folder, tmp_path):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     saved = torch.load(run / "last.pt", weights_only=True)["step"]
     assert 0 < saved < 100000 and (run / "weights.safetensors").exists()
 

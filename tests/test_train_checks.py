@@ -3,9 +3,11 @@ mix with another run, a file where a folder goes, a validation folder it could n
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import crop
 
 from mdsr.cli import main
@@ -100,3 +102,22 @@ def test_a_file_where_a_run_writes_a_folder_is_refused_in_one_sentence(hr, tmp_p
     assert main(args) == 2
     assert error_lines(capsys) == [f"error: {option} {blocking} is a file; mdsr train writes into a folder there"]
     assert blocking.read_text() == "mine"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_run_stopped_by_a_signal_saves_then_exits_with_the_signals_status(hr, tmp_path, monkeypatch, signum):
+    from mdsr import train
+
+    real_step = train.train_step
+
+    def step_then_signal(run, net, data):
+        result = real_step(run, net, data)
+        if run.step == 1:
+            signal.raise_signal(signum)  # as if from the terminal or a scheduler, mid-run
+        return result
+
+    monkeypatch.setattr(train, "train_step", step_then_signal)
+    out = tmp_path / "run"
+    assert main(tiny_train(hr, out, "--steps", "6")) == 128 + signum
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
+    assert (out / "weights.safetensors").exists()
