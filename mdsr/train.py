@@ -359,11 +359,23 @@ def check_run_folder(cfg: TrainConfig, *, resume: bool) -> None:
         check_folder(out, writer="mdsr train")
 
 
+def check_inputs(cfg: TrainConfig) -> None:
+    """Before any work: what the run will read can be read."""
+    if cfg.hf_dataset:
+        try:
+            import datasets  # noqa: F401 (optional dependency, only for Hub datasets)
+        except ImportError:
+            raise ValueError(
+                '--hf-dataset needs the datasets package, which is not installed: pip install -e ".[datasets]"'
+            ) from None
+
+
 def build(cfg: TrainConfig, *, resume: bool = False) -> Run:
     """Check the config, make the LR cache, set up the device(s), the model (from --init) and Adam."""
     from mdsr.weights import load_model
 
     check_run_folder(cfg, resume=resume)
+    check_inputs(cfg)
     if cfg.precision == "int8":
         raise ValueError("int8 is an inference mode; train in fp32 or bf16")
     if cfg.fit_minutes and cfg.warmup < FIT_TO:

@@ -4,6 +4,7 @@ mix with another run, a file where a folder goes, a validation folder it could n
 from __future__ import annotations
 
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,11 @@ def test_a_run_stopped_by_a_signal_saves_then_exits_with_the_signals_status(hr, 
     assert main(tiny_train(hr, out, "--steps", "6")) == 128 + signum
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
     assert (out / "weights.safetensors").exists()
+
+
+def test_a_hub_dataset_without_the_datasets_package_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # what an installation without the extra has
+    assert main(["train", "--hf-dataset", "eugenesiow/Div2k", "--out", str(tmp_path / "run"), "--preset", "tiny"]) == 2
+    assert error_lines(capsys) == [
+        'error: --hf-dataset needs the datasets package, which is not installed: pip install -e ".[datasets]"'
+    ]
