@@ -557,6 +557,11 @@ def run_export(args: argparse.Namespace) -> int:
     if len(args.paths) != 2:
         raise ValueError("mdsr export takes a checkpoint and the .safetensors file to write")
     checkpoint, out = args.paths
+    if Path(out).suffix != ".safetensors":
+        # The loaders know weights by this suffix (anything else is read as a super-image .pt and refused).
+        raise ValueError(f"{out}: the weights file's name must end in .safetensors")
+    if file_id(Path(out)) is not None and file_id(Path(out)) == file_id(Path(checkpoint)):
+        raise ValueError(f"{out} is the checkpoint being exported, never replaced; write to another file")
     check_outputs([out], overwrite=args.overwrite)
     print(f"weights: {export_checkpoint(checkpoint, out, fp16=args.fp16, note=args.note)}")
     return 0

@@ -99,3 +99,30 @@ def test_an_existing_weights_file_is_kept_unless_overwrite_is_given(tmp_path, ca
     existing = tmp_path / "mine.safetensors"
     assert capsys.readouterr().err.strip() == f"error: {existing} already exists (--overwrite replaces it)"
     assert existing.read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("name", ["w.pt", "weights"])
+def test_a_weights_file_not_named_safetensors_is_refused_before_writing(tmp_path, capsys, no_model_loaded, name):
+    out = tmp_path / name
+    assert main(["export", str(tmp_path / "last.pt"), str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {out}: the weights file's name must end in .safetensors"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("spelling", ["same", "dot-dot", "symlink"])
+def test_overwrite_never_replaces_the_checkpoint_being_exported(tmp_path, capsys, no_model_loaded, spelling):
+    checkpoint = tmp_path / "run" / "last.safetensors"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b"a checkpoint")
+    out = {
+        "same": checkpoint,
+        "dot-dot": tmp_path / "run" / ".." / "run" / "last.safetensors",
+        "symlink": tmp_path / "link.safetensors",
+    }[spelling]
+    if spelling == "symlink":
+        out.symlink_to(checkpoint)
+    assert main(["export", str(checkpoint), str(out), "--overwrite"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {out} is the checkpoint being exported, never replaced; write to another file"
+    )
+    assert checkpoint.read_bytes() == b"a checkpoint"
