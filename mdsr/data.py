@@ -22,8 +22,10 @@ from mdsr.files import atomic_path, is_image_name
 from mdsr.imaging import array_to_tensor, bicubic_downscale, modcrop, read_rgb8
 
 
-def list_images(folders: Iterable[str | os.PathLike]) -> list[Path]:
-    """All image files under the given folders (recursively), sorted for reproducibility."""
+def list_images(folders: Iterable[str | os.PathLike], *, exclude: Iterable[str | os.PathLike] = ()) -> list[Path]:
+    """All image files under the given folders (recursively), sorted for reproducibility, less those under
+    ``exclude`` (a run folder inside the data: its curve.png must never become training data)."""
+    skipped = [Path(p).resolve() for p in exclude]
     files: list[Path] = []
     for folder in folders:
         folder = Path(folder)
@@ -32,7 +34,8 @@ def list_images(folders: Iterable[str | os.PathLike]) -> list[Path]:
             continue
         if not folder.is_dir():
             raise FileNotFoundError(f"training folder not found: {folder}")
-        files += sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p))
+        found = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p))
+        files += [p for p in found if not any(p.resolve().is_relative_to(s) for s in skipped)]
     return files
 
 
@@ -91,9 +94,10 @@ class PatchDataset:
         patch_size: int,
         cache_dir: str | os.PathLike | None = None,
         five_crop: bool = False,
+        exclude: Iterable[str | os.PathLike] = (),
     ) -> PatchDataset:
         def readable() -> Iterable[tuple[str, np.ndarray]]:
-            for path in list_images(folders):
+            for path in list_images(folders, exclude=exclude):
                 try:
                     yield str(path), read_rgb8(path)
                 except (OSError, ValueError) as err:

@@ -285,10 +285,11 @@ def build_dataset(cfg: TrainConfig, model_scales: tuple[int, ...]) -> tuple[Patc
         return PatchDataset.from_hf_dataset(
             ds, scales=model_scales, patch_size=cfg.patch_size, five_crop=cfg.five_crop
         ), len(ds)
-    files = list_images(cfg.data)
+    files = list_images(cfg.data, exclude=[cfg.out])
     data = PatchDataset.from_folders(
-        cfg.data, scales=model_scales, patch_size=cfg.patch_size, cache_dir=cfg.cache_dir, five_crop=cfg.five_crop
-    )
+        cfg.data, scales=model_scales, patch_size=cfg.patch_size, cache_dir=cfg.cache_dir, five_crop=cfg.five_crop,
+        exclude=[cfg.out],
+    )  # fmt: skip
     return data, len(files)
 
 
@@ -382,7 +383,9 @@ def build(cfg: TrainConfig, *, resume: bool = False) -> Run:
         raise ValueError(f"--fit-minutes times steps {FIT_FROM}-{FIT_TO} inside the warm-up: give --warmup >= {FIT_TO}")
     if cfg.workers > 1 and cfg.cache_dir and not cfg.five_crop and not cfg.hf_dataset:
         # Before anything touches CUDA or starts threads: the workers are forked.
-        warm_lr_cache(list_images(cfg.data), scales=cfg.scales, cache_dir=cfg.cache_dir, workers=cfg.workers)
+        warm_lr_cache(
+            list_images(cfg.data, exclude=[cfg.out]), scales=cfg.scales, cache_dir=cfg.cache_dir, workers=cfg.workers
+        )
     ctx = setup_distributed()
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # three input shapes (one per scale), each met thousands of times

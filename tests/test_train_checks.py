@@ -3,6 +3,7 @@ mix with another run, a file where a folder goes, a validation folder it could n
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from conftest import crop
 
 from mdsr.cli import main
 from mdsr.train import TrainConfig
+from mdsr.weights import load_model
 
 
 @pytest.fixture
@@ -130,3 +132,11 @@ def test_a_hub_dataset_without_the_datasets_package_says_how_to_install_it(tmp_p
     assert error_lines(capsys) == [
         'error: --hf-dataset needs the datasets package, which is not installed: pip install -e ".[datasets]"'
     ]
+
+
+def test_a_run_folder_inside_the_training_data_is_never_read_as_training_data(hr, tmp_path):
+    out = hr / "run"
+    assert main(tiny_train(hr, out, "--checkpoint-every", "1")) == 0
+    assert (out / "curve.png").exists()
+    assert main(tiny_train(hr, out, "--steps", "3", "--resume")) == 0
+    assert json.loads(load_model(out / "weights.safetensors").metadata["images"]) == 2  # the two photos only
