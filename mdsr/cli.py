@@ -463,13 +463,11 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from mdsr.evaluate import evaluate, markdown_table, write_json
+    from mdsr.evaluate import check_benchmark, evaluate, markdown_table, write_json
     from mdsr.weights import BUNDLED_PATH, load_for_scales
 
     for folder in args.data:
-        if not (Path(folder) / "HR").is_dir():
-            raise FileNotFoundError(f"{folder} has no HR/ folder of ground-truth images")
-        check_headers(Path(folder) / "HR")
+        check_benchmark(folder)
     if args.json:
         check_json_path(Path(args.json))
     models = load_for_scales(args.weights, args.scales)
@@ -492,19 +490,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         write_json(results, args.json)
     return 0
-
-
-def check_headers(hr_dir: Path) -> None:
-    """Before any work: every file of a benchmark's HR/ folder (``evaluate`` reads them all) opens as an
-    image, or the first that does not is named with the reason (read from its header only)."""
-    from mdsr.imaging import ImageError, image_size, read_rgb8
-
-    for path in sorted(p for p in hr_dir.iterdir() if p.is_file()):
-        if image_size(path) is None:
-            try:
-                read_rgb8(path)  # fails at the header, saying why
-            except (ImageError, OSError) as err:
-                raise ImageError(f"{path}: {err}") from None
 
 
 def check_json_path(path: Path) -> None:

@@ -47,6 +47,34 @@ class Pair:
     hr: np.ndarray  # uint8 (h*s, w*s, 3)
 
 
+def check_benchmark(folder: str | os.PathLike, scales: tuple[int, ...] = (), *, option: str = "") -> None:
+    """Before any work: ``folder`` has an HR/ folder whose every file (``load_benchmark`` reads them all)
+    opens as an image, or the first that does not is named with the reason (read from its header only);
+    with ``scales``, each is also large enough to measure at every scale (``metrics`` shaves ``s`` pixels
+    off each border of the image cropped to a multiple of ``s``). ``option``: the option that named
+    ``folder``, as the sentence shows it."""
+    from mdsr.imaging import ImageError, image_size
+
+    named = f"{option} {folder}" if option else str(folder)
+    hr_dir = Path(folder) / "HR"
+    if not hr_dir.is_dir():
+        raise FileNotFoundError(f"{named} has no HR/ folder of ground-truth images")
+    for path in sorted(p for p in hr_dir.iterdir() if p.is_file()):
+        size = image_size(path)
+        if size is None:
+            try:
+                read_rgb8(path)  # fails at the header, saying why
+            except (ImageError, OSError) as err:
+                raise ImageError(f"{path}: {err}") from None
+            continue
+        w, h = size
+        if small := [s for s in scales if min(w // s, h // s) * s <= 2 * s]:
+            raise ValueError(
+                f"{path}: a {w}x{h} image is too small to measure at x{max(small)} "
+                f"(more than {2 * max(small)} pixels a side once cropped to a multiple of {max(small)})"
+            )
+
+
 def load_benchmark(folder: str | os.PathLike, scale: int) -> list[Pair]:
     """The (LR, HR) pairs of a benchmark folder at one scale, standard protocol."""
     folder = Path(folder)

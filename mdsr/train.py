@@ -362,6 +362,10 @@ def check_run_folder(cfg: TrainConfig, *, resume: bool) -> None:
 
 def check_inputs(cfg: TrainConfig) -> None:
     """Before any work: what the run will read can be read."""
+    from mdsr.evaluate import check_benchmark  # evaluation imports inference, not train
+
+    if cfg.val_data:
+        check_benchmark(cfg.val_data, cfg.scales, option="--val-data")
     if cfg.hf_dataset:
         try:
             import datasets  # noqa: F401 (optional dependency, only for Hub datasets)

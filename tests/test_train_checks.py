@@ -140,3 +140,39 @@ def test_a_run_folder_inside_the_training_data_is_never_read_as_training_data(hr
     assert (out / "curve.png").exists()
     assert main(tiny_train(hr, out, "--steps", "3", "--resume")) == 0
     assert json.loads(load_model(out / "weights.safetensors").metadata["images"]) == 2  # the two photos only
+
+
+@pytest.fixture
+def val(tmp_path, chelsea) -> Path:
+    """A validation folder with one good image in HR/."""
+    (tmp_path / "val" / "HR").mkdir(parents=True)
+    crop(chelsea, (40, 40)).save(tmp_path / "val" / "HR" / "good.png")
+    return tmp_path / "val"
+
+
+def test_a_validation_file_that_is_no_image_is_named_before_training(hr, val, tmp_path, capsys):
+    (val / "HR" / "README.txt").write_text("held-out images")
+    out = tmp_path / "run"
+    assert main(tiny_train(hr, out, "--val-data", str(val))) == 2
+    errors = error_lines(capsys)
+    assert len(errors) == 1 and errors[0].startswith(f"error: {val / 'HR' / 'README.txt'}: ")
+    assert not (out / "log.jsonl").exists()
+
+
+def test_a_validation_image_too_small_to_measure_is_named_before_training(hr, val, tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (5, 5)).save(val / "HR" / "tiny.png")
+    out = tmp_path / "run"
+    assert main(tiny_train(hr, out, "--val-data", str(val))) == 2
+    assert error_lines(capsys) == [
+        f"error: {val / 'HR' / 'tiny.png'}: a 5x5 image is too small to measure at x2 "
+        "(more than 4 pixels a side once cropped to a multiple of 2)"
+    ]
+    assert not (out / "log.jsonl").exists()
+
+
+def test_a_validation_folder_without_hr_is_named_with_its_option(hr, tmp_path, capsys):
+    (tmp_path / "val").mkdir()
+    assert main(tiny_train(hr, tmp_path / "run", "--val-data", str(tmp_path / "val"))) == 2
+    assert error_lines(capsys) == [f"error: --val-data {tmp_path / 'val'} has no HR/ folder of ground-truth images"]
