@@ -75,7 +75,11 @@ class TrainConfig:
     checkpoint_every: int = _option(100, "steps between checkpoints (last.pt)")
     log_every: int = _option(10, "steps between log.jsonl records")
     cache_dir: str | None = _option(None, "where LR images are cached (default: memory only)")
-    init: str | None = _option(None, "weights to start from (a file or folder load_model accepts), loaded strictly")
+    init: str | None = _option(
+        None,
+        "weights to start from (a file, super-image folder or Hub id load_model accepts), loaded strictly; a "
+        "folder or Hub id holds one model per scale, so train one --scales from it",
+    )
     max_minutes: float | None = _option(None, "stop cleanly (and save) after this many minutes")
     fit_minutes: float | None = _option(
         None, "set --steps so training ends in about this many minutes (timed on steps 20-120; needs --warmup >= 120)"
@@ -360,8 +364,20 @@ def check_run_folder(cfg: TrainConfig, *, resume: bool) -> None:
         check_folder(out, writer="mdsr train")
 
 
+def per_scale_source(source: str) -> bool:
+    """Whether ``load_model`` reads ``source`` as super-image's layout, one file per scale (a folder or a
+    Hub id), rather than one file (this project's .safetensors, or a single super-image .pt)."""
+    path = Path(source)
+    return not (path.suffix == ".safetensors" or path.is_file())
+
+
 def check_inputs(cfg: TrainConfig) -> None:
     """Before any work: what the run will read can be read."""
+    if cfg.init and per_scale_source(cfg.init) and len(cfg.scales) > 1:
+        raise ValueError(
+            f"--init {cfg.init} is a super-image folder or Hub id, which holds one model per scale: train one "
+            "scale from it (--scales 2, 3 or 4)"
+        )
     from mdsr.evaluate import check_benchmark  # evaluation imports inference, not train
 
     if cfg.val_data:
@@ -379,8 +395,8 @@ def build(cfg: TrainConfig, *, resume: bool = False) -> Run:
     """Check the config, make the LR cache, set up the device(s), the model (from --init) and Adam."""
     from mdsr.weights import load_model
 
-    check_run_folder(cfg, resume=resume)
     check_inputs(cfg)
+    check_run_folder(cfg, resume=resume)  # last: it makes the folder
     if cfg.precision == "int8":
         raise ValueError("int8 is an inference mode; train in fp32 or bf16")
     if cfg.fit_minutes and cfg.warmup < FIT_TO:
@@ -399,7 +415,9 @@ def build(cfg: TrainConfig, *, resume: bool = False) -> Run:
     torch.manual_seed(cfg.seed)
     model = MDSR(MdsrConfig.from_dict({**PRESETS[cfg.preset].to_dict(), "scales": cfg.scales}))
     if cfg.init:
-        init_from(model, load_model(cfg.init), source=cfg.init)
+        # A super-image source holds one model per scale: the one of the (single) scale trained here.
+        scale = cfg.scales[0] if per_scale_source(cfg.init) else None
+        init_from(model, load_model(cfg.init, scale=scale), source=cfg.init)
     model.to(ctx.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import crop
+from conftest import crop, super_image_folder, tiny
 
 from mdsr.cli import main
 from mdsr.train import TrainConfig
@@ -176,3 +176,24 @@ def test_a_validation_folder_without_hr_is_named_with_its_option(hr, tmp_path, c
     (tmp_path / "val").mkdir()
     assert main(tiny_train(hr, tmp_path / "run", "--val-data", str(tmp_path / "val"))) == 2
     assert error_lines(capsys) == [f"error: --val-data {tmp_path / 'val'} has no HR/ folder of ground-truth images"]
+
+
+def test_init_from_a_super_image_folder_loads_the_file_of_the_one_scale_trained(hr, tmp_path):
+    folder = tmp_path / "mdsr-bam"
+    super_image_folder(folder, tiny(scales=(3,)), 3)
+    super_image_folder(folder, tiny(scales=(2,)), 2)
+    out = tmp_path / "run"
+    assert main(tiny_train(hr, out, "--init", str(folder), "--steps", "1", "--lr", "1e-9")) == 0
+    trained, start = load_model(out / "weights.safetensors"), tiny(scales=(2,))
+    assert torch.allclose(trained.upsample["2"][0][0].weight, start.upsample["2"][0][0].weight, atol=1e-6)
+
+
+def test_init_from_a_super_image_folder_with_several_scales_is_refused_before_any_work(hr, tmp_path, capsys):
+    folder = super_image_folder(tmp_path / "mdsr-bam", tiny(scales=(2,)), 2)
+    out = tmp_path / "run"
+    assert main(tiny_train(hr, out, "--init", str(folder), "--scales", "2", "3")) == 2
+    assert error_lines(capsys) == [
+        f"error: --init {folder} is a super-image folder or Hub id, which holds one model per scale: train one "
+        "scale from it (--scales 2, 3 or 4)"
+    ]
+    assert not out.exists()
