@@ -648,6 +648,7 @@ def provenance(cfg: TrainConfig, *, step: int, history: list[dict], best: dict, 
         "lr": cfg.lr,
         "schedule": cfg.schedule,
         "seed": cfg.seed,
+        **({"init": cfg.init} if cfg.init else {}),  # fine-tuned from these weights (the source as given)
         "git_commit": git_commit(),
         "validation": cfg.val_data or "none",
         "final_val_psnr": next((h["val"] for h in reversed(history) if "val" in h), None),

@@ -537,6 +537,8 @@ def describe(path: str | os.PathLike) -> str:
     except WeightsError:
         return "not readable as weights"
     parts = [meta["note"]] if meta.get("note") else []
+    if meta.get("init"):
+        parts.append(f"fine-tuned from {meta['init']}")
     if meta.get("steps"):
         parts.append(f"{meta['steps']} steps")
     if meta.get("final_val_psnr") not in (None, "null"):

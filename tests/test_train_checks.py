@@ -197,3 +197,13 @@ def test_init_from_a_super_image_folder_with_several_scales_is_refused_before_an
         "scale from it (--scales 2, 3 or 4)"
     ]
     assert not out.exists()
+
+
+def test_fine_tuned_weights_record_and_show_where_they_started(hr, tmp_path):
+    from mdsr.weights import describe, save_weights
+
+    start = save_weights(tiny(scales=(2,)), tmp_path / "start.safetensors")
+    out = tmp_path / "run"
+    assert main(tiny_train(hr, out, "--init", str(start))) == 0
+    assert load_model(out / "weights.safetensors").metadata["init"] == str(start)
+    assert describe(out / "weights.safetensors") == f"fine-tuned from {start}; 2 steps"
