@@ -459,6 +459,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--self-ensemble", action="store_true")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--json", default=None, help="write the results (with per-image scores) here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.set_defaults(run=run_evaluate)
 
 
@@ -469,7 +470,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for folder in args.data:
         check_benchmark(folder)
     if args.json:
-        check_json_path(Path(args.json))
+        check_json_path(Path(args.json), overwrite=args.overwrite)
     models = load_for_scales(args.weights, args.scales)
     name = args.weights or BUNDLED_PATH.name
     results = [
@@ -492,13 +493,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_json_path(path: Path) -> None:
+def check_json_path(path: Path, *, overwrite: bool) -> None:
     """--json is written once the whole evaluation has run: its folder is made and tried before any work,
-    as upscale's output folder is, so that no result is lost at the end."""
+    as upscale's output folder is, so that no result is lost at the end; an existing file is kept unless
+    ``overwrite``, as every other output of the CLI is."""
     from mdsr.export import check_folder
 
     if path.is_dir():
         raise ValueError(f"--json {path} is a folder; give the file to write the results to")
+    if path.exists() and not overwrite:
+        raise ValueError(f"--json {path} already exists (--overwrite replaces it)")
     check_folder(path.parent, writer="--json")
 
 
@@ -530,6 +534,10 @@ def run_export(args: argparse.Namespace) -> int:
 
         if len(args.paths) != 1:
             raise ValueError("mdsr export --onnx takes one output folder (the weights come with --weights)")
+        if args.fp16 or args.note is not None:
+            raise ValueError(
+                "--fp16 and --note are for .safetensors weights; an ONNX file is written in fp32, without a note"
+            )
         scales = args.scales or list(SUPPORTED_SCALES)
         check_outputs([onnx_path(args.paths[0], s) for s in scales], overwrite=args.overwrite)
         models = load_for_scales(args.weights, scales)

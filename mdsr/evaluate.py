@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 from skimage.metrics import structural_similarity
 
+from mdsr.files import atomic_path
 from mdsr.imaging import (
     array_to_tensor,
     bicubic_downscale,
@@ -245,7 +246,9 @@ def markdown_table(results: list[Result]) -> str:
 
 
 def write_json(results: list[Result], path: str | os.PathLike) -> None:
-    Path(path).write_text(json.dumps([asdict(r) for r in results], indent=2))
+    """The results, per-image scores included, as a JSON list; written whole or not at all."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps([asdict(r) for r in results], indent=2))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -335,3 +335,33 @@ def test_evaluate_names_a_file_in_hr_that_is_not_an_image(benchmark, capsys, no_
     notes.write_text("not an image")
     assert main(["evaluate", "--data", str(benchmark), "--scales", "2"]) == 2
     assert capsys.readouterr().err.startswith(f"error: {notes}: the file is not an image that can be read")
+
+
+def test_evaluate_keeps_an_existing_json_file_unless_overwrite(tmp_path, benchmark, capsys, no_model_loaded):
+    kept = tmp_path / "notes.json"
+    kept.write_text('{"mine": true}')
+    argv = ["evaluate", "--data", str(benchmark), "--scales", "2", "--json", str(kept)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == f"error: --json {kept} already exists (--overwrite replaces it)"
+    assert kept.read_text() == '{"mine": true}'
+
+
+def test_evaluate_overwrite_replaces_the_json_file(tmp_path, benchmark, tiny_weights):
+    out = tmp_path / "r.json"
+    out.write_text("[]")
+    argv = ["evaluate", "--data", str(benchmark), "--scales", "2", "--weights", tiny_weights, "--json", str(out)]
+    assert main([*argv, "--overwrite"]) == 0
+    assert json.loads(out.read_text())[0]["images"] == 1
+
+
+def test_onnx_export_refuses_the_options_it_cannot_keep(tmp_path, capsys):
+    assert main(["export", "--onnx", str(tmp_path / "onnx"), "--fp16"]) == 2
+    assert "--fp16 and --note are for .safetensors weights" in capsys.readouterr().err
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_a_missing_weights_file_is_named_with_its_folder(tmp_path, capsys):
+    missing = tmp_path / "runs" / "weights.safetensors"
+    assert main(["upscale", str(ROOT / "examples" / "chelsea_lr_x2.png"), "-s", "2", "-o", str(tmp_path / "out"),
+                 "--weights", str(missing)]) != 0  # fmt: skip
+    assert f"weights file not found: {missing}" in capsys.readouterr().err
