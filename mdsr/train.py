@@ -436,7 +436,34 @@ def restore(run: Run) -> None:
     if run.cfg.fit_minutes and run.step >= FIT_TO:  # the schedule was sized by the first segment: keep it
         run.cfg = replace(run.cfg, steps=ckpt.get("steps", run.cfg.steps))
     torch.set_rng_state(ckpt["torch_rng"])
+    if run.ctx.main:
+        forget_after(run.out, run.step)
     log.info("resumed from %s at step %d", run.last_path, run.step)
+
+
+def forget_after(out: Path, step: int) -> None:
+    """Resuming at ``step``: log.jsonl's records of later steps go (a crash after the checkpoint left them, and
+    those steps run and log again), as does a record cut short by the crash; and so do the temporary files
+    of checkpoints the crash interrupted."""
+    for name in ("last.pt", "best.pt", "weights.safetensors"):
+        for leftover in out.glob(f".{name}.*.tmp*"):
+            leftover.unlink(missing_ok=True)
+    log_path = out / "log.jsonl"
+    if not log_path.exists():
+        return
+    lines = log_path.read_text().splitlines(keepends=True)
+
+    def before(line: str) -> bool:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            return False  # cut short
+        return not isinstance(record, dict) or record.get("step", 0) <= step
+
+    kept = [line for line in lines if before(line)]
+    if kept != lines:
+        with atomic_path(log_path) as tmp:
+            tmp.write_text("".join(kept))
 
 
 def train_step(run: Run, net: torch.nn.Module, data: PatchDataset) -> tuple[torch.Tensor, int]:

@@ -39,7 +39,7 @@ def fake_hub_cache(root: Path, scales=(2, 3, 4)) -> dict[int, MDSR]:
 def run_offline(code: str, cache: Path) -> dict:
     """``code`` in a fresh process with HF_HUB_OFFLINE=1 and HF_HUB_CACHE=cache; it prints one JSON line."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
