@@ -172,20 +172,6 @@ def cli_train(data: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
-def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 900) -> None:  # a hang guard
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (run / "last.pt").exists():
-            try:
-                if torch.load(run / "last.pt", weights_only=True)["step"] >= step:
-                    return
-            except (EOFError, RuntimeError):
-                pass
-        assert proc.poll() is None, "training ended before it could be interrupted"
-        time.sleep(0.05)
-    raise TimeoutError
-
-
 def wait_for_log_past_checkpoint(run: Path, proc: subprocess.Popen, timeout: float = 900) -> None:  # a hang guard
     """Until log.jsonl holds a step after last.pt's: a kill then leaves records the resumed run logs again."""
     deadline = time.monotonic() + timeout
