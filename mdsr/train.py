@@ -496,6 +496,13 @@ def train_step(run: Run, net: torch.nn.Module, data: PatchDataset) -> tuple[torc
     if cfg.clip_grad:
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad)
     run.optimizer.step()
+    if (step % cfg.checkpoint_every == 0 or step == cfg.steps) and not all(
+        bool(torch.isfinite(p).all()) for p in run.model.parameters()
+    ):  # a finite loss can still end in non-finite weights: a checkpoint never keeps them
+        raise NonFiniteLossError(
+            f"the weights became non-finite at step {step}; the last good checkpoint is {run.last_path} "
+            "(try a lower --lr or --clip-grad)"
+        )
     run.step = step
     return loss, scale
 

@@ -320,3 +320,19 @@ def test_init_from_fewer_scales_keeps_the_shared_weights_and_the_new_scale_fresh
     assert torch.equal(model.body[0].body[0][0].weight, start.body[0].body[0][0].weight)
     assert torch.equal(model.upsample["2"][0][0].weight, start.upsample["2"][0][0].weight)
     assert torch.equal(model.upsample["4"][0][0].weight, fresh)
+
+
+def test_weights_that_turn_non_finite_are_never_checkpointed(image_folder, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(tiny_config(image_folder, run, steps=10), show_progress=False)
+    before = (run / "last.pt").read_bytes()
+
+    def diverge(self, closure=None):  # an update whose loss was finite, and whose weights are not
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.data.fill_(float("inf"))
+
+    monkeypatch.setattr(torch.optim.Adam, "step", diverge)
+    with pytest.raises(NonFiniteLossError, match="weights became non-finite at step 11"):
+        train(tiny_config(image_folder, run, steps=20, checkpoint_every=1), resume=True, show_progress=False)
+    assert (run / "last.pt").read_bytes() == before
