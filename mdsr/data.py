@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +34,22 @@ def list_images(folders: Iterable[str | os.PathLike], *, exclude: Iterable[str |
             continue
         if not folder.is_dir():
             raise FileNotFoundError(f"training folder not found: {folder}")
-        found = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p))
+        found = sorted(p for p in _walk(folder) if is_image_name(p))
         files += [p for p in found if not any(p.resolve().is_relative_to(s) for s in skipped)]
     return files
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """Every file under ``folder``, through symlinked folders too (datasets are often linked in), each real
+    folder once (a link to a folder above would loop)."""
+    seen: set[Path] = set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = Path(root).resolve()
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
+        yield from (Path(root) / name for name in names if (Path(root) / name).is_file())
 
 
 @dataclass

@@ -336,3 +336,13 @@ def test_weights_that_turn_non_finite_are_never_checkpointed(image_folder, tmp_p
     with pytest.raises(NonFiniteLossError, match="weights became non-finite at step 11"):
         train(tiny_config(image_folder, run, steps=20, checkpoint_every=1), resume=True, show_progress=False)
     assert (run / "last.pt").read_bytes() == before
+
+
+def test_a_symlinked_folder_of_images_is_training_data_and_a_link_loop_ends(image_folder, tmp_path):
+    from mdsr.data import list_images
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "photos").symlink_to(image_folder, target_is_directory=True)  # a dataset linked in
+    (image_folder / "again").symlink_to(data, target_is_directory=True)  # a link back up: a loop
+    assert sorted(p.name for p in list_images([data])) == ["astronaut.png", "chelsea.png", "coffee.png"]
