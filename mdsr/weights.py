@@ -538,7 +538,10 @@ def describe(path: str | os.PathLike) -> str:
         return "not readable as weights"
     parts = [meta["note"]] if meta.get("note") else []
     if meta.get("init"):
-        parts.append(f"fine-tuned from {meta['init']}")
+        # A Hub id or relative path as given; of an absolute path, the file's name (the trainer's folders are
+        # theirs, not the page's).
+        init = meta["init"]
+        parts.append(f"fine-tuned from {Path(init).name if Path(init).is_absolute() else init}")
     if meta.get("steps"):
         parts.append(f"{meta['steps']} steps")
     if meta.get("final_val_psnr") not in (None, "null"):

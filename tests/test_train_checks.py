@@ -206,4 +206,4 @@ def test_fine_tuned_weights_record_and_show_where_they_started(hr, tmp_path):
     out = tmp_path / "run"
     assert main(tiny_train(hr, out, "--init", str(start))) == 0
     assert load_model(out / "weights.safetensors").metadata["init"] == str(start)
-    assert describe(out / "weights.safetensors") == f"fine-tuned from {start}; 2 steps"
+    assert describe(out / "weights.safetensors") == "fine-tuned from start.safetensors; 2 steps"
