@@ -20,6 +20,7 @@ from mdsr.model import SUPPORTED_SCALES
 
 if TYPE_CHECKING:
     from mdsr.serving import Item, Outputs
+    from mdsr.sizing import Target
 
 PRECISIONS = get_args(Precision)
 
@@ -327,7 +328,7 @@ def number(text: str) -> int | float | str:
     return text
 
 
-def output_target(args: argparse.Namespace):
+def output_target(args: argparse.Namespace) -> Target:
     """The size asked for: --scale, or one of --width, --height (both: that exact size), --fit."""
     from mdsr.serving import parse_target
     from mdsr.sizing import Target, parse_size
@@ -429,6 +430,7 @@ def run_downscale(args: argparse.Namespace) -> int:
             report_kept(item, target, counts)
         else:
             try:
+                assert item.source is not None  # the CLI's items are files
                 lr = bicubic_downscale(read_rgb8(item.source), args.scale, border=args.border)
                 with atomic_path(target) as tmp:
                     Image.fromarray(lr).save(tmp, format="PNG")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -122,7 +123,13 @@ class PatchDataset:
 
     @classmethod
     def from_hf_dataset(
-        cls, dataset, *, scales: Sequence[int], patch_size: int, column: str = "hr", five_crop: bool = False
+        cls,
+        dataset: Iterable[Mapping[str, Any]],
+        *,
+        scales: Sequence[int],
+        patch_size: int,
+        column: str = "hr",
+        five_crop: bool = False,
     ) -> PatchDataset:
         """A Hugging Face ``datasets.Dataset`` in super-image's layout (an ``hr`` column of images
         or file paths); LR is remade with the MATLAB bicubic so every scale comes from one HR."""

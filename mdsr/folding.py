@@ -19,6 +19,7 @@ what is kept is exact. Without edge padding (the bare network), ``unfolded`` run
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -108,7 +109,7 @@ def is_folded(model: MDSR) -> bool:
     return isinstance(model.tail, nn.Identity)
 
 
-def hr_stage(model: MDSR, scale: int, edge_padding: int):
+def hr_stage(model: MDSR, scale: int, edge_padding: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """What turns a tile of ``model``'s features into HR pixels for a run with ``edge_padding``: the folded
     stage where it is exact on every pixel kept, else the original layers."""
     upsampler = model.upsample[str(scale)]

@@ -28,13 +28,15 @@ import os
 import re
 import zlib
 from dataclasses import dataclass, replace
-from typing import Literal, overload
+from typing import IO, Literal, overload
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, PngImagePlugin, TiffImagePlugin, features
 
 Border = Literal["symmetric", "replicate"]
+FileSource = str | os.PathLike | IO[bytes]  # a path, or a binary file object (an upload's bytes)
+ImageSource = FileSource | Image.Image
 
 
 # --------------------------------------------------------------------------------------------------
@@ -321,7 +323,7 @@ def heif_available() -> bool:
     return True
 
 
-def _unreadable(source) -> ImageError:
+def _unreadable(source: ImageSource) -> ImageError:
     """Why PIL could not identify a file: a format whose plugin is missing, or no image at all."""
     head = b""
     if isinstance(source, (str, os.PathLike)):
@@ -346,7 +348,7 @@ PNG_MAX_CHUNKS = 1_000_000  # a 100 MB PNG in libpng's 8 KB IDAT chunks has ~12,
 DECODER_ERRORS = (Image.DecompressionBombError, OSError, SyntaxError, ValueError, RuntimeError, EOFError)
 
 
-def image_size(path) -> tuple[int, int] | None:
+def image_size(path: FileSource) -> tuple[int, int] | None:
     """(width, height) as displayed (EXIF rotation applied), from the file's header without decoding a
     pixel; None where the header cannot be read (``read_image`` then says why). A file object is left
     where it was.
@@ -355,13 +357,14 @@ def image_size(path) -> tuple[int, int] | None:
     data), so for PNGs the chunks are walked by their lengths instead (``_png_exif``); every other format
     has its EXIF in the header Pillow parses on opening (libheif and libavif raise ``RuntimeError`` on a
     header they refuse)."""
-    start = path.tell() if hasattr(path, "seek") else None
+    file = None if isinstance(path, (str, os.PathLike)) else path
+    start = file.tell() if file is not None else None
     heif_available()
     try:
         with Image.open(path) as image:
             w, h = image.size
             png = image.format == "PNG"
-            if png and "exif" not in image.info:
+            if png and "exif" not in image.info and image.fp is not None:
                 found = _png_exif(image.fp)
                 if found is not None:
                     image.info["exif"] = found
@@ -373,12 +376,12 @@ def image_size(path) -> tuple[int, int] | None:
     except DECODER_ERRORS:
         return None
     finally:
-        if start is not None:
-            path.seek(start)
+        if file is not None and start is not None:
+            file.seek(start)
     return (h, w) if rotated else (w, h)
 
 
-def _png_exif(fp) -> bytes | None:
+def _png_exif(fp: IO[bytes]) -> bytes | None:
     """The data of a PNG's eXIf chunk wherever it lies, found by seeking from chunk to chunk (8 bytes read
     each); None where there is none or the chunk list is damaged."""
     fp.seek(8)
@@ -396,7 +399,7 @@ def _png_exif(fp) -> bytes | None:
     return None
 
 
-def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> Picture:
+def read_image(source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> Picture:
     """Open a path, bytes-like file object or PIL image as a ``Picture``, with user-facing errors.
 
     16-bit colour PNG/TIFF files, which PIL reduces to 8 bits, are read at full depth with OpenCV, whatever
@@ -432,7 +435,9 @@ def read_image(source, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> 
         raise ImageError(f"the image data could not be decoded ({err})") from err
 
 
-def _read_deep_colour(source, start: int | None, image: Image.Image, max_pixels: int | None) -> Picture | None:
+def _read_deep_colour(
+    source: FileSource, start: int | None, image: Image.Image, max_pixels: int | None
+) -> Picture | None:
     """The file ``source`` (a path, or a file object whose file begins at ``start``; open as ``image``) via
     OpenCV if it is 16-bit colour (H, W, 3|4), else None. Told by its header, never its name."""
     if image.mode not in ("RGB", "RGBA") or not _sixteen_bits(image):
@@ -444,7 +449,7 @@ def _read_deep_colour(source, start: int | None, image: Image.Image, max_pixels:
         array = cv2.imread(os.fspath(source), cv2.IMREAD_UNCHANGED)
     else:
         position = source.tell()
-        source.seek(start)
+        source.seek(start or 0)
         array = cv2.imdecode(np.frombuffer(source.read(), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
         source.seek(position)
     if array is None or array.dtype != np.uint16 or array.ndim != 3:
@@ -541,7 +546,7 @@ def _three_planes(planes: np.ndarray) -> np.ndarray:
     return np.repeat(planes, 3, axis=2) if planes.shape[2] == 1 else planes
 
 
-def read_rgb8(source) -> np.ndarray:
+def read_rgb8(source: ImageSource) -> np.ndarray:
     """A path, file object or PIL image as uint8 RGB (H, W, 3), as ``read_image`` decodes it (EXIF
     orientation applied, 16 bits rounded to 8) with no pixel limit but PIL's own: training data and
     benchmarks."""
@@ -608,7 +613,7 @@ def crop_picture(pic: Picture, size_hw: tuple[int, int]) -> Picture:
 def bicubic_upscale(image: Picture, scale: int) -> Picture: ...
 @overload
 def bicubic_upscale(image: np.ndarray, scale: int) -> np.ndarray: ...
-def bicubic_upscale(image, scale):
+def bicubic_upscale(image: Picture | np.ndarray, scale: int) -> Picture | np.ndarray:
     """MATLAB ``imresize(image, scale, 'bicubic')``, the bicubic baseline of the literature's tables. An
     array keeps its dtype (integers rounded after each pass, as MATLAB does); a picture is resized as
     ``_resize_picture`` says."""
@@ -622,7 +627,7 @@ def bicubic_upscale(image, scale):
 def bicubic_downscale(image: Picture, scale: int, *, border: Border = "symmetric") -> Picture: ...
 @overload
 def bicubic_downscale(image: np.ndarray, scale: int, *, border: Border = "symmetric") -> np.ndarray: ...
-def bicubic_downscale(image, scale, *, border="symmetric"):
+def bicubic_downscale(image: Picture | np.ndarray, scale: int, *, border: Border = "symmetric") -> Picture | np.ndarray:
     """The literature's LR image: cropped to a multiple of ``scale`` (``modcrop``), then MATLAB
     ``imresize(image, 1/scale)``; an array or a picture, as ``bicubic_upscale``."""
     h, w = image.rgb.shape[:2] if isinstance(image, Picture) else image.shape[:2]
@@ -675,7 +680,7 @@ def output_format(value: object) -> str:
     return fmt
 
 
-def save_picture(pic: Picture, path, *, format: str = "png") -> tuple[str, ...]:  # noqa: A002 (PIL's word)
+def save_picture(pic: Picture, path: str | os.PathLike, *, format: str = "png") -> tuple[str, ...]:  # noqa: A002 (PIL's word)
     """Write the picture with its ICC profile and EXIF: as PNG (exact: 8 or 16 bits, grey, alpha), WebP
     (lossless, 8 bits, alpha) or JPEG (quality 95, 8 bits, no alpha). Returns notes on what the format
     could not hold (16 bits written as 8; alpha laid over white in a JPEG; a profile or EXIF too large for

@@ -20,7 +20,7 @@ import re
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -208,7 +208,7 @@ class PreparedModels:
 DEFAULT_PREPARED = PreparedModels()
 
 
-def autocast(precision: Mode, device: torch.device | str = "cpu"):
+def autocast(precision: Mode, device: torch.device | str = "cpu") -> AbstractContextManager:
     device = torch.device(device)
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -375,7 +375,7 @@ def _run_stage(
 
 
 @functools.cache
-def _libc():
+def _libc() -> ctypes.CDLL | None:
     try:
         return ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc (macOS, Windows, musl): nothing to do

@@ -32,6 +32,7 @@ import copy
 import functools
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -250,8 +251,8 @@ def calibrate(model: MDSR, images: list[torch.Tensor], *, margin: float = 2.0) -
     branches = [m for m in model.modules() if isinstance(m, Int8Branch)]
     peaks = dict.fromkeys(branches, 0.0)
 
-    def record(branch: Int8Branch):
-        def hook(_module, _inputs, output):
+    def record(branch: Int8Branch) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
+        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
             peaks[branch] = max(peaks[branch], output.max().item())
 
         return hook

@@ -300,8 +300,8 @@ def plan_item(item: Item, request: Request, budget: Budget) -> Plan:
     """One item's plan from its header (``RefusedError`` where a limit is passed). With a
     ``request.region``, a photo over the limits gives its largest region (of its aspect ratio) that fits
     every limit instead, or the whole photo's refusal where none does."""
-    if item.problem:
-        raise RefusedError(item.problem)
+    if item.problem or item.source is None:  # no source is a problem taking it out of its archive
+        raise RefusedError(item.problem or "the item has no image")
     size = image_size(item.source)
     if size is None:
         return Plan(item, max_pixels=budget.limits.input_pixels)  # the decoder will name what is wrong with it
@@ -559,6 +559,7 @@ def run_item(
 ) -> ItemResult:
     """One admitted item: decoded, cut to its region, made its own truth or given its original, compared."""
     item = plan.item
+    assert item.source is not None  # admitted: ``_plan`` refuses an item without one
     pic = read_image(item.source, max_pixels=plan.max_pixels)
     if plan.run is None or pic.size != plan.decoded:  # the header could not be read, or told another size
         raise ImageError(f"the image's header does not give the {_wxh(pic.size)} it decoded as; re-save the file")
@@ -573,6 +574,7 @@ def run_item(
     if plan.truth is not None and plan.truth.kind == "self":
         pic, truth = own_truth(pic, plan.run.input_size, plan.truth.size)
     elif plan.truth is not None:
+        assert item.truth is not None  # an uploaded truth was planned from its file
         truth = read_image(item.truth, max_pixels=_pixels(plan.truth.declared or plan.truth.size))
         if truth.size != plan.truth.declared:
             raise ImageError(

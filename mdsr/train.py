@@ -19,6 +19,7 @@ import subprocess
 import time
 from dataclasses import MISSING, asdict, dataclass, field, replace
 from pathlib import Path
+from typing import IO, Any
 
 import torch
 import torch.distributed as dist
@@ -38,7 +39,7 @@ PRESETS = {
 }
 
 
-def _option(default, help: str, *, choices: tuple | None = None):  # noqa: A002 (argparse's own word)
+def _option(default: Any, help: str, *, choices: tuple | None = None) -> Any:  # noqa: A002 (argparse's own word)
     """A TrainConfig field with the help (and choices) of its ``mdsr train`` option."""
     return field(default=default, metadata={"help": help, "choices": choices})
 
@@ -330,7 +331,7 @@ class Run:
             "steps": self.cfg.steps,
         }
 
-    def record(self, entry: dict, log_file) -> None:
+    def record(self, entry: dict, log_file: IO[str]) -> None:
         self.history.append(entry)
         log_file.write(json.dumps(entry) + "\n")
         log_file.flush()
@@ -537,7 +538,7 @@ class ScheduleFit:
         return True
 
 
-def validate_and_keep_best(run: Run, val_sets: dict, log_file) -> None:
+def validate_and_keep_best(run: Run, val_sets: dict, log_file: IO[str]) -> None:
     """PSNR on the held-out images at every scale; ``best.pt`` when their mean is the best so far."""
     from mdsr.evaluate import validate  # evaluation imports inference, not train
 
@@ -596,7 +597,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     main, cfg = run.ctx.main, run.cfg
     val_sets = {s: load_benchmark(cfg.val_data, s) for s in run.model.scales} if (cfg.val_data and main) else {}
 
-    def on_signal(signum, _frame):
+    def on_signal(signum: int, _frame: object) -> None:
         run.stop_signal = signum
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -611,7 +612,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             window_patches += run.cfg.batch_size * run.ctx.world
             if fit.after_step(run) and bar is not None:
                 bar.total = run.cfg.steps
-            if not main:
+            if not main or log_file is None:  # only the main process logs, validates and saves
                 continue
             cfg, step = run.cfg, run.step
             if step % cfg.log_every == 0 or step == cfg.steps:
@@ -647,7 +648,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
     return final
 
 
-def tqdm_bar(*, total: int, initial: int):
+def tqdm_bar(*, total: int, initial: int) -> Any:  # a tqdm bar
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
