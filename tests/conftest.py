@@ -116,6 +116,13 @@ def crop(image: Image.Image, size: tuple[int, int], offset: tuple[int, int] = (0
     return image.crop((x, y, x + size[0], y + size[1]))
 
 
+def benchmark_folder(folder: Path, image: Image.Image, name: str) -> Path:
+    """A folder in the benchmarks' layout (``folder/HR``) holding one image, as ``name``."""
+    (folder / "HR").mkdir(parents=True)
+    image.save(folder / "HR" / name)
+    return folder
+
+
 def as_tensor(image: Image.Image) -> torch.Tensor:
     """A PIL photo as the network takes it: float (1, 3, H, W) in [0, 1]."""
     return array_to_tensor(read_rgb8(image))

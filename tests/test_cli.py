@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import BENCHMARK, ROOT, crop, needs_data
+from conftest import BENCHMARK, ROOT, benchmark_folder, crop, needs_data
 from PIL import Image
 from sample_files import colour_profile, write
 
@@ -311,9 +311,7 @@ def no_model_loaded(monkeypatch):
 @pytest.fixture
 def benchmark(tmp_path, coffee) -> Path:
     """A benchmark folder of one HR photo."""
-    (tmp_path / "bench" / "HR").mkdir(parents=True)
-    crop(coffee, (48, 36)).save(tmp_path / "bench" / "HR" / "cup.png")
-    return tmp_path / "bench"
+    return benchmark_folder(tmp_path / "bench", crop(coffee, (48, 36)), "cup.png")
 
 
 def test_evaluate_refuses_a_json_path_it_cannot_write_before_any_work(tmp_path, benchmark, capsys, no_model_loaded):

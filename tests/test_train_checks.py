@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import crop, super_image_folder, tiny
+from conftest import benchmark_folder, crop, super_image_folder, tiny
 
 from mdsr.cli import main
 from mdsr.train import TrainConfig
@@ -145,9 +145,7 @@ def test_a_run_folder_inside_the_training_data_is_never_read_as_training_data(hr
 @pytest.fixture
 def val(tmp_path, chelsea) -> Path:
     """A validation folder with one good image in HR/."""
-    (tmp_path / "val" / "HR").mkdir(parents=True)
-    crop(chelsea, (40, 40)).save(tmp_path / "val" / "HR" / "good.png")
-    return tmp_path / "val"
+    return benchmark_folder(tmp_path / "val", crop(chelsea, (40, 40)), "good.png")
 
 
 def test_a_validation_file_that_is_no_image_is_named_before_training(hr, val, tmp_path, capsys):
