@@ -201,6 +201,7 @@ def run_upscale(args: argparse.Namespace) -> int:
     from mdsr.inference import PreparedModels
     from mdsr.weights import WeightStore
 
+    check_weights_file(args.weights)
     shard = Shard.from_environment()  # under torchrun: this process's share of the files
     files = expand_inputs(args.inputs)
     items = tuple(serving.Item(str(path), path) for path in files)
@@ -266,6 +267,13 @@ def run_upscale(args: argparse.Namespace) -> int:
         print(f"error: {counts['failed']} of {len(items)} images failed", file=sys.stderr)
     # Under torchrun a failed file is reported above, not by the exit status (UPSCALE_EPILOG).
     return 1 if counts["failed"] and shard.world == 1 else 0
+
+
+def check_weights_file(weights: str | None) -> None:
+    """Before any work: ``--weights`` naming a file that is not there is said with the path as given (the
+    library names the file alone, as the demo shows its words; a typo may be in a folder's name)."""
+    if weights and Path(weights).suffix in (".safetensors", ".pt", ".pth") and not Path(weights).exists():
+        raise ValueError(f"--weights {weights}: no such file")
 
 
 def report_failed(item: Item, why: object, counts: dict[str, int]) -> None:
@@ -473,6 +481,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         check_benchmark(folder)
     if args.json:
         check_json_path(Path(args.json), overwrite=args.overwrite)
+    check_weights_file(args.weights)
     models = load_for_scales(args.weights, args.scales)
     name = args.weights or BUNDLED_PATH.name
     results = [
@@ -542,6 +551,7 @@ def run_export(args: argparse.Namespace) -> int:
             )
         scales = args.scales or list(SUPPORTED_SCALES)
         check_outputs([onnx_path(args.paths[0], s) for s in scales], overwrite=args.overwrite)
+        check_weights_file(args.weights)
         models = load_for_scales(args.weights, scales)
         for scale, model in models.items():
             for path in export_onnx(model, args.paths[0], [scale]):

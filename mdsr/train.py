@@ -396,12 +396,12 @@ def build(cfg: TrainConfig, *, resume: bool = False) -> Run:
     """Check the config, make the LR cache, set up the device(s), the model (from --init) and Adam."""
     from mdsr.weights import load_model
 
-    check_inputs(cfg)
-    check_run_folder(cfg, resume=resume)  # last: it makes the folder
     if cfg.precision == "int8":
         raise ValueError("int8 is an inference mode; train in fp32 or bf16")
     if cfg.fit_minutes and cfg.warmup < FIT_TO:
         raise ValueError(f"--fit-minutes times steps {FIT_FROM}-{FIT_TO} inside the warm-up: give --warmup >= {FIT_TO}")
+    check_inputs(cfg)
+    check_run_folder(cfg, resume=resume)  # last: it makes the folder
     if cfg.workers > 1 and cfg.cache_dir and not cfg.five_crop and not cfg.hf_dataset:
         # Before anything touches CUDA or starts threads: the workers are forked.
         warm_lr_cache(

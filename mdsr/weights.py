@@ -285,7 +285,7 @@ def load_model(source: str | os.PathLike | None = None, *, scale: int | None = N
     path = Path(source)
     if path.suffix == ".safetensors" or path.is_file():
         if not path.exists():
-            raise WeightsError(f"weights file not found: {path}")  # as given: a typo may be in a folder's name
+            raise WeightsError(f"weights file not found: {path.name}")  # the name only: the demo shows it
         if path.suffix == ".safetensors":
             return load_safetensors(path, scale=scale)
         return load_super_image_file(path, scale=scale)
