@@ -374,6 +374,8 @@ def per_scale_source(source: str) -> bool:
 
 def check_inputs(cfg: TrainConfig) -> None:
     """Before any work: what the run will read can be read."""
+    if not cfg.hf_dataset and not list_images(cfg.data, exclude=[cfg.out]):
+        raise ValueError(f"no image files in {', '.join(cfg.data)} (by their names: .png, .jpg, ...)")
     if cfg.init and per_scale_source(cfg.init) and len(cfg.scales) > 1:
         raise ValueError(
             f"--init {cfg.init} is a super-image folder or Hub id, which holds one model per scale: train one "

@@ -205,3 +205,13 @@ def test_fine_tuned_weights_record_and_show_where_they_started(hr, tmp_path):
     assert main(tiny_train(hr, out, "--init", str(start))) == 0
     assert load_model(out / "weights.safetensors").metadata["init"] == str(start)
     assert describe(out / "weights.safetensors") == "fine-tuned from start.safetensors; 2 steps"
+
+
+def test_a_data_folder_without_images_is_refused_before_the_run_folder_is_made(tmp_path, capsys):
+    empty = tmp_path / "photos"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no pictures here")
+    out = tmp_path / "run"
+    assert main(tiny_train(empty, out)) == 2
+    assert error_lines(capsys) == [f"error: no image files in {empty} (by their names: .png, .jpg, ...)"]
+    assert not out.exists()
