@@ -116,9 +116,10 @@ def workspace() -> Workspace:
     their inputs and the cached results (Gradio's own ``delete_cache`` would delete those too, and break the
     examples a quarter of an hour after start)."""
     folder = upload_folder()
+    inputs = example_inputs(examples)  # fixed when the page was built
 
     def examples_files() -> set[Path]:
-        return files_named_in(gr.utils.get_cache_folder(), folder) | example_inputs(examples)
+        return files_named_in(gr.utils.get_cache_folder(), folder) | inputs
 
     return Workspace(folder, KEEP_RESULTS_S, keep=examples_files)
 

@@ -475,12 +475,13 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from mdsr.evaluate import check_benchmark, evaluate, markdown_table, write_json
+    from mdsr.export import check_outputs  # --json is written at the end: checked as any output, before any work
     from mdsr.weights import BUNDLED_PATH, load_for_scales
 
     for folder in args.data:
         check_benchmark(folder)
     if args.json:
-        check_json_path(Path(args.json), overwrite=args.overwrite)
+        check_outputs([args.json], overwrite=args.overwrite, writer="--json", named="--json ")
     check_weights_file(args.weights)
     models = load_for_scales(args.weights, args.scales)
     name = args.weights or BUNDLED_PATH.name
@@ -502,19 +503,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         write_json(results, args.json)
     return 0
-
-
-def check_json_path(path: Path, *, overwrite: bool) -> None:
-    """--json is written once the whole evaluation has run: its folder is made and tried before any work,
-    as upscale's output folder is, so that no result is lost at the end; an existing file is kept unless
-    ``overwrite``, as every other output of the CLI is."""
-    from mdsr.export import check_folder
-
-    if path.is_dir():
-        raise ValueError(f"--json {path} is a folder; give the file to write the results to")
-    if path.exists() and not overwrite:
-        raise ValueError(f"--json {path} already exists (--overwrite replaces it)")
-    check_folder(path.parent, writer="--json")
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
@@ -565,7 +553,7 @@ def run_export(args: argparse.Namespace) -> int:
     if Path(out).suffix != ".safetensors":
         # The loaders know weights by this suffix (anything else is read as a super-image .pt and refused).
         raise ValueError(f"{out}: the weights file's name must end in .safetensors")
-    if file_id(Path(out)) is not None and file_id(Path(out)) == file_id(Path(checkpoint)):
+    if (written := file_id(Path(out))) is not None and written == file_id(Path(checkpoint)):
         raise ValueError(f"{out} is the checkpoint being exported, never replaced; write to another file")
     check_outputs([out], overwrite=args.overwrite)
     print(f"weights: {export_checkpoint(checkpoint, out, fp16=args.fp16, note=args.note)}")

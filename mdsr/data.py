@@ -108,10 +108,26 @@ class PatchDataset:
         patch_size: int,
         cache_dir: str | os.PathLike | None = None,
         five_crop: bool = False,
-        exclude: Iterable[str | os.PathLike] = (),
     ) -> PatchDataset:
+        """The images under ``folders`` (``list_images``), as ``from_files``."""
+        return cls.from_files(
+            list_images(folders), scales=scales, patch_size=patch_size, cache_dir=cache_dir, five_crop=five_crop
+        )
+
+    @classmethod
+    def from_files(
+        cls,
+        files: Sequence[Path],
+        *,
+        scales: Sequence[int],
+        patch_size: int,
+        cache_dir: str | os.PathLike | None = None,
+        five_crop: bool = False,
+    ) -> PatchDataset:
+        """The readable ones of ``files``; the others are skipped with a warning."""
+
         def readable() -> Iterable[tuple[str, np.ndarray]]:
-            for path in list_images(folders, exclude=exclude):
+            for path in files:
                 try:
                     yield str(path), read_rgb8(path)
                 except (OSError, ValueError) as err:

@@ -41,19 +41,23 @@ def onnx_path(folder: str | os.PathLike, scale: int) -> Path:
     return Path(folder) / f"mdsr_x{scale}.onnx"
 
 
-def check_outputs(paths: Sequence[str | os.PathLike], *, overwrite: bool = False) -> None:
+def check_outputs(
+    paths: Sequence[str | os.PathLike], *, overwrite: bool = False, writer: str = "the export", named: str = ""
+) -> None:
     """Refuse now, before any model is loaded, files that could not be written or that would replace
     others: a folder that is a file or cannot be made or written to, a path that is a folder, and (unless
-    ``overwrite``) a file that exists. Each refusal is one sentence (a ``ValueError``)."""
+    ``overwrite``) a file that exists. Each refusal is one sentence (a ``ValueError``) naming ``writer``
+    (what writes the files) and starting with ``named`` (e.g. the option that gave them)."""
     files = [Path(p) for p in paths]
     for folder in dict.fromkeys(p.parent for p in files):
-        check_folder(folder)
+        check_folder(folder, writer=writer)
     if folders := [p for p in files if p.is_dir()]:
-        raise ValueError(f"{folders[0]} is a folder, where the export writes a file")
+        raise ValueError(f"{named}{folders[0]} is a folder, where {writer} writes a file")
     if (existing := [str(p) for p in files if p.exists()]) and not overwrite:
         them = "it" if len(existing) == 1 else "them"
         raise ValueError(
-            f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''} (--overwrite replaces {them})"
+            f"{named}{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''} "
+            f"(--overwrite replaces {them})"
         )
 
 

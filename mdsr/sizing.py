@@ -118,9 +118,9 @@ def plan(input_size: tuple[int, int], target: Target | int | float) -> SizePlan:
     """The stages and exact output size for an input of ``input_size`` (width, height)."""
     w, h = input_size
     if not isinstance(target, Target):
-        target = Target(factor=parse_factor(target))
+        target = Target(factor=target)  # parsed by Target
     if target.factor is not None:
-        factor = parse_factor(target.factor)
+        factor = target.factor
         size = (math.ceil(w * factor - 1e-9), math.ceil(h * factor - 1e-9))
     elif target.fit is not None:
         factor = min(target.fit[0] / w, target.fit[1] / h)

@@ -29,7 +29,7 @@ from mdsr.data import PatchDataset, list_images, step_generator, warm_lr_cache
 from mdsr.files import atomic_path
 from mdsr.inference import Mode, autocast, bf16_supported, resolve_precision
 from mdsr.model import MDSR, SUPPORTED_SCALES, MdsrConfig
-from mdsr.weights import save_weights
+from mdsr.weights import is_file_source, save_weights
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,8 @@ def git_commit() -> str:
         return "unknown"
 
 
-def build_dataset(cfg: TrainConfig, model_scales: tuple[int, ...]) -> tuple[PatchDataset, int]:
+def build_dataset(cfg: TrainConfig, model_scales: tuple[int, ...], files: list[Path]) -> tuple[PatchDataset, int]:
+    """The patches of the Hub dataset, or of ``files`` (the run's listing of its data folders)."""
     if cfg.hf_dataset:
         import datasets  # optional dependency, only for Hub datasets
 
@@ -290,11 +291,9 @@ def build_dataset(cfg: TrainConfig, model_scales: tuple[int, ...]) -> tuple[Patc
         return PatchDataset.from_hf_dataset(
             ds, scales=model_scales, patch_size=cfg.patch_size, five_crop=cfg.five_crop
         ), len(ds)
-    files = list_images(cfg.data, exclude=[cfg.out])
-    data = PatchDataset.from_folders(
-        cfg.data, scales=model_scales, patch_size=cfg.patch_size, cache_dir=cfg.cache_dir, five_crop=cfg.five_crop,
-        exclude=[cfg.out],
-    )  # fmt: skip
+    data = PatchDataset.from_files(
+        files, scales=model_scales, patch_size=cfg.patch_size, cache_dir=cfg.cache_dir, five_crop=cfg.five_crop
+    )
     return data, len(files)
 
 
@@ -312,6 +311,7 @@ class Run:
     best: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     stop_signal: int | None = None
+    files: list[Path] = field(default_factory=list)  # the training images, listed once (none for a Hub dataset)
 
     @property
     def last_path(self) -> Path:
@@ -365,18 +365,13 @@ def check_run_folder(cfg: TrainConfig, *, resume: bool) -> None:
         check_folder(out, writer="mdsr train")
 
 
-def per_scale_source(source: str) -> bool:
-    """Whether ``load_model`` reads ``source`` as super-image's layout, one file per scale (a folder or a
-    Hub id), rather than one file (this project's .safetensors, or a single super-image .pt)."""
-    path = Path(source)
-    return not (path.suffix == ".safetensors" or path.is_file())
-
-
-def check_inputs(cfg: TrainConfig) -> None:
-    """Before any work: what the run will read can be read."""
-    if not cfg.hf_dataset and not list_images(cfg.data, exclude=[cfg.out]):
+def check_inputs(cfg: TrainConfig) -> list[Path]:
+    """Before any work: what the run will read can be read. Returns the training files (none for a Hub
+    dataset), listed once for the run; the run's own folder is never among them."""
+    files = [] if cfg.hf_dataset else list_images(cfg.data, exclude=[cfg.out])
+    if not cfg.hf_dataset and not files:
         raise ValueError(f"no image files in {', '.join(cfg.data)} (by their names: .png, .jpg, ...)")
-    if cfg.init and per_scale_source(cfg.init) and len(cfg.scales) > 1:
+    if cfg.init and not is_file_source(cfg.init) and len(cfg.scales) > 1:
         raise ValueError(
             f"--init {cfg.init} is a super-image folder or Hub id, which holds one model per scale: train one "
             "scale from it (--scales 2, 3 or 4)"
@@ -392,6 +387,7 @@ def check_inputs(cfg: TrainConfig) -> None:
             raise ValueError(
                 '--hf-dataset needs the datasets package, which is not installed: pip install -e ".[datasets]"'
             ) from None
+    return files
 
 
 def build(cfg: TrainConfig, *, resume: bool = False) -> Run:
@@ -402,30 +398,26 @@ def build(cfg: TrainConfig, *, resume: bool = False) -> Run:
         raise ValueError("int8 is an inference mode; train in fp32 or bf16")
     if cfg.fit_minutes and cfg.warmup < FIT_TO:
         raise ValueError(f"--fit-minutes times steps {FIT_FROM}-{FIT_TO} inside the warm-up: give --warmup >= {FIT_TO}")
-    check_inputs(cfg)
+    files = check_inputs(cfg)
     check_run_folder(cfg, resume=resume)  # last: it makes the folder
     if cfg.workers > 1 and cfg.cache_dir and not cfg.five_crop and not cfg.hf_dataset:
         # Before anything touches CUDA or starts threads: the workers are forked.
-        warm_lr_cache(
-            list_images(cfg.data, exclude=[cfg.out]), scales=cfg.scales, cache_dir=cfg.cache_dir, workers=cfg.workers
-        )
+        warm_lr_cache(files, scales=cfg.scales, cache_dir=cfg.cache_dir, workers=cfg.workers)
     ctx = setup_distributed()
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # three input shapes (one per scale), each met thousands of times
-    out = Path(cfg.out)
-    if ctx.main:
-        out.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg.out)  # made by check_run_folder
     torch.manual_seed(cfg.seed)
     model = MDSR(MdsrConfig.from_dict({**PRESETS[cfg.preset].to_dict(), "scales": cfg.scales}))
     if cfg.init:
         # A super-image source holds one model per scale: the one of the (single) scale trained here.
-        scale = cfg.scales[0] if per_scale_source(cfg.init) else None
+        scale = None if is_file_source(cfg.init) else cfg.scales[0]
         init_from(model, load_model(cfg.init, scale=scale), source=cfg.init)
     model.to(ctx.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
-    return Run(cfg, ctx, model, optimizer, training_precision(cfg.precision, ctx.device), out)
+    return Run(cfg, ctx, model, optimizer, training_precision(cfg.precision, ctx.device), out, files=files)
 
 
 def restore(run: Run) -> None:
@@ -499,9 +491,9 @@ def train_step(run: Run, net: torch.nn.Module, data: PatchDataset) -> tuple[torc
     if cfg.clip_grad:
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad)
     run.optimizer.step()
-    if (step % cfg.checkpoint_every == 0 or step == cfg.steps) and not all(
-        bool(torch.isfinite(p).all()) for p in run.model.parameters()
-    ):  # a finite loss can still end in non-finite weights: a checkpoint never keeps them
+    if (step % cfg.checkpoint_every == 0 or step == cfg.steps) and not bool(
+        torch.stack([p.isfinite().all() for p in run.model.parameters()]).all()
+    ):  # a finite loss can still end in non-finite weights: a checkpoint never keeps them (one sync)
         raise NonFiniteLossError(
             f"the weights became non-finite at step {step}; the last good checkpoint is {run.last_path} "
             "(try a lower --lr or --clip-grad)"
@@ -595,7 +587,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, show_progress: bool = True)
             device_ids=[run.ctx.device.index] if run.ctx.device.type == "cuda" else None,
             find_unused_parameters=len(run.model.scales) > 1,
         )
-    data, n_files = build_dataset(run.cfg, run.model.scales)
+    data, n_files = build_dataset(run.cfg, run.model.scales, run.files)
     main, cfg = run.ctx.main, run.cfg
     val_sets = {s: load_benchmark(cfg.val_data, s) for s in run.model.scales} if (cfg.val_data and main) else {}
 

@@ -278,12 +278,19 @@ def load_bundled() -> MDSR:
     return load_safetensors(BUNDLED_PATH)
 
 
+def is_file_source(source: str | os.PathLike) -> bool:
+    """Whether ``load_model`` reads ``source`` as one file (this project's .safetensors, or a single
+    super-image .pt) rather than as super-image's one file per scale (a folder or a Hub id)."""
+    path = Path(source)
+    return path.suffix == ".safetensors" or path.is_file()
+
+
 def load_model(source: str | os.PathLike | None = None, *, scale: int | None = None) -> MDSR:
     """Build an MDSR model from a weights source (see the module docstring)."""
     if source is None:
         return load_bundled() if scale is None else _checked(load_bundled(), scale)
     path = Path(source)
-    if path.suffix == ".safetensors" or path.is_file():
+    if is_file_source(path):
         if not path.exists():
             raise WeightsError(f"weights file not found: {path.name}")  # the name only: the demo shows it
         if path.suffix == ".safetensors":
