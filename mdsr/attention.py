@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from mdsr import kernels
+
 
 class ChannelAttention(nn.Module):
     """Squeeze-and-excite over channels: global average pool -> 1x1 -> PReLU -> 1x1 -> sigmoid."""
@@ -65,3 +67,16 @@ class BalancedAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ca(x).mul(self.sa(x)) * x
+
+    def infer_into(
+        self, res: torch.Tensor, skip: torch.Tensor, channel: torch.Tensor, peak: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Inference: ``skip + (res * spatial gate) * channel``, written into ``res``, for a ``channel`` gate
+        already made (the channel attention times the block's res_scale, (1, C, 1, 1)); ``peak`` is ``res``'s
+        maximum over channels where known. Two passes over the map with ``mdsr.kernels``, else eager's four."""
+        if kernels.fits(res, skip) and kernels.available():
+            if peak is None:
+                _, peak = kernels.channel_mean_and_peak(res)
+            return kernels.gate_and_add(res, kernels.spatial_gate(peak, self.sa.conv1.weight), channel, skip)
+        res.mul_(self.sa.infer(res))  # (B, C, H, W) * (B, 1, H, W)
+        return torch.addcmul(skip, res, channel, out=res)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mdsr import kernels
 from mdsr.attention import BalancedAttention
 
 SUPPORTED_SCALES = (2, 3, 4)
@@ -176,9 +177,13 @@ class ResBlock(nn.Module):
         res = in_stripes(self.body, x, stripe, halo=2, out=out)
         if self.attention is None:
             return res.mul_(self.res_scale).add_(x)
-        channel = self.attention.ca(res).mul_(self.res_scale)  # (B, C, 1, 1)
-        res.mul_(self.attention.sa.infer(res))  # (B, C, H, W) * (B, 1, H, W)
-        return torch.addcmul(x, res, channel, out=res)
+        peak = None
+        if kernels.fits(res, x) and kernels.available():  # both statistics in one pass (mdsr.kernels)
+            mean, peak = kernels.channel_mean_and_peak(res)
+        else:
+            mean = res.mean(dim=(2, 3), keepdim=True)
+        channel = self.attention.ca.forward_pooled(mean).mul_(self.res_scale)  # (B, C, 1, 1)
+        return self.attention.infer_into(res, x, channel, peak)
 
 
 class Upsampler(nn.Sequential):

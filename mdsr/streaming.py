@@ -231,8 +231,7 @@ def apply_block(state: BlockState, x: torch.Tensor) -> torch.Tensor:
     r = branch.residual(branch.hidden(x))
     if block.attention is None or state.gate is None:  # the gate is None exactly where there is no attention
         return r.mul_(block.res_scale).add_(x)
-    r.mul_(block.attention.sa.infer(r))
-    return torch.addcmul(x, r, state.gate, out=r)
+    return block.attention.infer_into(r, x, state.gate)
 
 
 class StreamedTrunk:
