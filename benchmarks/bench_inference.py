@@ -2,7 +2,8 @@
 
 The contenders run the same weights (the bundled ones, or --weights) in one process, timed interleaved
 (warm-up, then each in turn), medians reported: this package's paths (fp32, bf16 where the CPU has it
-natively, int8; "auto" is one of them, named in the output), super-image's fp32 forward, when
+natively, int8; "auto" is one of them, named in the output; "auto" again with the fused attention kernels
+of ``mdsr.kernels`` switched off, to show what they bring), super-image's fp32 forward, when
 ``openvino`` is installed, the same network converted to OpenVINO (fp32, and bf16 where native; NNCF int8; the
 network with its HR stage folded, as this package runs it: ``mdsr.folding``),
 and, when ``torchao`` is installed, torchao's PT2E int8 with the X86InductorQuantizer compiled by Inductor
@@ -44,6 +45,7 @@ from torch.nn import functional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mdsr import kernels  # noqa: E402
 from mdsr.folding import fold_upsamplers  # noqa: E402
 from mdsr.inference import (  # noqa: E402
     EDGE_PADDING,
@@ -225,6 +227,16 @@ def fast_path(model: MDSR, lr: torch.Tensor, scale: int, precision: str = "auto"
 PREPARED = PreparedModels()  # int8 copies made once per model, as the demo and the CLI keep them
 
 
+def with_eager_passes(run: Callable[[], object]) -> object:
+    """``run`` with the fused attention kernels off (``mdsr.kernels``): what the default path gives without them."""
+    built = kernels._library
+    kernels._library = lambda: None  # type: ignore[assignment]
+    try:
+        return run()
+    finally:
+        kernels._library = built
+
+
 def peak_rss_child(which: str, scale: int, size: int, weights: str | None) -> float:
     code = f"""
 import sys, torch
@@ -389,6 +401,8 @@ def main() -> None:
             contenders = {
                 kind: partial(fast_path, ours_int8 if kind == "int8" else ours, lr, scale, kind) for kind in kinds
             }
+            if kernels.available():
+                contenders[f"{auto}_eager"] = partial(with_eager_passes, contenders[auto])
             if size <= 256 or args.peer_large:
                 contenders["super_image"] = partial(theirs, lr)
             contenders |= {name: partial(run, lr) for name, run in openvino[scale].items() if works(name, run, lr)}
@@ -424,6 +438,7 @@ def main() -> None:
             json.dumps(
                 {
                     "machine": cpu_name(),
+                    "fused_kernels": kernels.available(),
                     "cores": os.cpu_count(),
                     "torch": torch.__version__,
                     "auto_precision": auto,
@@ -450,7 +465,7 @@ def print_tables(results: list[dict], quality_rows: list[dict], auto: str) -> No
     names = [
         n
         for n in (
-            "fp32", "bf16", "int8", "openvino_f32", "openvino_bf16", "openvino_int8", "openvino_int8+bf16",
+            "fp32", "bf16", "int8", "fp32_eager", "int8_eager", "openvino_f32", "openvino_bf16", "openvino_int8", "openvino_int8+bf16",
             "torchao_int8", "torchao_int8_minmax", "super_image",
         )
         if f"{n}_s" in results[0]
@@ -463,6 +478,7 @@ def print_tables(results: list[dict], quality_rows: list[dict], auto: str) -> No
         return f"{t:.2f} s" + (f" ({x:.2f}x)" if x and name != "super_image" else "")
 
     label = {n: f"ours {n}" + (" = auto" if n == auto else "") for n in ("fp32", "bf16", "int8")} | TORCHAO_LABELS
+    label |= {f"{n}_eager": f"ours {n}, eager attention passes" for n in ("fp32", "int8")}
     print(f'\nTime per image (median), and speed-up over super-image\'s fp32 forward; "auto" here is {auto}')
     print(
         "| scale | input | "
