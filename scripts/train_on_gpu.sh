@@ -19,7 +19,10 @@ VAL_EVERY=${VAL_EVERY:-1000}
 INIT=${INIT:-mdsr/weights/mdsr-bam-x234.safetensors}
 BENCH=${BENCH:-1}
 PRECISION=${PRECISION:-auto}   # auto: bf16 on the GPU (and on CPUs with native bf16)
-RUN=${RUN:-/tmp/mdsr-gpu-run}   # checkpoints with optimizer state are too big to come back: keep them here
+# Checkpoints with optimizer state are too big to come back: they stay here, in a new folder per call (a second
+# call on the same warm machine is a new run; mdsr train refuses to start one in an old run's folder).
+RUN=${RUN:-/tmp/mdsr-gpu-run-$(date +%s)-$$}
+CACHE=${CACHE:-/tmp/mdsr-gpu-lr-cache}  # the LR patches, reused by later calls
 STEPS=${STEPS:-}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -35,7 +38,7 @@ length_args=(--fit-minutes "$MINUTES" --max-minutes "$max")
 python3 -m mdsr train "$DATA"/train/* --out "$RUN" --preset "$PRESET" "${init_args[@]}" \
   --batch-size "$BATCH" --patch-size "$PATCH" --lr "$LR" --warmup "$WARMUP" "${length_args[@]}" --precision "$PRECISION" \
   --val-data "$DATA/val" --val-every "$VAL_EVERY" --checkpoint-every "$VAL_EVERY" \
-  --log-every 50 --cache-dir "$RUN-lr-cache" --workers "$(nproc)" --fp16-weights >"$OUT/train.log" 2>&1 \
+  --log-every 50 --cache-dir "$CACHE" --workers "$(nproc)" --fp16-weights >"$OUT/train.log" 2>&1 \
   || { tail -c 4000 "$OUT/train.log"; exit 1; }
 tr '\r' '\n' <"$OUT/train.log" | grep -a -E "validation|fit-minutes|time limit|rror" | tail -n 30 || true
 cp "$RUN/weights.safetensors" "$RUN/log.jsonl" "$RUN/curve.png" "$OUT/"

@@ -38,6 +38,7 @@ def test_the_gpu_script_trains_exports_and_logs_on_a_cpu(data_folder, tmp_path):
         "DATA": str(data_folder),
         "OUT": str(tmp_path / "out"),
         "RUN": str(tmp_path / "run"),
+        "CACHE": str(tmp_path / "cache"),  # never the machine-wide default
         "PRESET": "tiny",
         "STEPS": "150",  # a fixed length: nothing depends on how fast this machine is
         "INIT": "none",
