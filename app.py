@@ -40,7 +40,7 @@ from demo.views import (
     zoom_panel,
 )
 from demo.workspace import Workspace, files_named_in
-from mdsr import serving
+from mdsr import kernels, serving
 from mdsr.compare import compare
 from mdsr.imaging import preview_rgb, rgb8
 from mdsr.inference import (
@@ -747,6 +747,7 @@ def warm_up() -> None:
     resident memory, which admission measures, already holds them, and no first visitor waits."""
     bundled = STORE.get(None, 2).model
     PREPARED.get(bundled, resolve_precision("auto", device()))
+    kernels.available()  # builds the fused attention kernels (~0.3 s) now, not in the first request
     release_freed_memory()  # the conversion's temporaries go back: the resting memory is the models'
 
 
