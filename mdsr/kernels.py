@@ -3,7 +3,8 @@
 After a block's second convolution, eager PyTorch makes five passes over the 64-channel map to apply the
 balanced attention and the skip: the channel mean, the per-pixel channel maximum, the 7x7 spatial gate,
 the spatial gate's product and the channel gate's product with the skip's addition. These passes are
-memory-bound, and they are ~10% (fp32) to ~25% (int8, where the convolutions are fast) of a block's time.
+memory-bound: with the int8 convolutions, which are fast, they were about a quarter of the forward's time on
+a Zen 5 EPYC (docs/performance.md).
 The kernels below make two: one that reads the map once for both statistics, one that applies both gates
 and adds the skip in place. The arithmetic is eager's, in the same order (``out = x + (res * s) * g``, no
 fused multiply-add); only the channel sums are added up in another order.
@@ -108,7 +109,7 @@ def _library() -> ctypes.CDLL | None:
         return None
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
-        logger.warning("no C compiler found ($CC or cc): the attention runs as eager passes, ~5-10%% slower")
+        logger.warning("no C compiler found ($CC or cc): the attention runs as eager passes, up to ~10% slower")
         return None
     with tempfile.TemporaryDirectory(prefix="mdsr-kernels-") as folder:
         source, library = Path(folder) / "kernels.c", Path(folder) / "kernels.so"
