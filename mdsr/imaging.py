@@ -603,6 +603,25 @@ def resize_picture(pic: Picture, size: tuple[int, int]) -> Picture:
     return _resize_picture(pic, None, (size[1], size[0]))
 
 
+def fill_hidden_colour(pic: Picture) -> Picture:
+    """The picture with the colour under its fully transparent pixels replaced by that of the nearest
+    visible pixel ("alpha bleeding"), so that the colour stored there, often black, does not bleed into the
+    edges when the colour is upscaled. Premultiplying would not do: the network sharpens the colour while
+    alpha is upscaled with bicubic, and their mismatch leaves a dark fringe (a white disc on transparent
+    black, laid over white, came out no lighter than 173 premultiplied, 254 filled). A picture with no
+    fully transparent pixel, or no visible one, is returned as it is."""
+    if pic.alpha is None:
+        return pic
+    hidden = pic.alpha == 0
+    if not hidden.any() or hidden.all():
+        return pic
+    from scipy import ndimage  # scikit-image's dependency; loaded only for pictures that need it
+
+    nearest = np.empty((2, *hidden.shape), dtype=np.int32)  # int32 indices: half the memory of the default
+    ndimage.distance_transform_edt(hidden, return_distances=False, return_indices=True, indices=nearest)
+    return replace(pic, rgb=pic.rgb[nearest[0], nearest[1]])
+
+
 def crop_picture(pic: Picture, size_hw: tuple[int, int]) -> Picture:
     """The top-left (height, width) of the picture."""
     h, w = size_hw

@@ -34,6 +34,7 @@ from mdsr.imaging import (
     ImageError,
     Picture,
     array_to_tensor,
+    fill_hidden_colour,
     picture_from_pil,
     picture_to_pil,
     resize_picture,
@@ -553,13 +554,16 @@ def execute(
 ) -> tuple[Picture, RunInfo]:
     """Carry out ``plan`` on ``pic`` with ``models`` (one per scale, each prepared for ``plan.precision``):
     each stage's network, alpha upscaled with bicubic and re-attached, then MATLAB's bicubic to the exact
-    size where the stages overshoot it. ``progress`` counts every stage's steps."""
+    size where the stages overshoot it. The colour under fully transparent pixels is first replaced by the
+    nearest visible colour (``imaging.fill_hidden_colour``), so that it does not bleed into the edges; an
+    opaque picture is upscaled exactly as it would be without alpha. ``progress`` counts every stage's
+    steps."""
     if pic.size != plan.input_size:
         raise ImageError(
             f"the image decoded as {pic.size[0]}x{pic.size[1]}, not the {plan.input_size[0]}x{plan.input_size[1]} "
             "its header declared"
         )
-    started, out = time.perf_counter(), pic
+    started, out = time.perf_counter(), fill_hidden_colour(pic)
     steps = [trunk_steps(models[s.scale], s.scale) + len(s.boxes) for s in plan.stages]
     steps = [n * (8 if plan.self_ensemble else 1) for n in steps]
     for n, stage in enumerate(plan.stages):
@@ -659,7 +663,8 @@ def upscale(
     prepared: PreparedModels = DEFAULT_PREPARED,
 ) -> Image.Image:
     """Super-resolve a PIL image of any mode: ``upscale_picture``'s arguments, a PIL image back of the same
-    kind (grey stays grey, alpha is kept, 16-bit grey stays 16-bit; see ``imaging.picture_to_pil``) with the
+    kind (grey stays grey, alpha is kept, 16-bit grey stays 16-bit; see ``imaging.picture_to_pil``; the
+    colour under fully transparent pixels does not reach the edges: see ``execute``) with the
     input's colour profile and EXIF in its ``info``."""
     if not isinstance(image, Image.Image):
         raise TypeError(

@@ -160,6 +160,27 @@ def test_alpha_is_upscaled_smoothly_not_by_the_network(tiny_model, tmp_path):
     assert abs(alpha_out.mean() - alpha_in.mean()) < 1.0
 
 
+def with_hidden_colour(image: Image.Image, colour: tuple[int, int, int]) -> Image.Image:
+    """``image`` as RGBA: its left half fully transparent with ``colour`` stored there, its right half opaque."""
+    rgba = np.array(image.convert("RGBA"))
+    rgba[:, : rgba.shape[1] // 2] = (*colour, 0)
+    return Image.fromarray(rgba, "RGBA")
+
+
+def test_the_colour_under_transparent_pixels_does_not_reach_the_visible_ones(tiny_model, coffee):
+    photo = crop(coffee, (48, 32), (200, 150))
+    under_black = np.asarray(upscale(tiny_model, with_hidden_colour(photo, (0, 0, 0)), 2, precision="fp32"))
+    under_red = np.asarray(upscale(tiny_model, with_hidden_colour(photo, (255, 0, 0)), 2, precision="fp32"))
+    visible = under_black[:, :, 3] > 0
+    assert np.array_equal(under_black[visible], under_red[visible])
+
+
+def test_an_opaque_rgba_image_is_upscaled_exactly_as_without_alpha(tiny_model, coffee):
+    photo = crop(coffee, (48, 32), (200, 150))
+    with_alpha = np.asarray(upscale(tiny_model, photo.convert("RGBA"), 3, precision="fp32"))
+    assert np.array_equal(with_alpha[:, :, :3], np.asarray(upscale(tiny_model, photo, 3, precision="fp32")))
+
+
 def test_16_bit_grey_stays_16_bit(tiny_model, tmp_path):
     pic = read_image(write(tmp_path, "grey16_png"))
     result, _ = upscale_picture(tiny_model, pic, 2)
