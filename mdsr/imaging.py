@@ -187,7 +187,8 @@ CMYK_NOTE = "a CMYK image: converted to RGB without its colour profile; colours 
 
 
 def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> Picture:
-    """Decode a PIL image of any mode: EXIF orientation applied, first frame of an animation."""
+    """Decode a PIL image of any mode: EXIF orientation applied, first frame of an animation. Integer and
+    float grey modes ("I", "F": a float TIFF) are scaled by the rule of ``_grey_levels``."""
     notes: list[str] = []
     frames = getattr(image, "n_frames", 1)  # only multi-frame formats have it
     if frames > 1:
@@ -207,14 +208,12 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
     if mode == "CMYK":  # Pillow's conversion is arithmetic: no colour management, whatever profile it had
         notes.append(CMYK_NOTE)
     if mode.startswith("I") or mode == "F":
-        # 16-bit grey (PIL's "I;16"/"I"); float images are taken as [0, 1].
-        scale = 1.0 if mode == "F" else 65535.0
-        grey = np.clip(np.asarray(image, dtype=np.float32) / scale, 0, 1)
+        levels, bit_depth = _grey_levels(image)
         return Picture(
-            np.repeat(grey[:, :, None], 3, axis=2),
+            np.repeat(levels[:, :, None], 3, axis=2),
             None,
             grey=True,
-            bit_depth=16,
+            bit_depth=bit_depth,
             notes=tuple(notes),
             icc=icc,
             exif=exif,
@@ -238,6 +237,29 @@ def picture_from_pil(image: Image.Image, *, max_pixels: int | None = DEFAULT_MAX
         np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), grey=grey,
         notes=tuple(notes), icc=icc, exif=exif,
     )  # fmt: skip
+
+
+def _grey_levels(image: Image.Image) -> tuple[np.ndarray, int]:
+    """A grey image of PIL's integer ("I", "I;16"...) or float ("F") modes as float32 (H, W) in [0, 1], with
+    the bit depth to store its results in. These modes do not say the scale of their values, so the values
+    decide it, by one rule: "I;16" modes are 16-bit; an "I" image whose values lie within [0, 255] is taken
+    as 8-bit (what ``convert("I")`` of an 8-bit image gives), within [0, 65535] as 16-bit; an "F" image
+    (a float TIFF) within [0, 1] is taken as it is, within [0, 255] as 8-bit levels (kept at 16 bits, as
+    they may have fractions). Values outside those ranges (negative, larger, or not finite) are refused."""
+    values = np.asarray(image, dtype=np.float32)
+    if image.mode.startswith("I;16"):
+        return values / np.float32(65535), 16
+    low, high = float(values.min()), float(values.max())
+    float_image = image.mode == "F"
+    ranges = ((1.0, 16), (255.0, 16)) if float_image else ((255.0, 8), (65535.0, 16))
+    if math.isfinite(low) and math.isfinite(high) and low >= 0:
+        for top, bit_depth in ranges:
+            if high <= top:
+                return (values if top == 1 else values / np.float32(top)), bit_depth
+    kind, expected = (
+        ("a float", "[0, 1] or [0, 255]") if float_image else ("a 32-bit integer", "[0, 255] or [0, 65535]")
+    )
+    raise ImageError(f"{kind} grey image with values from {low:g} to {high:g}; its values must lie within {expected}")
 
 
 def _profile_of(image: Image.Image) -> bytes | None:

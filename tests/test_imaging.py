@@ -133,6 +133,31 @@ def test_16_bit_grey_keeps_all_16_bits(tmp_path):
     assert np.array_equal(picture_to_array(pic), np.asarray(Image.open(path)).astype(np.uint16))
 
 
+def test_a_float_image_of_8_bit_levels_is_read_at_8_bit_scale(coffee):
+    grey = coffee.convert("L")
+    pic = read_image(grey.convert("F"))
+    assert np.allclose(pic.rgb[:, :, 0] * 255, np.asarray(grey), atol=1e-3)
+
+
+def test_a_float_tiff_of_8_bit_levels_is_read_at_8_bit_scale(coffee, tmp_path):
+    grey = coffee.convert("L")
+    grey.convert("F").save(tmp_path / "float.tif")
+    pic = read_image(tmp_path / "float.tif")
+    assert np.allclose(pic.rgb[:, :, 0] * 255, np.asarray(grey), atol=1e-3)
+
+
+def test_a_float_image_outside_both_scales_is_refused_naming_its_range(coffee):
+    brighter = Image.fromarray(np.asarray(coffee.convert("F")) * 2)
+    with pytest.raises(ImageError, match=r"values from \S+ to 510; its values must lie within \[0, 1\] or \[0, 255\]"):
+        read_image(brighter)
+
+
+def test_an_integer_image_of_8_bit_levels_stays_8_bit(coffee):
+    grey = coffee.convert("L")
+    pic = read_image(grey.convert("I"))
+    assert pic.bit_depth == 8 and np.array_equal(picture_to_array(pic), np.asarray(grey))
+
+
 def test_16_bit_colour_keeps_all_16_bits_through_a_save(tmp_path):
     import cv2
 
