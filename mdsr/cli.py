@@ -474,13 +474,15 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from mdsr.evaluate import check_benchmark, evaluate, markdown_table, write_json
+    from mdsr.evaluate import benchmark_files, check_benchmark, evaluate, markdown_table, write_json
     from mdsr.export import check_outputs  # --json is written at the end: checked as any output, before any work
     from mdsr.weights import BUNDLED_PATH, load_for_scales
 
     for folder in args.data:
-        check_benchmark(folder)
+        check_benchmark(folder, tuple(args.scales))
     if args.json:
+        if any(Path(args.json).resolve() in benchmark_files(folder) for folder in args.data):
+            raise ValueError(f"--json {args.json} is a file of the benchmark it evaluates, never replaced")
         check_outputs([args.json], overwrite=args.overwrite, writer="--json", named="--json ")
     check_weights_file(args.weights)
     models = load_for_scales(args.weights, args.scales)

@@ -33,7 +33,7 @@ from mdsr.imaging import (
     to_uint,
 )
 from mdsr.inference import EDGE_PADDING, Mode, Precision, PreparedModels, resolve_precision, super_resolve
-from mdsr.metrics import psnr, ssim
+from mdsr.metrics import SSIM_WINDOW, psnr, ssim
 from mdsr.model import MDSR
 
 Protocol = Literal["standard", "super-image"]
@@ -52,7 +52,8 @@ def check_benchmark(folder: str | os.PathLike, scales: tuple[int, ...] = (), *, 
     """Before any work: ``folder`` has an HR/ folder whose every file (``load_benchmark`` reads them all)
     opens as an image, or the first that does not is named with the reason (read from its header only);
     with ``scales``, each is also large enough to measure at every scale (``metrics`` shaves ``s`` pixels
-    off each border of the image cropped to a multiple of ``s``). ``option``: the option that named
+    off each border of the image cropped to a multiple of ``s``, and SSIM's window needs ``SSIM_WINDOW``
+    pixels a side of what is left). ``option``: the option that named
     ``folder``, as the sentence shows it."""
     from mdsr.imaging import ImageError, image_size
 
@@ -69,11 +70,18 @@ def check_benchmark(folder: str | os.PathLike, scales: tuple[int, ...] = (), *, 
                 raise ImageError(f"{path}: {err}") from None
             continue
         w, h = size
-        if small := [s for s in scales if min(w // s, h // s) * s <= 2 * s]:
+        if small := [s for s in scales if min(w // s, h // s) * s - 2 * s < SSIM_WINDOW]:
+            s = max(small)
+            need = -(-(SSIM_WINDOW + 2 * s) // s) * s  # the smallest multiple of s that leaves the window
             raise ValueError(
-                f"{path}: a {w}x{h} image is too small to measure at x{max(small)} "
-                f"(more than {2 * max(small)} pixels a side once cropped to a multiple of {max(small)})"
+                f"{path}: a {w}x{h} image is too small to measure at x{s}: SSIM needs at least {need} pixels a side "
+                f"({SSIM_WINDOW} once cropped to a multiple of {s} and {s} shaved off each border)"
             )
+
+
+def benchmark_files(folder: str | os.PathLike) -> set[Path]:
+    """Every file in ``folder`` and below, resolved: what an evaluation of it reads, and must not replace."""
+    return {p.resolve() for p in Path(folder).rglob("*") if p.is_file()}
 
 
 def load_benchmark(folder: str | os.PathLike, scale: int) -> list[Pair]:

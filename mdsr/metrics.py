@@ -21,6 +21,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 BT601 = np.array([65.481, 128.553, 24.966])
 BAND_PIXELS = 1 << 20  # about 100 MB of SSIM's float64 maps a band
 SSIM_RADIUS = 5  # int(3.5 * 1.5 + 0.5): the Gaussian window's reach, and what skimage crops from each border
+SSIM_WINDOW = 2 * SSIM_RADIUS + 1  # the smallest side skimage measures (its "win_size exceeds image extent")
 
 
 def rgb_to_y(img: np.ndarray, coefficients: np.ndarray = BT601) -> np.ndarray:

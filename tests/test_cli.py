@@ -352,6 +352,28 @@ def test_evaluate_overwrite_replaces_the_json_file(tmp_path, benchmark, tiny_wei
     assert json.loads(out.read_text())[0]["images"] == 1
 
 
+def test_evaluate_never_writes_the_json_over_an_image_of_its_benchmark(benchmark, capsys, no_model_loaded):
+    image = benchmark / "HR" / "cup.png"
+    before = image.read_bytes()
+    argv = ["evaluate", "--data", str(benchmark), "--scales", "2", "--json", str(image), "--overwrite"]
+    assert main(argv) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: --json {image} is a file of the benchmark it evaluates, never replaced"
+    )
+    assert image.read_bytes() == before
+
+
+def test_evaluate_names_an_image_too_small_for_ssim_before_any_work(benchmark, coffee, capsys, no_model_loaded):
+    small = benchmark / "HR" / "small.png"
+    crop(coffee, (16, 16)).save(small)
+    assert main(["evaluate", "--data", str(benchmark), "--scales", "4"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {small}: a 16x16 image is too small to measure at x4: SSIM needs at least 20 pixels a side "
+        "(11 once cropped to a multiple of 4 and 4 shaved off each border)"
+    )
+
+
 def test_onnx_export_refuses_the_options_it_cannot_keep(tmp_path, capsys):
     assert main(["export", "--onnx", str(tmp_path / "onnx"), "--fp16"]) == 2
     assert "--fp16 and --note are for .safetensors weights" in capsys.readouterr().err

@@ -164,8 +164,8 @@ def test_a_validation_image_too_small_to_measure_is_named_before_training(hr, va
     out = tmp_path / "run"
     assert main(tiny_train(hr, out, "--val-data", str(val))) == 2
     assert error_lines(capsys) == [
-        f"error: {val / 'HR' / 'tiny.png'}: a 5x5 image is too small to measure at x2 "
-        "(more than 4 pixels a side once cropped to a multiple of 2)"
+        f"error: {val / 'HR' / 'tiny.png'}: a 5x5 image is too small to measure at x2: SSIM needs at least 16 "
+        "pixels a side (11 once cropped to a multiple of 2 and 2 shaved off each border)"
     ]
     assert not (out / "log.jsonl").exists()
 
