@@ -271,9 +271,14 @@ def run_upscale(args: argparse.Namespace) -> int:
 
 def check_weights_file(weights: str | None) -> None:
     """Before any work: ``--weights`` naming a file that is not there is said with the path as given (the
-    library names the file alone, as the demo shows its words; a typo may be in a folder's name)."""
+    library names the file alone, as the demo shows its words; a typo may be in a folder's name), as is a
+    missing folder written as a path (``./dir``), which would otherwise be looked for on the Hub."""
+    from mdsr.weights import looks_like_path
+
     if weights and Path(weights).suffix in (".safetensors", ".pt", ".pth") and not Path(weights).exists():
         raise ValueError(f"--weights {weights}: no such file")
+    if weights and looks_like_path(weights) and not Path(weights).exists():
+        raise ValueError(f"--weights {weights}: no such file or folder")
 
 
 def report_failed(item: Item, why: object, counts: dict[str, int]) -> None:

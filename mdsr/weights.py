@@ -298,7 +298,35 @@ def load_model(source: str | os.PathLike | None = None, *, scale: int | None = N
         return load_super_image_file(path, scale=scale)
     if path.is_dir():
         return load_super_image_folder(path, scale=scale)
+    if looks_like_path(str(source)):
+        raise WeightsError(f"no such file or folder: {path.name}")  # the name only, as for a missing file
     return load_from_hub(str(source), scale=scale)
+
+
+def looks_like_path(source: str) -> bool:
+    """Whether ``source`` is written as a path (``./dir``, ``/abs``, ``~/dir``, ``a/b/c``), never as a Hub
+    id, which is ``owner/name`` with its one slash: a missing one is then said to be missing, not looked
+    for on the Hub."""
+    separators = source.count("/") + (source.count(os.sep) if os.sep != "/" else 0)
+    return source.startswith((".", "/", "~")) or separators > 1 or bool(os.altsep and os.altsep in source)
+
+
+@contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """huggingface_hub's own log lines (each retry of an unreachable Hub) and warnings kept out of the
+    output: a failure is said once, in the ``WeightsError`` raised."""
+    import logging
+    import warnings
+
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def load_for_scales(source: str | os.PathLike | None, scales: list[int]) -> dict[int, MDSR]:
@@ -472,9 +500,13 @@ def load_from_hub(repo_id: str, *, scale: int | None) -> MDSR:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
+    # Where the Hub does not answer at once, only the local cache is read: huggingface_hub would otherwise
+    # retry each file for half a minute before giving up.
+    cached_only = not hub_reachable()
     try:
-        hf_hub_download(repo_id, "config.json")
-        weights = hf_hub_download(repo_id, f"pytorch_model_{scale}x.pt")
+        with _quiet_hub():
+            hf_hub_download(repo_id, "config.json", local_files_only=cached_only)
+            weights = hf_hub_download(repo_id, f"pytorch_model_{scale}x.pt", local_files_only=cached_only)
     except LocalEntryNotFoundError as err:  # a subclass of EntryNotFoundError: offline, not missing
         raise WeightsError(
             f"could not download {repo_id} from the Hugging Face Hub (offline or unreachable); "

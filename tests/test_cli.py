@@ -380,6 +380,13 @@ def test_onnx_export_refuses_the_options_it_cannot_keep(tmp_path, capsys):
     assert not (tmp_path / "onnx").exists()
 
 
+def test_a_missing_weights_folder_given_as_a_path_is_said_to_be_missing(tmp_path, capsys):
+    missing = tmp_path / "mydir"
+    assert main(["upscale", str(ROOT / "examples" / "chelsea_lr_x2.png"), "-s", "2", "-o", str(tmp_path / "out"),
+                 "--weights", str(missing)]) == 2  # fmt: skip
+    assert capsys.readouterr().err.strip() == f"error: --weights {missing}: no such file or folder"
+
+
 def test_a_missing_weights_file_is_named_with_its_folder(tmp_path, capsys):
     missing = tmp_path / "runs" / "weights.safetensors"
     assert main(["upscale", str(ROOT / "examples" / "chelsea_lr_x2.png"), "-s", "2", "-o", str(tmp_path / "out"),

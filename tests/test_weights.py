@@ -113,6 +113,27 @@ def test_an_unreachable_hub_says_what_failed_and_what_works_offline(monkeypatch)
         load_model("eugenesiow/mdsr-bam", scale=2)
 
 
+def test_a_missing_folder_written_as_a_path_is_said_to_be_missing_not_looked_for_on_the_hub(tmp_path):
+    with pytest.raises(WeightsError, match="^no such file or folder: mydir$"):
+        load_model(str(tmp_path / "mydir"), scale=2)
+
+
+def test_an_unreachable_hub_is_said_once_and_at_once(tmp_path):
+    from conftest import free_port
+
+    # A Hub address on this machine where nothing listens: refused at once, never the network.
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+           "HF_HOME": str(tmp_path / "hf")}  # fmt: skip
+    argv = [sys.executable, "-m", "mdsr", "upscale", str(Path(__file__).parents[1] / "examples" / "chelsea_lr_x2.png"),
+            "-s", "2", "-o", str(tmp_path / "out"), "--weights", "someuser/somerepo"]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        "error: could not download someuser/somerepo from the Hugging Face Hub (offline or unreachable); "
+        "the bundled weights or a local folder work offline"
+    ]
+
+
 def test_hf_hub_offline_is_honoured_without_touching_the_network(tmp_path):
     code = (
         "import mdsr\n"
