@@ -171,19 +171,19 @@ def add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     p.add_argument(
         "--max-pixels",
-        type=int,
+        type=positive_int,
         default=CLI_LIMITS.input_pixels,
         help=f"refuse larger inputs (default {CLI_LIMITS.input_pixels:,})",
     )
     p.add_argument(
         "--max-output-pixels",
-        type=int,
+        type=positive_int,
         default=CLI_LIMITS.output_pixels,
         help=f"refuse larger outputs (default {CLI_LIMITS.output_pixels:,})",
     )
     p.add_argument(
         "--max-memory-mb",
-        type=float,
+        type=positive_float,
         default=CLI_LIMITS.memory_mb,
         help=f"the memory one image may use (default {CLI_LIMITS.memory_mb:,.0f} MB: a 12-megapixel photo at x2); "
         "larger images stream the network's trunk (the same result, slower) or are refused",
@@ -267,6 +267,28 @@ def run_upscale(args: argparse.Namespace) -> int:
         print(f"error: {counts['failed']} of {len(items)} images failed", file=sys.stderr)
     # Under torchrun a failed file is reported above, not by the exit status (UPSCALE_EPILOG).
     return 1 if counts["failed"] and shard.world == 1 else 0
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above 0 (a limit of -1 or 0 would refuse every image)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value
 
 
 def check_weights_file(weights: str | None) -> None:

@@ -90,7 +90,7 @@ def truth_fits(lr_size: tuple[int, int], truth_size: tuple[int, int], sizing: Si
             return w * s, h * s
         raise ImageError(
             f"the ground truth is {tw}x{th}; for a {w}x{h} input at {s}x it must be {w * s}x{h * s} "
-            f"(or up to {s - 1} pixels larger on each side)"
+            f"(or up to {s - 1} pixel{'s' if s > 2 else ''} larger on each side)"
         )
     if truth_size != sizing.size:
         raise ImageError(

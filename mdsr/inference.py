@@ -629,6 +629,8 @@ def upscale_picture(
         raise ValueError(f"give a scale or a size, not both; got scale {shown(scale)} and size {shown(size)}")
     if not isinstance(model, MDSR):
         raise TypeError(f"model must be an mdsr.MDSR (mdsr.load_model() gives one); got {type(model).__name__}")
+    if not isinstance(self_ensemble, bool):  # "yes" or 0 would pass as truthy or falsy, silently
+        raise TypeError(f"self_ensemble must be True or False; got {shown(self_ensemble)}")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be a function called as progress(done, total); got {shown(progress)}")
     if size is not None:

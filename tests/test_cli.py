@@ -89,6 +89,17 @@ def test_user_errors_are_one_line_and_a_non_zero_exit(tmp_path, coffee, args, me
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("option", ["--max-pixels", "--max-output-pixels", "--max-memory-mb"])
+def test_a_limit_below_one_is_refused_as_a_bad_option(tmp_path, option, capsys, no_model_loaded):
+    argv = ["upscale", str(ROOT / "examples" / "chelsea_lr_x2.png"), "-s", "2", "-o", str(tmp_path), option, "-1"]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: argument {option}: expected a " + (
+        "number above 0, got -1" if option == "--max-memory-mb" else "whole number above 0, got -1"
+    ))  # fmt: skip
+
+
 def test_downscale_names_files_like_the_benchmarks(tmp_path, chelsea):
     chelsea.save(tmp_path / "cat.png")
     assert main(["downscale", str(tmp_path / "cat.png"), "-s", "4", "-o", str(tmp_path / "lr")]) == 0

@@ -129,8 +129,9 @@ def test_an_empty_image_is_a_clear_error(tiny_model, size):
         (dict(size="200x"), ValueError, r"give a scale or a size, not both; got scale 2 and size '200x'"),
         (dict(tile="x"), ValueError, r"tile must be 'auto', None or a whole number of at least 16 LR pixels; got 'x'"),
         (dict(progress=5), TypeError, r"progress must be a function called as progress\(done, total\); got 5"),
+        (dict(self_ensemble="yes"), TypeError, r"self_ensemble must be True or False; got 'yes'"),
     ],
-    ids=["path", "array", "no_model", "scale_and_size", "tile", "progress"],
+    ids=["path", "array", "no_model", "scale_and_size", "tile", "progress", "self_ensemble"],
 )
 def test_a_wrong_argument_to_upscale_is_named_in_one_sentence(tiny_model, coffee, arguments, error, message):
     given = {"model": tiny_model, "image": crop(coffee, (24, 16)), "scale": 2, **arguments}

@@ -79,6 +79,12 @@ def test_a_ground_truth_of_the_wrong_size_is_refused_from_its_header(tmp_path):
         admitted(Request(items, Target(factor=2), truth="upload"))
 
 
+def test_the_ground_truth_refusal_at_2x_allows_one_pixel_in_the_singular(tmp_path):
+    items = (Item("image", declared(tmp_path, (40, 30)), declared(tmp_path, (100, 100), "t.png")),)
+    with pytest.raises(RefusedError, match=r"it must be 80x60 \(or up to 1 pixel larger on each side\)$"):
+        admitted(Request(items, Target(factor=2), truth="upload"))
+
+
 def test_a_ground_truth_up_to_a_scale_larger_is_planned_to_be_cropped_to_the_output(tmp_path):
     items = (Item("image", declared(tmp_path, (40, 30)), declared(tmp_path, (81, 61), "t.png")),)
     truth = admitted(Request(items, Target(factor=2), truth="upload")).plans[0].truth
