@@ -14,8 +14,16 @@ from mdsr.inference import super_resolve, upscale
 from mdsr.model import MDSR, ResBlock
 from mdsr.weights import load_model
 
-real_gate_and_add = kernels.gate_and_add
 needs_kernels = pytest.mark.skipif(not kernels.available(), reason="no C compiler here: the kernels are off")
+
+
+def counted(monkeypatch) -> list[str]:
+    """Record each call of the kernels that touch the 64-channel map, passing it on."""
+    calls: list[str] = []
+    stats, gate = kernels.channel_mean_and_peak, kernels.gate_and_add
+    monkeypatch.setattr(kernels, "channel_mean_and_peak", lambda res: calls.append("stats") or stats(res))
+    monkeypatch.setattr(kernels, "gate_and_add", lambda *maps: calls.append("gate") or gate(*maps))
+    return calls
 
 
 @pytest.fixture
@@ -68,8 +76,10 @@ def test_gate_and_add_is_the_skip_plus_the_gated_branch_in_place(tiny_model, che
 @needs_kernels
 def test_a_block_gives_the_same_features_with_the_kernels_and_without(tiny_model, monkeypatch, astronaut):
     block, x, _ = block_maps(tiny_model, crop(astronaut, (96, 80), (60, 200)))
+    calls = counted(monkeypatch)
     with torch.inference_mode():
         fused = block.infer(x.clone())
+        assert calls == ["stats", "gate"]
         monkeypatch.setattr(kernels, "_library", lambda: None)
         eager = block.infer(x.clone())
     assert (fused - eager).abs().max().item() < 1e-5
@@ -84,7 +94,9 @@ def bundled() -> MDSR:
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_upscale_gives_the_same_picture_with_the_kernels_and_without(bundled, monkeypatch, coffee, precision):
     image = crop(coffee, (64, 48), (250, 150))
+    calls = counted(monkeypatch)
     fused = as_array(upscale(bundled, image, 2, precision=precision)).astype(int)
+    assert calls.count("gate") >= 34  # every residual block: 2 before the body, 32 in it
     monkeypatch.setattr(kernels, "_library", lambda: None)
     eager = as_array(upscale(bundled, image, 2, precision=precision)).astype(int)
     assert abs(fused - eager).max() <= 1  # 8-bit levels: the channel sums are added in another order
@@ -132,8 +144,10 @@ def test_upscale_runs_where_the_kernels_are_off(tiny_model, monkeypatch, chelsea
         lambda m: m.repeat(2, 1, 1, 1),
         lambda m: m.contiguous(),
         lambda m: m[:, :, :, 1:],
+        lambda m: m.clone().requires_grad_(True),
+        lambda m: m[:, :, :0],
     ],
-    ids=["bf16", "two images", "channels first", "a strided view"],
+    ids=["bf16", "two images", "channels first", "a strided view", "autograd", "no pixels"],
 )
 def test_maps_the_kernels_cannot_take_are_left_to_the_eager_passes(tiny_model, astronaut, change):
     _, x, res = block_maps(tiny_model, crop(astronaut, (32, 24)))
@@ -146,10 +160,79 @@ def test_maps_the_kernels_cannot_take_are_left_to_the_eager_passes(tiny_model, a
 def test_each_trunk_runs_the_kernels_and_gives_eagers_result(bundled, monkeypatch, chelsea, trunk):
     lr = as_tensor(crop(chelsea, (72, 60), (200, 100)))
     monkeypatch.setattr(streaming, "BAND_BYTES", 12 * 80 * 64 * 4)  # bands of 12 rows: many band borders
-    calls = []
-    monkeypatch.setattr(kernels, "gate_and_add", lambda *maps: calls.append(1) or real_gate_and_add(*maps))
+    calls = counted(monkeypatch)
     fused = super_resolve(bundled, lr, 2, precision="fp32", trunk=trunk)
     assert calls
     monkeypatch.setattr(kernels, "_library", lambda: None)
     eager = super_resolve(bundled, lr, 2, precision="fp32", trunk=trunk)
     assert (fused - eager).abs().max().item() < 1e-5
+
+
+def test_maps_of_two_shapes_are_left_to_the_eager_passes(tiny_model, astronaut):
+    _, x, res = block_maps(tiny_model, crop(astronaut, (32, 24)))
+    assert not kernels.fits(res, x[:, :, 1:].contiguous(memory_format=torch.channels_last))
+
+
+@needs_kernels
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda res: kernels.channel_mean_and_peak(res.contiguous()),
+        lambda res: kernels.spatial_gate(res[:, :1].double(), torch.ones(1, 1, 7, 7)),
+        lambda res: kernels.spatial_gate(res[:, :1].contiguous(), torch.ones(1, 1, 6, 6)),
+        lambda res: kernels.gate_and_add(res, torch.ones(1, 1, 3, 3), torch.ones(1, res.shape[1], 1, 1), res),
+        lambda res: kernels.gate_and_add(res, torch.ones(1, 1, *res.shape[2:]), torch.ones(1, 1, 1, 1), res),
+    ],
+    ids=["channels first", "a float64 peak", "an even kernel", "a small spatial gate", "a small channel gate"],
+)
+def test_the_kernels_refuse_maps_they_would_read_out_of_bounds(tiny_model, coffee, call):
+    _, _, res = block_maps(tiny_model, crop(coffee, (24, 20)))
+    with pytest.raises(ValueError, match="fused attention kernels take"):
+        call(res)
+
+
+@needs_kernels
+def test_many_channels_and_a_large_map_give_the_mean_and_maximum_of_float64():
+    torch.manual_seed(0)
+    res = (1000 + torch.rand(1, 2048, 200, 180)).contiguous(
+        memory_format=torch.channels_last
+    )  # offset: float sums drift
+    mean, peak = kernels.channel_mean_and_peak(res)
+    assert torch.allclose(mean.double(), res.double().mean(dim=(2, 3), keepdim=True), rtol=1e-7, atol=0)
+    assert torch.equal(peak, res.amax(dim=1, keepdim=True))
+
+
+@needs_kernels
+def test_a_nan_anywhere_in_a_pixel_makes_its_maximum_nan_as_eagers(tiny_model, chelsea):
+    res = block_maps(tiny_model, crop(chelsea, (20, 16)))[2].clone()
+    res[0, 0, 3, 4] = float("nan")
+    res[0, 7, 5, 6] = float("nan")
+    _, peak = kernels.channel_mean_and_peak(res)
+    assert peak[0, 0, 3, 4].isnan() and peak[0, 0, 5, 6].isnan()
+    assert torch.equal(peak.isnan(), res.amax(dim=1, keepdim=True).isnan())
+
+
+def test_a_temporary_folder_that_cannot_be_used_leaves_the_eager_passes(rebuilt, monkeypatch, tmp_path, caplog):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "gone"))
+    with caplog.at_level(logging.WARNING, logger="mdsr.kernels"):
+        assert not kernels.available()
+    assert "did not build" in caplog.text
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler on this machine")
+def test_a_compiler_given_with_arguments_builds_the_kernels(rebuilt, monkeypatch):
+    monkeypatch.setenv("CC", "cc -O1")
+    assert kernels.available()
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler on this machine")
+def test_a_compiler_without_openmp_builds_the_plain_kernels(rebuilt, monkeypatch, tmp_path):
+    picky = tmp_path / "cc"
+    picky.write_text(
+        '#!/bin/sh\nfor a; do [ "$a" = -fopenmp ] && { echo "error: unsupported option -fopenmp" >&2; exit 1; }; done\nexec cc "$@"\n'
+    )
+    picky.chmod(0o755)
+    monkeypatch.setenv("CC", str(picky))
+    assert kernels.available()
+    _, peak = kernels.channel_mean_and_peak(torch.rand(1, 8, 5, 6).contiguous(memory_format=torch.channels_last))
+    assert peak.shape == (1, 1, 5, 6)
