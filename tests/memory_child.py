@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 from skimage import data
 
 import app
@@ -34,6 +34,7 @@ KINDS = {
     "ab_with_truth": (2, "upload", True, 1, False),
     "batch_with_truths": (2, "upload", False, 2, False),
     "region_of_12_mp": (2, "none", False, 1, True),
+    "api_transparent": (2, "none", False, 1, False),  # an RGBA photo, transparent around a disc
 }
 
 
@@ -92,7 +93,12 @@ def real_files(kind: str, folder: Path, side: int) -> serving.Request:
     for n, item in enumerate(request.items):
         hr = photo((side * net, side * net))
         lr_path, hr_path = folder / f"real_lr{n}.png", folder / f"real_hr{n}.png"
-        Image.fromarray(bicubic_downscale(hr, net)).save(lr_path)
+        lr = Image.fromarray(bicubic_downscale(hr, net))
+        if kind == "api_transparent":  # its hidden colour is filled before the network (imaging.fill_hidden_colour)
+            disc = Image.new("L", lr.size, 0)
+            ImageDraw.Draw(disc).ellipse((side // 8, side // 8, side - side // 8, side - side // 8), fill=255)
+            lr.putalpha(disc)
+        lr.save(lr_path)
         if truth == "upload":
             Image.fromarray(hr).save(hr_path)
         items.append(dataclasses.replace(item, source=str(lr_path), truth=str(hr_path) if item.truth else None))
@@ -108,7 +114,7 @@ def call_the_demo(kind: str, request: serving.Request) -> None:
     if kind == "batch_with_truths":
         app.batch_ui([i.source for i in request.items], scale, [i.truth for i in request.items], app.BUNDLED, "auto",
                      progress=none)  # fmt: skip
-    elif kind in ("api", "x8"):
+    elif kind in ("api", "x8", "api_transparent"):
         app.upscale_api(item.source, scale, weights="bundled")
     else:
         gt = app.GT_UPLOAD if truth == "upload" else app.GT_NONE
