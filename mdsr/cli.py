@@ -173,7 +173,8 @@ def add_upscale(sub: argparse._SubParsersAction) -> None:
         "--max-pixels",
         type=positive_int,
         default=CLI_LIMITS.input_pixels,
-        help=f"refuse larger inputs (default {CLI_LIMITS.input_pixels:,})",
+        help=f"refuse larger inputs (default {CLI_LIMITS.input_pixels:,}; by default --max-memory-mb refuses "
+        "inputs above ~12 megapixels first)",
     )
     p.add_argument(
         "--max-output-pixels",

@@ -86,6 +86,10 @@ class Limits:
     batch_bytes: int  # what a batch's zips may unpack to
     jobs_per_client: int  # waiting or running at once, per client address
     jobs: int  # waiting or running at once, in all
+    # Where the limits are options (the CLI's), the one that raises ``memory_mb``: a refusal names it, as the
+    # default admits ~12 megapixels however large ``input_pixels`` is. Without one (the demo's), the refusal
+    # says to ask for less.
+    memory_option: str = ""
 
 
 # A 2-vCPU Space with a few GB: one request at a time, each bounded in memory and in time (the work limit
@@ -99,6 +103,7 @@ DEMO_LIMITS = Limits(
 CLI_LIMITS = Limits(
     file_bytes=UNLIMITED, input_pixels=50_000_000, output_pixels=200_000_000, work_pixels=UNLIMITED,
     memory_mb=4200, batch_images=UNLIMITED, batch_bytes=UNLIMITED, jobs_per_client=1, jobs=1,
+    memory_option="--max-memory-mb",
 )  # fmt: skip
 
 
@@ -378,9 +383,10 @@ def _plan_at(item: Item, request: Request, budget: Budget, decoded: tuple[int, i
     also = f" with {' and '.join(views)}" if views else ""
     ab = " for two models (A/B)" if request.models > 1 else ""
     at = f"{request.target.factor:g}x" if request.target.factor else f"{sizing.size[0]}x{sizing.size[1]}"
+    how = f": {limits.memory_option} raises it" if limits.memory_option else " (use a smaller image or scale)"
     raise RefusedError(
         f"a {w}x{h} image at {at}{also}{ab} needs about {memory:,.0f} MB; the limit "
-        f"per request is {limits.memory_mb:,.0f} MB (use a smaller image or scale)"
+        f"per request is {limits.memory_mb:,.0f} MB{how}"
     )
 
 

@@ -178,6 +178,13 @@ def test_an_input_over_the_pixel_limit_is_refused_with_the_limit(tmp_path, tiny_
     assert "60x50 = 3,000 pixels; the limit is 2,000 pixels" in capsys.readouterr().err
 
 
+def test_an_input_over_the_memory_limit_is_refused_naming_the_option_that_raises_it(tmp_path, coffee, capsys):
+    crop(coffee, (60, 50)).save(tmp_path / "cup.png")
+    args = ["upscale", str(tmp_path / "cup.png"), "-s", "2", "-o", str(tmp_path / "out"), "--max-memory-mb", "1"]
+    assert main(args) == 1
+    assert "the limit per request is 1 MB: --max-memory-mb raises it" in capsys.readouterr().err
+
+
 def test_weights_auto_offline_without_a_cache_says_it_uses_the_bundled_weights(tmp_path, coffee):
     crop(coffee, (24, 20)).save(tmp_path / "cup.png")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty")}
