@@ -32,7 +32,7 @@ from typing import IO, Literal, overload
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, PngImagePlugin, TiffImagePlugin, features
+from PIL import ExifTags, Image, ImageOps, PngImagePlugin, TiffImagePlugin, features
 
 Border = Literal["symmetric", "replicate"]
 FileSource = str | os.PathLike | IO[bytes]  # a path, or a binary file object (an upload's bytes)
@@ -274,11 +274,33 @@ def _profile_of(image: Image.Image) -> bytes | None:
 
 
 def _exif_of(image: Image.Image) -> bytes | None:
-    """The EXIF of the image as shown: ``exif_transpose`` has removed the orientation; the thumbnail (IFD1)
+    """The EXIF of the image as shown, less the orientation (applied to the pixels); the thumbnail (IFD1)
     is not written back by ``Exif.tobytes``."""
     exif = image.getexif()
+    if isinstance(image, TiffImagePlugin.TiffImageFile):
+        exif = _tiff_exif(exif)
     exif.pop(0x0112, None)
     return exif.tobytes() if len(exif) else None
+
+
+# The tags of a TIFF's image directory that say how that file stores its pixels (size, samples, strips and
+# tiles, compression, the colour map; the ICC profile, which a picture carries apart): Pillow gives that
+# directory as the TIFF's EXIF, but written into another file these would misdescribe it.
+TIFF_LAYOUT_TAGS = frozenset(
+    (254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 284, 292, 293, 317, 320, 322, 323, 324, 325)
+    + (330, 338, 339, 340, 341, 347, *range(512, 522), 530, 532, 34675)
+)
+
+
+def _tiff_exif(directory: Image.Exif) -> Image.Exif:
+    """A TIFF's EXIF as a new ``Exif`` (the image keeps its own), without ``TIFF_LAYOUT_TAGS``."""
+    exif = Image.Exif()
+    for tag, value in directory.items():
+        if tag in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo):
+            exif[tag] = directory.get_ifd(tag)  # the sub-directory read from the file: its offset means nothing here
+        elif tag not in TIFF_LAYOUT_TAGS:
+            exif[tag] = value
+    return exif
 
 
 # An EXIF is metadata: one that Pillow cannot parse never refuses the pixels. Its parser meets junk with
@@ -322,7 +344,9 @@ def _upright(image: Image.Image) -> tuple[Image.Image, bytes | None, tuple[str, 
         return image, None, (EXIF_UNREADABLE,)
     try:
         upright = ImageOps.exif_transpose(image)  # also drops the orientation tag it applied
-        return upright, _exif_of(upright), ()
+        # A TIFF's EXIF is its image directory, read from the file: the upright copy has none of it.
+        tiff = isinstance(image, TiffImagePlugin.TiffImageFile)
+        return upright, _exif_of(image if tiff else upright), ()
     except MemoryError:
         raise
     except Exception:  # junk past the orientation (in a sub-IFD), met on writing the EXIF back

@@ -127,6 +127,16 @@ def phone_jpeg(folder: Path) -> Path:
     return _save(photo(), folder / "phone.jpg", quality=95, exif=exif.tobytes(), icc_profile=colour_profile())
 
 
+def phone_tiff(folder: Path) -> Path:
+    """``phone_jpeg``'s photo and EXIF as a TIFF, with the date it was taken in the EXIF's sub-directory."""
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F], exif[0x0110] = 6, "Phone maker", "Phone 15"
+    exif.get_ifd(0x8769)[0x9003] = "2024:05:01 10:00:00"  # DateTimeOriginal
+    written = Image.Exif()
+    written.load(exif.tobytes())  # Pillow's TIFF writer takes a sub-directory only from EXIF it has read
+    return _save(photo(), folder / "phone.tiff", exif=written)
+
+
 def animated_gif(folder: Path) -> Path:
     frames = [photo(), photo().transpose(Image.Transpose.FLIP_LEFT_RIGHT), photo().convert("L").convert("RGB")]
     return _save(frames[0], folder / "animated.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
@@ -272,6 +282,7 @@ MAKERS = {
     "animated_gif": animated_gif,
     "heic_rotated": heic_rotated,
     "phone_jpeg": phone_jpeg,
+    "phone_tiff": phone_tiff,
     "avif_rotated": avif_rotated,
     "heic_that_is_not_one": lambda folder: _bytes("fake.heic", b"\x00\x00\x00\x18ftypheic" + bytes(40))(folder),
     "rgba_png": rgba_png,

@@ -262,6 +262,15 @@ def test_a_photos_profile_and_exif_come_along_less_the_orientation_it_applied(tm
     assert dict(exif) == {0x010F: "Phone maker", 0x0110: "Phone 15"}
 
 
+def test_a_tiffs_exif_comes_along_less_the_orientation_and_the_tags_of_its_own_layout(tmp_path):
+    pic = read_image(write(tmp_path, "phone_tiff"))
+    assert pic.size == (48, 64) and pic.exif is not None
+    exif = Image.Exif()
+    exif.load(pic.exif)
+    assert {tag: exif[tag] for tag in exif if tag != 0x8769} == {0x010F: "Phone maker", 0x0110: "Phone 15"}
+    assert exif.get_ifd(0x8769) == {0x9003: "2024:05:01 10:00:00"}
+
+
 def test_a_cmyk_photos_profile_is_dropped_with_its_colour_space(tmp_path):
     from PIL import ImageCms
 
