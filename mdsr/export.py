@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import tempfile
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -21,6 +23,10 @@ from mdsr.files import atomic_path
 from mdsr.model import MDSR
 
 OPSET = 18
+# Where the exporter and its optimiser log: at INFO a line per step and per initializer merged (hundreds
+# for the full model, shown wherever the root logger takes INFO, as the CLI's does), and a warning per
+# operator library that is not installed (torchvision).
+EXPORTER_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
 
 
 class OneScale(torch.nn.Module):
@@ -102,13 +108,31 @@ def export_onnx(
     model = model.eval()
     written = []
     for scale in scales:
-        net = OneScale(model, scale)
+        net = OneScale(model, scale).eval()  # a new module is in training mode, and the exporter warns of it
         height, width = torch.export.Dim("height", min=4), torch.export.Dim("width", min=4)
         target = onnx_path(folder, scale)
-        with atomic_path(target) as tmp, contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
+        with atomic_path(target) as tmp, _quiet_exporter():
             torch.onnx.export(
                 net, (torch.rand(1, 3, 32, 32),), str(tmp), input_names=["input"], output_names=["output"],
                 opset_version=OPSET, dynamic_shapes={"x": {2: height, 3: width}}, dynamo=True, external_data=False,
             )  # fmt: skip
         written.append(target)
     return written
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter around one export: its progress lines (stdout), its loggers below ERROR, and its
+    warnings (training mode, PyTorch's own deprecations), which say nothing about the file written. Its
+    errors still raise, and the file's numbers are checked by ``tests/test_export.py``."""
+    loggers = [logging.getLogger(name) for name in EXPORTER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

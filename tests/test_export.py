@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from conftest import as_tensor, crop, tiny
 
 from mdsr.cli import main
+from mdsr.export import export_onnx
 from mdsr.weights import save_weights
 
 
@@ -43,6 +45,28 @@ def test_the_onnx_file_of_each_scale_gives_pytorchs_output_at_any_size(tmp_path,
         with torch.no_grad():
             expected = tiny()(lr, scale).numpy()
         assert out.shape == (1, 3, 31 * scale, 45 * scale) and np.abs(out - expected).max() < 1e-4
+
+
+def test_the_network_is_exported_in_eval_mode(tmp_path, ort, monkeypatch):
+    modes = []
+    export = torch.onnx.export
+
+    def spy(module, *args, **kwargs):
+        modes.append(module.training)
+        return export(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", spy)
+    export_onnx(tiny(), tmp_path, [2])
+    assert modes == [False]
+
+
+def test_the_export_says_only_which_files_it_wrote(tmp_path, ort, capsys, caplog, recwarn):
+    caplog.set_level(logging.INFO)  # as the CLI's root logger: the exporter's INFO lines would show
+    weights = save_weights(tiny(), tmp_path / "tiny.safetensors")
+    assert main(["export", "--onnx", str(tmp_path / "onnx"), "--weights", str(weights), "--scales", "2"]) == 0
+    assert capsys.readouterr() == (f"onnx: {tmp_path / 'onnx' / 'mdsr_x2.onnx'}\n", "")
+    assert [record.getMessage() for record in caplog.records] == []
+    assert [str(warning.message) for warning in recwarn] == []
 
 
 def test_export_without_its_arguments_is_one_line(tmp_path, capsys):
