@@ -93,22 +93,25 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[Path]:
-    """Files as given, folders as their image files (sorted); a missing path is an error."""
+    """Files as given, folders as their image files (sorted); a missing path is an error. A file given
+    twice, however spelled (``a.png`` and ``./a.png``, or itself and its folder), is processed once, where
+    it first comes and as it is first spelled: twice, it would name two outputs alike and be computed twice."""
     from mdsr.files import is_image_name
 
-    files: list[Path] = []
+    files: dict[Path, Path] = {}  # resolved path -> the path as first given
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p))
             if not found:
                 raise FileNotFoundError(f"{path} holds no images")
-            files += found
         elif path.is_file():
-            files.append(path)
+            found = [path]
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
-    return files
+        for file in found:
+            files.setdefault(file.resolve(), file)
+    return list(files.values())
 
 
 UPSCALE_EPILOG = """\

@@ -127,6 +127,17 @@ def test_inputs_that_share_a_name_get_distinct_outputs(tmp_path, tiny_weights, c
     ]
 
 
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_an_input_given_twice_is_upscaled_once(tmp_path, tiny_weights, coffee, capsys, overwrite):
+    (tmp_path / "in").mkdir()
+    crop(coffee, (24, 20)).save(tmp_path / "in" / "cup.png")
+    inputs = [str(tmp_path / "in" / "cup.png"), str(tmp_path / "in" / ".." / "in" / "cup.png"), str(tmp_path / "in")]
+    assert main(["upscale", *inputs, "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights, *overwrite]) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["cup_x2.png"]
+    (line,) = capsys.readouterr().out.splitlines()  # written once, and not also reported as kept
+    assert line.startswith(f"{inputs[0]} -> {tmp_path / 'out' / 'cup_x2.png'} [")
+
+
 def test_an_existing_output_is_kept_and_reported_unless_overwrite_is_given(tmp_path, tiny_weights, coffee, capsys):
     crop(coffee, (24, 20)).save(tmp_path / "cup.png")
     (tmp_path / "out").mkdir()
