@@ -92,26 +92,38 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def expand_inputs(inputs: Sequence[str]) -> list[Path]:
-    """Files as given, folders as their image files (sorted); a missing path is an error. A file given
-    twice, however spelled (``a.png`` and ``./a.png``, or itself and its folder), is processed once, where
-    it first comes and as it is first spelled: twice, it would name two outputs alike and be computed twice."""
+def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[Path]]:
+    """The files to process and the broken links skipped. Files as given, folders as their image files
+    (sorted); a missing path is an error. A file given twice, however spelled (``a.png`` and ``./a.png``,
+    or itself and its folder), is processed once, where it first comes and as it is first spelled: twice,
+    it would name two outputs alike and be computed twice. In a folder, a symbolic link with an image's name
+    whose target is missing is skipped, for the caller to say so (``report_broken_link``)."""
     from mdsr.files import is_image_name
 
     files: dict[Path, Path] = {}  # resolved path -> the path as first given
+    broken: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p))
+            names = sorted(p for p in path.iterdir() if is_image_name(p))
+            found = [p for p in names if p.is_file()]
+            links = [p for p in names if p.is_symlink() and not p.exists()]
             if not found:
-                raise FileNotFoundError(f"{path} holds no images")
+                also = f" (only {len(links)} broken symbolic link{'s' if len(links) > 1 else ''})" if links else ""
+                raise FileNotFoundError(f"{path} holds no images{also}")
+            broken += links
         elif path.is_file():
             found = [path]
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
         for file in found:
             files.setdefault(file.resolve(), file)
-    return list(files.values())
+    return list(files.values()), list(dict.fromkeys(broken))
+
+
+def report_broken_link(path: Path) -> None:
+    """A link skipped in a folder, said as a kept output is (one line, stdout): nothing of it is counted."""
+    print(f"{path}: skipped (a broken symbolic link to {os.readlink(path)})")
 
 
 UPSCALE_EPILOG = """\
@@ -207,7 +219,9 @@ def run_upscale(args: argparse.Namespace) -> int:
 
     check_weights_file(args.weights)
     shard = Shard.from_environment()  # under torchrun: this process's share of the files
-    files = expand_inputs(args.inputs)
+    files, broken = expand_inputs(args.inputs)
+    for link in broken if shard.rank == 0 else ():
+        report_broken_link(link)
     items = tuple(serving.Item(str(path), path) for path in files)
     device = f"cuda:{shard.local_rank}" if torch.cuda.is_available() else "cpu"
     target = output_target(args)
@@ -455,7 +469,9 @@ def run_downscale(args: argparse.Namespace) -> int:
     from mdsr.files import atomic_path
     from mdsr.imaging import ImageError, bicubic_downscale, read_rgb8
 
-    files = expand_inputs(args.inputs)
+    files, broken = expand_inputs(args.inputs)
+    for link in broken:
+        report_broken_link(link)
     items = tuple(serving.Item(str(path), path) for path in files)
     outputs = benchmark_outputs(args.out, items, args.scale, overwrite=args.overwrite)
     outputs.check_writable()  # before any work

@@ -138,6 +138,23 @@ def test_an_input_given_twice_is_upscaled_once(tmp_path, tiny_weights, coffee, c
     assert line.startswith(f"{inputs[0]} -> {tmp_path / 'out' / 'cup_x2.png'} [")
 
 
+def test_a_broken_link_in_a_folder_is_skipped_in_one_line(tmp_path, tiny_weights, coffee, capsys):
+    (tmp_path / "in").mkdir()
+    crop(coffee, (24, 20)).save(tmp_path / "in" / "cup.png")
+    (tmp_path / "in" / "gone.png").symlink_to(tmp_path / "moved.png")
+    assert main(["upscale", str(tmp_path / "in"), "-s", "2", "-o", str(tmp_path / "out"), "--weights", tiny_weights]) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["cup_x2.png"]
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{tmp_path / 'in' / 'gone.png'}: skipped (a broken symbolic link to {tmp_path / 'moved.png'})"
+
+
+def test_a_folder_of_broken_links_alone_is_said_to_hold_no_images(tmp_path, capsys, no_model_loaded):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "gone.png").symlink_to(tmp_path / "moved.png")
+    assert main(["upscale", str(tmp_path / "in"), "-s", "2", "-o", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'in'} holds no images (only 1 broken symbolic link)\n"
+
+
 def test_an_existing_output_is_kept_and_reported_unless_overwrite_is_given(tmp_path, tiny_weights, coffee, capsys):
     crop(coffee, (24, 20)).save(tmp_path / "cup.png")
     (tmp_path / "out").mkdir()
