@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from mdsr.files import count_in_file, is_image_name
 from mdsr.imaging import FORMATS
-from mdsr.serving import Item, Outcome, RefusedError
+from mdsr.serving import Item, Outcome, RefusedError, Source
 
 ZIP_DIRECTORY_ENTRY = b"PK\x01\x02"  # each member of a zip's directory starts with this signature
 
@@ -31,7 +31,7 @@ def collect(
     more than ``max_unpacked_bytes``."""
     budget = Budget(max_unpacked_bytes, max_unpacked_bytes)
     images = [entry for path in files for entry in _entries(path, budget, max_images)]
-    originals = {}
+    originals: dict[str, Source | None] = {}
     for entry in (e for path in truths for e in _entries(path, budget, max_images)):
         if not entry.problem:
             originals.setdefault(PurePosixPath(entry.name).stem.lower(), entry.source)

@@ -54,7 +54,9 @@ class ZoomView:
     panels: tuple[tuple[str, np.ndarray], ...]
 
 
-def zoom_box(view: ZoomView, center: tuple[float, float] | None, *, zoom: int = 256, magnification: int = 2):
+def zoom_box(
+    view: ZoomView, center: tuple[float, float] | None, *, zoom: int = 256, magnification: int = 2
+) -> tuple[int, int, int]:
     """(x0, y0, side) in input pixels of the zoomed region: the output's pixels shown at ``magnification``:1
     in ``zoom``-pixel panels, around ``center`` (fractions of the image) or the most detailed region."""
     lh, lw = view.lr.shape[:2]
@@ -81,7 +83,7 @@ def zoom_panel(
     for label, rgb in view.panels:
         sy, sx = rgb.shape[0] / lh, rgb.shape[1] / lw  # the output's pixels per input pixel (2, 3, 4 or 1.5)
         region = rgb[round(y0 * sy) : round((y0 + crop) * sy), round(x0 * sx) : round((x0 + crop) * sx)]
-        tile = Image.fromarray(np.ascontiguousarray(region)).resize((zoom, zoom), Image.NEAREST)
+        tile = Image.fromarray(np.ascontiguousarray(region)).resize((zoom, zoom), Image.Resampling.NEAREST)
         draw = ImageDraw.Draw(tile)
         _, _, right, bottom = draw.textbbox((4, 3), label)
         draw.rectangle((0, 0, right + 4, bottom + 3), fill=(0, 0, 0))
@@ -89,8 +91,8 @@ def zoom_panel(
         tiles.append(np.asarray(tile))
     gap = np.full((zoom, 6, 3), 255, np.uint8)
     row = [tiles[0]]
-    for tile in tiles[1:]:
-        row += [gap, tile]
+    for picture in tiles[1:]:
+        row += [gap, picture]
     return np.hstack(row)
 
 
@@ -109,6 +111,7 @@ def metrics_markdown(
             head + bicubic + f"| MDSR-BAM | {m.mdsr.psnr:.2f} | {m.mdsr.ssim:.4f} |\n"
             f"| **Gain** | **{m.gain_db:+.2f}** | |"
         )
+    assert other.metrics is not None  # B ran on A's input against A's truth (serving.run_item)
     a, b = m.mdsr, other.metrics.mdsr
     return (
         head + bicubic + f"| {a_label} | {a.psnr:.2f} | {a.ssim:.4f} |\n"
@@ -119,14 +122,14 @@ def metrics_markdown(
 
 def info_markdown(comparison: Comparison, weights: LoadedWeights, notes: tuple[str, ...] = ()) -> str:
     i, lr, out = comparison.info, comparison.lr, comparison.output
-    notes = "".join(f" · {n}" for n in notes)
+    noted = "".join(f" · {n}" for n in notes)
     kind = ("grey" if out.grey else "colour") + (" + alpha" if out.alpha is not None else "") + f", {out.bit_depth}-bit"
     trunk = " · streamed trunk" if i.trunk == "streamed" else ""
     return (
         f"**Ran:** {weights.name} weights{f' ({weights.note})' if weights.note else ''}"
         f"{f' — {weights.about}' if weights.about else ''} · {i.device} · {i.precision} · {i.tiles} tile(s){trunk} · "
         f"{'self-ensemble · ' if i.self_ensemble else ''}{i.seconds:.2f} s · "
-        f"{lr.size[0]}x{lr.size[1]} → {out.size[0]}x{out.size[1]} ({kind}){notes}"
+        f"{lr.size[0]}x{lr.size[1]} → {out.size[0]}x{out.size[1]} ({kind}){noted}"
     )
 
 
@@ -155,7 +158,8 @@ def full_size_crop(view: ZoomView, center: tuple[float, float] | None, size: int
         cx, cy = center
     x0 = min(max(round(cx * w - side_w / 2), 0), w - side_w)
     y0 = min(max(round(cy * h - side_h / 2), 0), h - side_h)
-    return tuple(np.ascontiguousarray(p[y0 : y0 + side_h, x0 : x0 + side_w]) for p in (left, right))
+    left, right = (np.ascontiguousarray(p[y0 : y0 + side_h, x0 : x0 + side_w]) for p in (left, right))
+    return left, right
 
 
 def zoom_map(view: ZoomView, center: tuple[float, float] | None, longest: int = 220) -> np.ndarray:
