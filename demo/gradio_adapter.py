@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.helpers import Examples  # the class; gr.Examples is the function that makes one
 
 
 def check_gradio_internals(demo: gr.Blocks) -> None:
@@ -82,12 +83,12 @@ def serialize_admission(demo: gr.Blocks) -> None:
     if getattr(push, "serialized", False):
         return
 
-    async def serialized_push(*args: Any, **kwargs: Any):
+    async def serialized_push(*args: Any, **kwargs: Any) -> Any:  # as Queue.push (a Gradio internal)
         async with _lock_for_running_loop():
             return await push(*args, **kwargs)
 
     serialized_push.serialized = True  # type: ignore[attr-defined]
-    queue.push = serialized_push
+    queue.push = serialized_push  # type: ignore[method-assign]  # deliberate: the patch this module is for
 
 
 class ShortCall(gr.Error):
@@ -174,7 +175,7 @@ def is_received(path: str | Path) -> bool:
     return gr.utils.is_in_or_equal(Path(path).resolve(), upload_folder())
 
 
-def example_inputs(examples: gr.Examples) -> set[Path]:
+def example_inputs(examples: Examples) -> set[Path]:
     """The files an Examples block shows in its inputs. Gradio copies them into its upload folder when the
     block is built, and a visitor who clicks an example (then Upscale) sends those copies back."""
     found: set[Path] = set()
@@ -200,4 +201,4 @@ def save_inline_upload(url: str) -> str:
 
 def base_preprocess(component: gr.components.Component, payload: Any) -> Any:
     """What the template's standard component would make of ``payload``."""
-    return type(component).__base__.preprocess(component, payload)
+    return super(type(component), component).preprocess(payload)
