@@ -9,12 +9,15 @@ import functools
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol, TypedDict
 
 import gradio as gr
 import numpy as np
+from gradio.blocks import Block
+from gradio.data_classes import FileData, ListFiles
 
 from demo import clients
 from demo.batch import COLUMNS, collect, table, zip_outputs
@@ -41,7 +44,7 @@ from demo.views import (
 )
 from demo.workspace import Workspace, files_named_in
 from mdsr import kernels, serving
-from mdsr.compare import compare
+from mdsr.compare import Comparison, compare
 from mdsr.imaging import preview_rgb, rgb8
 from mdsr.inference import (
     PreparedModels,
@@ -71,8 +74,21 @@ GT_NONE = "none"
 GT_UPLOAD = "upload the original (HR) image"
 GT_SELF = "use my image as ground truth"
 GROUND_TRUTH = {GT_NONE: "none", GT_UPLOAD: "upload", GT_SELF: "self"}
+
+
+class Defaults(TypedDict):
+    """``UiAsk``'s options that an example row leaves as the page starts them."""
+
+    weights: str
+    self_ensemble: bool
+    precision: str
+    auto_zoom: bool
+    zoom_x: float
+    zoom_y: float
+
+
 # The UI's initial options, with which an example row runs.
-DEFAULTS = dict(weights=AUTO_LABEL, self_ensemble=False, precision="auto", auto_zoom=True, zoom_x=50, zoom_y=50)
+DEFAULTS = Defaults(weights=AUTO_LABEL, self_ensemble=False, precision="auto", auto_zoom=True, zoom_x=50, zoom_y=50)
 PRECISIONS = [
     ("auto: int8 on CPUs with VNNI/AMX/AVX2, else fp32 (no visible change: README)", "auto"),
     ("fp32 (exact; 1.5-2.8x slower than int8 on a CPU)", "fp32"),
@@ -100,7 +116,7 @@ def trusted_proxies() -> tuple:
 
 
 @functools.cache
-def runner():
+def runner() -> Callable[..., Comparison]:
     """``compare``, with a GPU attached for each call on a ZeroGPU Space (``spaces.GPU``)."""
     return on_zerogpu(compare)
 
@@ -137,13 +153,15 @@ class Refused:
     message: str
 
 
-def as_sent(_component, payload):
+def as_sent(_component: gr.components.Component, payload: Any) -> Any:  # Any: whatever the caller sent
     """A value handed to the handler as sent, so that `mdsr` checks it and names what was wrong with it (a
     string, a fraction, NaN, a list) instead of Gradio's conversion failing without a word."""
     return payload
 
 
-def as_received(component, payload):
+def as_received(
+    component: gr.components.Component, payload: FileData | ListFiles | None
+) -> str | Refused | list[str | Refused] | None:
     """An upload handed over as the file that came with the request (checked by `received_file`), or a
     list of them for ``file_count="multiple"``; `mdsr` then decodes it and words every error."""
     if payload is None:
@@ -165,20 +183,24 @@ class RawText(gr.Textbox):  # the API's precision and weights names
 
 
 class UploadedImage(gr.Image):  # kept as its file: 16-bit colour, EXIF orientation and the first frame survive
-    is_template, preprocess = True, as_received
+    is_template = True
+    preprocess = as_received  # type: ignore[assignment]  # deliberate: the file, not Gradio's decoded image
 
 
 class UploadedFile(gr.File):  # weights files and batch images
-    is_template, preprocess = True, as_received
+    is_template = True
+    preprocess = as_received  # type: ignore[assignment]  # deliberate: the file, or why it is refused
 
 
-def received_file(payload) -> str | Refused:
+def received_file(payload: FileData) -> str | Refused:
     """The path of a file that came with the request, or why it is refused."""
     try:
         if not payload.path:
+            url = payload.url
+            assert url is not None  # as_received hands over a path or a data: URL
             # Inline data skips the upload limit: check its decoded size before decoding it.
-            serving.check_file_size(len(payload.url.partition(",")[2]) * 3 // 4, LIMITS)
-            return save_inline_upload(payload.url)
+            serving.check_file_size(len(url.partition(",")[2]) * 3 // 4, LIMITS)
+            return save_inline_upload(url)
         path = Path(payload.path).resolve()
         # A raw API call can name any path; only files Gradio received (or cached) for a request are
         # opened, and the answer is the same whatever the path is (missing, a folder, elsewhere).
@@ -190,7 +212,7 @@ def received_file(payload) -> str | Refused:
         return Refused(str(refusal))
 
 
-def client_address(request) -> str:
+def client_address(request: gr.Request) -> str:
     """The caller's address: the peer, or behind a trusted proxy the address it forwarded (mdsr.serving)."""
     peer = request.client.host if request.client else "unknown"
     return clients.client_address(peer, request.headers.get("x-forwarded-for", ""), trusted_proxies())
@@ -212,20 +234,36 @@ def admit(request: gr.Request, values: tuple) -> list:
     return verdicts
 
 
-def admit_api(image, scale, ground_truth, precision, weights, format, size, request: gr.Request):  # noqa: A002
+def admit_api(  # noqa: A002
+    image: str | Refused | None,
+    scale: object,
+    ground_truth: str | Refused | None,
+    precision: object,
+    weights: object,
+    format: object,
+    size: object,
+    request: gr.Request,
+) -> list:
     return admit(request, (image, scale, ground_truth, precision, weights, format, size))
 
 
-def admit_ui(request: gr.Request, **values):
+def admit_ui(request: gr.Request, **values: object) -> list:
     """``upscale_ui``'s inputs, by their names (``UI_INPUTS``)."""
     return admit(request, tuple(values.values()))
 
 
-def admit_batch(files, scale, truths, weights, precision, request: gr.Request):
+def admit_batch(
+    files: list[str | Refused] | None,
+    scale: int,
+    truths: list[str | Refused] | None,
+    weights: str,
+    precision: str,
+    request: gr.Request,
+) -> list:
     return admit(request, (files, scale, truths, weights, precision))
 
 
-def load_weights(choice, scale: int, mine: str | Refused | None = None) -> LoadedWeights:
+def load_weights(choice: object, scale: int, mine: str | Refused | None = None) -> LoadedWeights:
     """The weights a request chose; ``mine`` is an uploaded file or a name from MDSR_WEIGHTS_DIR."""
     if choice == MINE:
         if isinstance(mine, Refused):
@@ -241,13 +279,12 @@ def load_weights(choice, scale: int, mine: str | Refused | None = None) -> Loade
     return STORE.get(WEIGHTS[choice], scale)
 
 
-def parsed(items: tuple[serving.Item, ...], *, scale, size=None, precision, truth, **options) -> serving.Request:
+def parsed(
+    items: tuple[serving.Item, ...], *, scale: object, size: object = None, precision: object, truth: str,
+    **options: Any,  # Request's other fields, some as the caller sent them (Any: Gradio's payloads)
+) -> serving.Request:
     """The typed request from what a caller sent: the size, precision and ground truth parsed once, here,
     and each refusal one sentence."""
-    for item in items:
-        for value in (item.source, item.truth):
-            if isinstance(value, Refused):  # reached only where no admission check ran
-                raise gr.Error(value.message, print_exception=False)
     try:
         return serving.Request(
             items, serving.parse_target(scale, size), precision=serving.parse_precision(precision),
@@ -257,7 +294,13 @@ def parsed(items: tuple[serving.Item, ...], *, scale, size=None, precision, trut
         raise gr.Error(str(err), print_exception=False) from None
 
 
-def serve(request: serving.Request, *, mine=None, progress=None, format="png") -> serving.Outcome:  # noqa: A002
+def serve(  # noqa: A002
+    request: serving.Request,
+    *,
+    mine: str | Refused | None = None,
+    progress: serving.Progress | None = None,
+    format: object = "png",
+) -> serving.Outcome:
     """Admit and run one request (mdsr.serving), its outputs in a folder of their own; every refusal and
     failure becomes one sentence in the UI and the API. ``ValueError`` covers every sentence the library
     words (``RefusedError``, ``ImageError``, ``WeightsError``); ``OSError`` a file that could not be read
@@ -279,7 +322,24 @@ def serve(request: serving.Request, *, mine=None, progress=None, format="png") -
         raise gr.Error(str(err), print_exception=False) from None
 
 
-def custom_or(scale, custom) -> dict:
+def checked(value: str | Refused | None) -> str | None:
+    """An upload's path, or its refusal as the run's sentence (reached only where no admission check ran)."""
+    if isinstance(value, Refused):
+        raise gr.Error(value.message, print_exception=False)
+    return value
+
+
+def uploaded_paths(values: list[str | Refused]) -> list[str]:
+    """The uploads' paths, or the first refusal as the run's sentence (as ``checked``)."""
+    paths = []
+    for value in values:
+        if isinstance(value, Refused):
+            raise gr.Error(value.message, print_exception=False)
+        paths.append(value)
+    return paths
+
+
+def custom_or(scale: int, custom: str | None) -> dict[str, object]:
     """The UI's size: its custom field where filled (a factor such as 1.5, or a size such as 1920x1080),
     else the scale picked."""
     text = (custom or "").strip() if isinstance(custom, str) else custom
@@ -296,12 +356,18 @@ def custom_or(scale, custom) -> dict:
     return {"scale": None, "size": text}
 
 
-def upload_name(path) -> str:
+def upload_name(path: str | Refused) -> str:
     """The uploaded file's own name (Gradio keeps it), which names the output: photo.jpg -> photo_x4.png."""
     return Path(path).name if isinstance(path, str) else "image"
 
 
-def ui_progress(progress):
+class ProgressBar(Protocol):
+    """The page's progress bar: a ``gr.Progress``, or a stand-in where no page shows one (the examples)."""
+
+    def __call__(self, progress: tuple[int, int], *, desc: str | None = None, unit: str = "steps") -> object: ...
+
+
+def ui_progress(progress: ProgressBar) -> serving.Progress:
     """The network's progress as the page shows it: its steps, and the time left at the pace so far."""
     started = time.monotonic()
 
@@ -328,7 +394,7 @@ class UiResult(NamedTuple):
     zoom: np.ndarray
     map: np.ndarray  # the whole output, small, with the zoomed region outlined: a click moves the zoom
     metrics: str | None  # None without a ground truth
-    errors: list | None  # the error maps, with a ground truth
+    errors: list[tuple[np.ndarray, str]] | None  # the error maps, with a ground truth
     info: str
     region: np.ndarray | None  # the whole photo with the upscaled part outlined, for a photo over the limits
     view: ZoomView
@@ -381,27 +447,36 @@ class UiAsk:
     region_y: float = 50
 
 
-def upscale_ui(progress=gr.Progress(), **values):  # noqa: B008 (Gradio injects its progress tracker this way)
+def upscale_ui(
+    progress: ProgressBar = gr.Progress(),  # noqa: B008 (Gradio injects its progress tracker this way)
+    **values: Any,  # the UI's values by name (inputs_kwargs; Any: each component's own), typed by UiAsk
+) -> UiResult:
     """Upscale with the chosen weights (A) and show it beside bicubic, or beside weights B (A/B mode)."""
     ask = UiAsk(**values)
     if ask.image is None:
         raise gr.Error("Upload an image first.", print_exception=False)
     ab = ask.versus not in (None, VERSUS_BICUBIC)
     uploaded = GROUND_TRUTH.get(ask.gt_mode) == "upload"
+    size = custom_or(ask.scale, ask.custom_size)
+    region = serving.Region(None if ask.region_auto else (ask.region_x / 100, ask.region_y / 100))
     request = parsed(
-        (serving.Item(upload_name(ask.image), ask.image, ask.gt_image if uploaded else None),),
-        **custom_or(ask.scale, ask.custom_size), precision=ask.precision, truth=ask.gt_mode, weights=ask.weights,
+        (serving.Item(upload_name(ask.image), checked(ask.image), checked(ask.gt_image) if uploaded else None),),
+        **size, precision=ask.precision, truth=ask.gt_mode, weights=ask.weights,
         versus=ask.versus if ab else None, self_ensemble=bool(ask.self_ensemble), bicubic=not ab, views=True,
-        region=serving.Region(None if ask.region_auto else (ask.region_x / 100, ask.region_y / 100)),
+        region=region,
     )  # fmt: skip
     outcome = serve(
         request, mine=ask.my_file or ask.my_listed, progress=ui_progress(progress), format=ask.download_format
     )
     result = outcome.results[0]
     a, b = result.comparison, result.versus
-    left, right_label = ("bicubic", a.bicubic), "MDSR-BAM"
+    assert a is not None  # one item, not a batch, in a fresh folder: serving.run raised any failure
     if ab:
+        assert b is not None and outcome.versus is not None  # the request had versus
         left, right_label = (f"B: {outcome.versus.name}", b.output), f"A: {outcome.weights.name}"
+    else:
+        assert a.bicubic is not None  # the request asked for it (bicubic=not ab)
+        left, right_label = ("bicubic", a.bicubic), "MDSR-BAM"
     shown = [(left[0], preview_rgb(left[1])), (right_label, preview_rgb(a.output))]
     maps = None
     if a.truth is not None:
@@ -411,6 +486,10 @@ def upscale_ui(progress=gr.Progress(), **values):  # noqa: B008 (Gradio injects 
             (error_map(a.output, a.truth), f"|{right_label} − truth| ×4"),
         ]
     view = ZoomView(rgb8(a.lr), tuple(shown))  # kept by the session, in 8 bits, to re-zoom
+    outline = None
+    if result.region is not None:
+        assert result.overview is not None and result.whole is not None  # set with the region (serving.run_item)
+        outline = region_outline(result.overview, result.whole, result.region)
     return UiResult(
         slider=(shown[0][1], shown[1][1]),
         download=str(result.path),
@@ -421,17 +500,17 @@ def upscale_ui(progress=gr.Progress(), **values):  # noqa: B008 (Gradio injects 
         info=info_markdown(a, outcome.weights, result.notes)
         + (f" · **slider:** {left[0]} ◀ ▶ {right_label}" if ab else "")
         + region_markdown(result),
-        region=None if result.region is None else region_outline(result.overview, result.whole, result.region),
+        region=outline,
         view=view,
     )
 
 
-def zoom_of(view: ZoomView, auto_zoom, zoom_x, zoom_y):
+def zoom_of(view: ZoomView, auto_zoom: bool, zoom_x: float, zoom_y: float) -> np.ndarray:
     center = None if auto_zoom else (zoom_x / 100, zoom_y / 100)
     return zoom_panel(view, center=center)
 
 
-def show_run(progress=gr.Progress(), **values):  # noqa: B008 (Gradio's tracker)
+def show_run(progress: gr.Progress = gr.Progress(), **values: Any) -> tuple:  # noqa: B008 (Gradio's tracker); values: as upscale_ui
     """The Upscale button: ``upscale_ui``'s results as the page shows them."""
     return upscale_ui(progress=progress, **values).shown()
 
@@ -440,7 +519,7 @@ def show_run(progress=gr.Progress(), **values):  # noqa: B008 (Gradio's tracker)
 ORIGINALS = {f"{name}_lr_x{s}.png": f"{name}.png" for name, s in (("astronaut", 4), ("coffee", 3), ("chelsea", 2))}
 
 
-def run_example(image, scale, gt_mode):
+def run_example(image: str, scale: int, gt_mode: str) -> tuple:
     """An example row with the default options (cached when the app starts): its original as the truth."""
     original = ORIGINALS.get(Path(image).name)
     truth = str(EXAMPLES / original) if original and gt_mode == GT_UPLOAD else None
@@ -450,17 +529,22 @@ def run_example(image, scale, gt_mode):
     ).shown()
 
 
-def batch_ui(files, scale, truths, weights, precision, progress=gr.Progress()):  # noqa: B008 (Gradio's tracker)
+def batch_ui(
+    files: list[str | Refused] | None,
+    scale: int,
+    truths: list[str | Refused] | None,
+    weights: str,
+    precision: str,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's tracker)
+) -> tuple[str, list[list]]:
     """Upscale several images (or zips of them): one zip of PNGs and a table, PSNR/SSIM where a ground
     truth of the same name was given."""
     if not files:
         raise gr.Error("Add images (or a zip of images) first.", print_exception=False)
-    for value in [*files, *(truths or [])]:
-        if isinstance(value, Refused):
-            raise gr.Error(value.message, print_exception=False)
+    paths, truth_paths = uploaded_paths(files), uploaded_paths(truths or [])
     try:
         items = collect(
-            files, truths=truths or (), max_images=LIMITS.batch_images, max_unpacked_bytes=LIMITS.batch_bytes
+            paths, truths=truth_paths, max_images=LIMITS.batch_images, max_unpacked_bytes=LIMITS.batch_bytes
         )
     except serving.RefusedError as err:
         raise gr.Error(str(err), print_exception=False) from None
@@ -472,7 +556,12 @@ def batch_ui(files, scale, truths, weights, precision, progress=gr.Progress()): 
     return str(archive), table(outcome)
 
 
-def rezoom(view, auto_zoom, zoom_x, zoom_y, slider_crop):
+Skip = dict  # what gr.skip() gives: that output stays as it is
+
+
+def rezoom(
+    view: ZoomView | None, auto_zoom: bool, zoom_x: float, zoom_y: float, slider_crop: bool
+) -> tuple[np.ndarray | Skip, tuple[np.ndarray, np.ndarray] | Skip, np.ndarray | Skip]:
     """The zoom (and, where asked, the slider) at the region the controls say, from the kept view."""
     if view is None:
         return gr.skip(), gr.skip(), gr.skip()
@@ -482,7 +571,7 @@ def rezoom(view, auto_zoom, zoom_x, zoom_y, slider_crop):
     return zoom_panel(view, center=center), shown, zoom_map(view, center)
 
 
-def zoom_at(small, evt: gr.SelectData):
+def zoom_at(small: np.ndarray | None, evt: gr.SelectData) -> tuple[bool | Skip, int | Skip, int | Skip]:
     """A click on the small map of the output: the zoom moves there (the controls follow, and rezoom runs)."""
     if small is None or not _is_point(evt.index):
         return gr.skip(), gr.skip(), gr.skip()
@@ -490,7 +579,9 @@ def zoom_at(small, evt: gr.SelectData):
     return False, _percent(evt.index[0], width), _percent(evt.index[1], height)
 
 
-def region_at_click(overview, evt: gr.SelectData):
+def region_at_click(
+    overview: np.ndarray | None, evt: gr.SelectData
+) -> tuple[bool | Skip, int | Skip, int | Skip]:
     """A click on the region's overview: the next run's region is centred there."""
     if overview is None or not _is_point(evt.index):
         return gr.skip(), gr.skip(), gr.skip()
@@ -498,7 +589,7 @@ def region_at_click(overview, evt: gr.SelectData):
     return False, _percent(evt.index[0], width), _percent(evt.index[1], height)
 
 
-def _is_point(index) -> bool:
+def _is_point(index: object) -> bool:
     return isinstance(index, (list, tuple)) and len(index) == 2 and all(isinstance(v, (int, float)) for v in index)
 
 
@@ -506,7 +597,15 @@ def _percent(value: float, length: int) -> int:
     return min(100, max(0, round(100 * value / max(length, 1))))
 
 
-def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto", format="png", size=None):  # noqa: A002
+def upscale_api(  # noqa: A002
+    image: str | Refused | None,
+    scale: object,
+    ground_truth: str | Refused | None = None,
+    precision: object = "auto",
+    weights: object = "auto",
+    format: object = "png",
+    size: object = None,
+) -> tuple[str, dict[str, object]]:
     """Upscale `image` by `scale` (2, 3 or 4, or another factor from 1.1 to 8), or to `size` ("1920x1080" to
     fit inside, "1920x" or "x1080"; then `scale` may be null); with `ground_truth` (the HR original, of the
     output's size), also PSNR/SSIM of MDSR-BAM and bicubic. `precision`: "auto" (int8 on CPUs with VNNI/AMX/AVX2, else fp32), "fp32", "bf16"
@@ -517,13 +616,14 @@ def upscale_api(image, scale, ground_truth=None, precision="auto", weights="auto
     if image is None:
         raise gr.Error("Upload an image first.", print_exception=False)
     request = parsed(
-        (serving.Item(upload_name(image), image, ground_truth),), scale=scale, size=size,
+        (serving.Item(upload_name(image), checked(image), checked(ground_truth)),), scale=scale, size=size,
         precision=precision or "auto", truth="upload" if ground_truth is not None else "none", weights=weights or "auto",
     )  # fmt: skip
     outcome = serve(request, format=format or "png")
     result = outcome.results[0]
+    assert result.sizes is not None and result.info is not None  # one item in a fresh folder: it ran, or raised
     (width, height), i = result.sizes[1], result.info
-    report = {
+    report: dict[str, object] = {
         "scale": i.scale,
         "width": width,
         "height": height,
@@ -639,7 +739,7 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
                 interactive=False, elem_id="region", visible=False,
             )  # fmt: skip
 
-    ui_inputs = dict(
+    ui_inputs: dict[str, Block] = dict(
         image=image, scale=scale, gt_mode=gt_mode, gt_image=gt_image, weights=weights, self_ensemble=self_ensemble,
         precision=precision, auto_zoom=auto_zoom, zoom_x=zoom_x, zoom_y=zoom_y, my_file=my_file, my_listed=my_listed,
         versus=versus, download_format=download_format, custom_size=custom_size, region_auto=region_auto,

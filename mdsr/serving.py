@@ -464,7 +464,7 @@ class Outputs:
         *,
         overwrite: bool = False,
         side_by_side: bool = False,
-        format: str = "png",  # noqa: A002 (the option's name)
+        format: object = "png",  # noqa: A002 (the option's name); as a caller wrote it: output_format checks it
         separator: str = "_",
     ) -> None:
         try:
