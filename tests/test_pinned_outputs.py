@@ -20,7 +20,10 @@ image layer was refactored (issue 13), and rewritten when that moved the super-i
 < 3e-7 dB (its input now reaches the network channels-last) and when inference folded the HR stage into one
 convolution (``mdsr.folding``: standard-protocol scores moved by < 4e-5 dB). The network outputs' sketches
 were then made from outputs whose hashes equalled those pins, except the x3 example's and Set5's head at x4
-(a Zen 3 EPYC's rounding; their scores stayed within 1.7e-5 of the pins). A deliberate change of output
+(a Zen 3 EPYC's rounding; their scores stayed within 1.7e-5 of the pins). The PIL section's grey and RGBA
+pictures with alpha were rewritten (on a Zen 3 EPYC) when the colour under fully transparent pixels began to
+be filled from the nearest visible pixel before the network (``imaging.fill_hidden_colour``: their first
+column or row is transparent). A deliberate change of output
 rewrites them with ``python tests/test_pinned_outputs.py`` and says why in its commit. bf16 and int8 depend
 on the CPU's instructions and are not pinned.
 """
