@@ -315,9 +315,11 @@ def check_weights_file(weights: str | None) -> None:
     missing folder written as a path (``./dir``), which would otherwise be looked for on the Hub."""
     from mdsr.weights import looks_like_path
 
-    if weights and Path(weights).suffix in (".safetensors", ".pt", ".pth") and not Path(weights).exists():
+    if not weights or Path(weights).exists():
+        return
+    if Path(weights).suffix in (".safetensors", ".pt", ".pth"):
         raise ValueError(f"--weights {weights}: no such file")
-    if weights and looks_like_path(weights) and not Path(weights).exists():
+    if looks_like_path(weights):
         raise ValueError(f"--weights {weights}: no such file or folder")
 
 

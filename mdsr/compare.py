@@ -16,7 +16,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mdsr.imaging import ImageError, Picture, crop_picture, preview_rgb, resize_picture, rgb8
+from mdsr.imaging import (
+    ImageError,
+    Picture,
+    crop_picture,
+    fill_hidden_colour,
+    preview_rgb,
+    resize_picture,
+    rgb8,
+)
 from mdsr.inference import ProgressCallback, RunInfo, RunPlan, execute
 from mdsr.metrics import psnr, ssim
 from mdsr.model import MDSR
@@ -123,6 +131,9 @@ def compare(
     its scores; ``Scores`` (a second model on the same input and truth) are taken as bicubic's as they are.
     PSNR/SSIM shave ``ceil(scale)`` pixels of border, the literature's convention.
     """
+    # The colour under fully transparent pixels (often black) would bleed into the edges of both pictures:
+    # filled once, so that the network and bicubic are compared on the same input.
+    lr = fill_hidden_colour(lr)
     output, info = execute(models, lr, run, progress)
     made = None
     if bicubic is True or (truth is not None and bicubic is False):

@@ -554,16 +554,15 @@ def execute(
 ) -> tuple[Picture, RunInfo]:
     """Carry out ``plan`` on ``pic`` with ``models`` (one per scale, each prepared for ``plan.precision``):
     each stage's network, alpha upscaled with bicubic and re-attached, then MATLAB's bicubic to the exact
-    size where the stages overshoot it. The colour under fully transparent pixels is first replaced by the
-    nearest visible colour (``imaging.fill_hidden_colour``), so that it does not bleed into the edges; an
-    opaque picture is upscaled exactly as it would be without alpha. ``progress`` counts every stage's
-    steps."""
+    size where the stages overshoot it. ``pic``'s colour under fully transparent pixels goes through the
+    network as it is: its callers fill it first (``imaging.fill_hidden_colour``), once for the network and
+    the bicubic baseline alike. ``progress`` counts every stage's steps."""
     if pic.size != plan.input_size:
         raise ImageError(
             f"the image decoded as {pic.size[0]}x{pic.size[1]}, not the {plan.input_size[0]}x{plan.input_size[1]} "
             "its header declared"
         )
-    started, out = time.perf_counter(), fill_hidden_colour(pic)
+    started, out = time.perf_counter(), pic
     steps = [trunk_steps(models[s.scale], s.scale) + len(s.boxes) for s in plan.stages]
     steps = [n * (8 if plan.self_ensemble else 1) for n in steps]
     for n, stage in enumerate(plan.stages):
@@ -646,7 +645,8 @@ def upscale_picture(
     run = plan_run(pic.size, sizing, precision=mode, self_ensemble=self_ensemble, device=str(device), tile=tile)
     run = run.with_trunk(choose_trunk(run.stages[-1].input_size, trunk, trunk_budget_mb, device))  # the largest
     ready = prepared.get(model, mode)
-    return execute(dict.fromkeys(sizing.stages, ready), pic, run, progress)
+    # The colour under fully transparent pixels (often black) would bleed into the edges: filled first.
+    return execute(dict.fromkeys(sizing.stages, ready), fill_hidden_colour(pic), run, progress)
 
 
 def upscale(

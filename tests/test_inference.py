@@ -206,3 +206,19 @@ def test_auto_is_fp32_on_a_gpu_too_as_bf16_misses_the_bar(monkeypatch):
 
     monkeypatch.setattr("mdsr.inference.bf16_supported", lambda *a, **k: True)
     assert auto_precision("cuda") == "fp32"
+
+
+def test_the_bicubic_baseline_sees_the_same_filled_colour_as_the_network(tiny_model, coffee):
+    from mdsr.compare import compare
+    from mdsr.inference import plan_run
+    from mdsr.sizing import plan
+
+    photo = crop(coffee, (48, 32), (200, 150))
+    baselines = []
+    for colour in ((0, 0, 0), (255, 0, 0)):
+        pic = read_image(with_hidden_colour(photo, colour))
+        run = plan_run(pic.size, plan(pic.size, 2), precision="fp32")
+        made = compare({2: tiny_model}, pic, run).bicubic
+        assert made is not None and made.alpha is not None
+        baselines.append(made.rgb[made.alpha > 0])
+    assert np.array_equal(*baselines)  # what was stored under the transparent half reaches neither picture
