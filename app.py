@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -90,7 +91,7 @@ class Defaults(TypedDict):
 # The UI's initial options, with which an example row runs.
 DEFAULTS = Defaults(weights=AUTO_LABEL, self_ensemble=False, precision="auto", auto_zoom=True, zoom_x=50, zoom_y=50)
 PRECISIONS = [
-    ("auto: int8 on CPUs with VNNI/AMX/AVX2, else fp32 (no visible change: README)", "auto"),
+    ("auto: int8 on CPUs with VNNI/AMX/AVX2, else fp32 (no visible change: docs/performance.md)", "auto"),
     ("fp32 (exact; 1.5-2.8x slower than int8 on a CPU)", "fp32"),
     ("bf16 (misses the bar: up to 0.12 dB on one image)", "bf16"),
     ("int8 (CPU: PSNR within 0.009 dB of fp32 on average, 0.023 dB at most)", "int8"),
@@ -111,7 +112,7 @@ os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
 @functools.cache
 def trusted_proxies() -> tuple:
     """X-Forwarded-For is believed only from these (MDSR_TRUSTED_PROXIES; the Space's proxy on Hugging Face),
-    read at the first request (a malformed variable is that request's sentence, and the log's)."""
+    read once: by ``warm_up`` at start-up, where a malformed variable stops the app with one line naming it."""
     return clients.trusted_proxies()
 
 
@@ -844,7 +845,9 @@ serialize_admission(demo)
 
 def warm_up() -> None:
     """Load the bundled weights and make their copy for the "auto" precision now, so that the process's
-    resident memory, which admission measures, already holds them, and no first visitor waits."""
+    resident memory, which admission measures, already holds them, and no first visitor waits. A malformed
+    MDSR_TRUSTED_PROXIES raises ValueError first, naming it, before anything is loaded."""
+    trusted_proxies()
     bundled = STORE.get(None, 2).model
     PREPARED.get(bundled, resolve_precision("auto", device()))
     kernels.available()  # builds the fused attention kernels (~0.3 s) now, not in the first request
@@ -852,5 +855,8 @@ def warm_up() -> None:
 
 
 if __name__ == "__main__":
-    warm_up()
+    try:
+        warm_up()
+    except ValueError as err:  # a setting the app cannot start with: one line, not a traceback
+        sys.exit(f"error: {err}")
     demo.launch(max_file_size=LIMITS.file_bytes)

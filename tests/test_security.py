@@ -185,6 +185,19 @@ def test_only_the_space_proxy_or_configured_proxies_are_trusted():
         clients.trusted_proxies({"MDSR_TRUSTED_PROXIES": "proxy.local"})
 
 
+def test_a_malformed_proxy_setting_stops_the_app_at_start_up_before_anything_loads(monkeypatch):
+    import app
+
+    monkeypatch.setenv("MDSR_TRUSTED_PROXIES", "proxy.local")
+    monkeypatch.setattr(app, "STORE", None)  # warm_up must not reach the weights
+    app.trusted_proxies.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="MDSR_TRUSTED_PROXIES: 'proxy.local'"):
+            app.warm_up()
+    finally:
+        app.trusted_proxies.cache_clear()
+
+
 def test_hops_of_trusted_proxies_are_skipped_from_the_right():
     assert clients.client_address("127.0.0.1", "203.0.113.9, 127.0.0.5", LOOPBACK) == "203.0.113.9"
 
