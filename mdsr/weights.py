@@ -491,8 +491,9 @@ def load_super_image_folder(folder: Path, *, scale: int | None) -> MDSR:
     return load_super_image_file(weights, scale=scale)
 
 
-def load_from_hub(repo_id: str, *, scale: int | None) -> MDSR:
-    """Download a super-image layout repository (``eugenesiow/mdsr-bam``) and load one scale."""
+def load_from_hub(repo_id: str, *, scale: int | None, online: bool | None = None) -> MDSR:
+    """Download a super-image layout repository (``eugenesiow/mdsr-bam``) and load one scale. ``online``:
+    whether the Hub answers, where the caller already asked (``WeightStore``); None asks it now."""
     if scale is None:
         raise WeightsError(f"{repo_id}: super-image repositories hold one file per scale; pass scale=2, 3 or 4")
     if repo_id.count("/") != 1:
@@ -502,7 +503,7 @@ def load_from_hub(repo_id: str, *, scale: int | None) -> MDSR:
 
     # Where the Hub does not answer at once, only the local cache is read: huggingface_hub would otherwise
     # retry each file for half a minute before giving up.
-    cached_only = not hub_reachable()
+    cached_only = not (hub_reachable() if online is None else online)
     try:
         with _quiet_hub():
             hf_hub_download(repo_id, "config.json", local_files_only=cached_only)
@@ -661,7 +662,11 @@ class WeightStore:
             self._loaded[key] = LoadedWeights(bundled.model, bundled.name, note)
         else:
             try:
-                self._loaded[key] = self.get(PUBLISHED_ID, scale)
+                published = (PUBLISHED_ID, scale)
+                if published not in self._loaded:  # the Hub asked once per store, not once per scale
+                    model = load_from_hub(PUBLISHED_ID, scale=scale, online=self.online)
+                    self._loaded[published] = LoadedWeights(self._place(model), PUBLISHED_ID)
+                self._loaded[key] = self._loaded[published]
             except WeightsError as err:  # kept: a failed download is not retried on every request
                 bundled = self.get(None, scale)
                 self._loaded[key] = LoadedWeights(

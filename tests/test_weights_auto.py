@@ -83,6 +83,17 @@ def test_a_download_that_fails_falls_back_to_the_bundled_weights_with_a_note(mon
     assert loaded.name == BUNDLED_NAME and "could not be loaded" in loaded.note
 
 
+def test_the_hub_is_asked_once_per_store_not_once_per_scale(monkeypatch, tmp_path):
+    """Each probe may wait HUB_TIMEOUT_S: an offline machine with the files cached would wait once per scale."""
+    fake_hub_cache(tmp_path / "hub")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    asked = []
+    monkeypatch.setattr("mdsr.weights.hub_reachable", lambda *a, **k: asked.append(1) or False)
+    store = WeightStore()
+    names = {store.get("auto", s).name for s in (2, 3, 4)}
+    assert names == {PUBLISHED_ID} and len(asked) == 1
+
+
 def test_weights_are_loaded_once_and_kept():
     store = WeightStore(online=False)
     assert store.get(None, 2).model is store.get(None, 4).model  # one bundled file holds every scale
