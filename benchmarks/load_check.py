@@ -18,6 +18,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -50,8 +51,9 @@ def photo_data_url(offset: int) -> dict:
 def one_request(url: str, offset: int, client: int) -> tuple[str, float, str]:
     started = time.perf_counter()
     body = json.dumps({"data": [photo_data_url(offset), 2, None, "auto", "auto"]}).encode()
-    # Every thread connects from 127.0.0.1; the app takes a loopback peer for a proxy and reads the address
-    # it forwarded, so each simulated client names its own (a header value: no traffic leaves the machine).
+    # Every thread connects from 127.0.0.1, which main() tells the app to trust as a proxy
+    # (MDSR_TRUSTED_PROXIES), so each simulated client names its own address (a header value: no traffic
+    # leaves the machine). Without it, all clients would be one, and share one client's part of the queue.
     headers = {"Content-Type": "application/json", "X-Forwarded-For": f"192.0.2.{client + 1}"}
     request = urllib.request.Request(f"{url}gradio_api/call/upscale", body, headers=headers)
     try:
@@ -80,9 +82,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4)
     args = parser.parse_args()
     port = free_port()
-    cache = Path(os.environ.get("GRADIO_TEMP_DIR", "/tmp/gradio"))
+    own = tempfile.TemporaryDirectory(prefix="load-check-")  # the app's uploads apart from any other app's
+    cache = Path(os.environ.get("GRADIO_TEMP_DIR", own.name))
     env = {
         **os.environ,
+        "GRADIO_TEMP_DIR": str(cache),
+        "GRADIO_EXAMPLES_CACHE": str(cache / "examples"),
+        "MDSR_TRUSTED_PROXIES": "127.0.0.1",
         "GRADIO_SERVER_NAME": "127.0.0.1",
         "GRADIO_SERVER_PORT": str(port),
         "GRADIO_ANALYTICS_ENABLED": "False",
@@ -123,6 +129,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        own.cleanup()
     done = sorted(t for kind, t, _ in results if kind == "complete")
     refused = [m for kind, _, m in results if kind != "complete"]
     q = statistics.quantiles(done, n=20) if len(done) >= 2 else [float("nan")] * 19
