@@ -2,7 +2,7 @@
 images: Set5, Set14 and BSD100 at x2, x3 and x4 (standard protocol), the bundled example photos, and the
 held-out validation images where given (what the int8 path's choices were checked on).
 
-The bar (README, Performance): at most 0.01 dB of mean change on each test set at each scale, at most
+The bar (docs/performance.md): at most 0.01 dB of mean change on each test set at each scale, at most
 0.1 dB on any one image. "auto" may pick only a path that holds it.
 
     .venv/bin/python benchmarks/quality_bar.py [--precisions int8 bf16] [--held-out .gpu_data/val] [--json docs/quality_bar.json]

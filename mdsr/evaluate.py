@@ -260,7 +260,7 @@ def write_json(results: list[Result], path: str | os.PathLike) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# The "no visible change" bar a faster precision must hold against fp32 (README, Performance)
+# The "no visible change" bar a faster precision must hold against fp32 (docs/performance.md)
 # --------------------------------------------------------------------------------------------------
 
 BAR_MEAN_DB = 0.01  # |mean PSNR change| over each test set at each scale

@@ -120,14 +120,14 @@ def bf16_available(device: torch.device | str = "cpu") -> bool:
 
 
 def auto_precision(device: torch.device | str = "cpu") -> Mode:
-    """The fastest precision within the "no visible change" bar (README, Performance): against fp32, PSNR
+    """The fastest precision within the "no visible change" bar (docs/performance.md): against fp32, PSNR
     moves by at most 0.01 dB on average over each of Set5, Set14 and BSD100 at x2, x3 and x4, and by at
     most 0.1 dB on any one image of them or of the bundled photos (``benchmarks/quality_bar.py``).
 
-    - CPUs with 8-bit dot products (AVX-512 VNNI, AVX-VNNI, AMX): int8 (``mdsr.quantize``), 2.3-2.8x
-      fp32's speed there; with the bundled weights its mean PSNR change is at most 0.0029 dB per set and
+    - CPUs with 8-bit dot products (AVX-512 VNNI, AVX-VNNI, AMX): int8 (``mdsr.quantize``), 2.3-2.5x
+      fp32's speed on a Zen 5 EPYC; with the bundled weights its mean PSNR change is at most 0.0029 dB per set and
       scale, 0.0113 dB on the worst image.
-    - Other x86 CPUs with AVX2: int8 with 7-bit weights (what their kernels sum exactly), 1.56-1.65x fp32's
+    - Other x86 CPUs with AVX2: int8 with 7-bit weights (what their kernels sum exactly), 1.5-1.65x fp32's
       speed on a Zen 3 EPYC; mean PSNR change at most 0.0082 dB per set and scale, 0.0229 dB on the worst
       image (``docs/quality_bar.md``).
     - Other CPUs, and CUDA: fp32. bf16 misses the bar (mean +0.0105 dB on BSD100 x2, +0.123 dB on one BSD100
