@@ -40,11 +40,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.nn import functional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import mdsr  # noqa: E402
 from mdsr import kernels  # noqa: E402
 from mdsr.folding import fold_upsamplers  # noqa: E402
 from mdsr.inference import (  # noqa: E402
@@ -173,12 +175,16 @@ def photo(size: int) -> torch.Tensor:
     """A size x size photograph (scikit-image's public-domain astronaut), as the network takes it: what
     people upscale. (Random noise drives the activations far past any photo's, which only int8's range
     check pays for: its blocks are then recomputed.)"""
-    from PIL import Image
-    from skimage import data
-
     from mdsr.imaging import array_to_tensor
 
-    return array_to_tensor(np.asarray(Image.fromarray(data.astronaut()).resize((size, size), Image.LANCZOS)))
+    return array_to_tensor(np.asarray(photo_image(size)))
+
+
+def photo_image(size: int) -> Image.Image:
+    """The same photograph as a PIL image: what ``mdsr.upscale`` takes."""
+    from skimage import data
+
+    return Image.fromarray(data.astronaut()).resize((size, size), Image.LANCZOS)
 
 
 def conv_gflop(model: MDSR, scale: int, height: int, width: int) -> float:
@@ -225,6 +231,12 @@ def fast_path(model: MDSR, lr: torch.Tensor, scale: int, precision: str = "auto"
 
 
 PREPARED = PreparedModels()  # int8 copies made once per model, as the demo and the CLI keep them
+
+
+def library_default(model: MDSR, image: Image.Image, scale: int) -> Image.Image:
+    """What a script gets from ``mdsr.upscale(model, image, scale)`` called per image with every default
+    (PIL in and out; its prepared copies kept in ``inference.DEFAULT_PREPARED`` from the first call)."""
+    return mdsr.upscale(model, image, scale)
 
 
 def with_eager_passes(run: Callable[[], object]) -> object:
@@ -401,6 +413,7 @@ def main() -> None:
             contenders = {
                 kind: partial(fast_path, ours_int8 if kind == "int8" else ours, lr, scale, kind) for kind in kinds
             }
+            contenders["library_default"] = partial(library_default, ours, photo_image(size), scale)
             if kernels.available():
                 contenders[f"{auto}_eager"] = partial(with_eager_passes, contenders[auto])
             if size <= 256 or args.peer_large:
@@ -413,7 +426,8 @@ def main() -> None:
                 row[f"{name}_s"] = seconds(values)
                 peer = seconds(times.get("super_image"))
                 row[f"{name}_speedup"] = peer / row[f"{name}_s"] if peer else None
-            row["fp32_fraction_of_ceiling"] = gflop / row["fp32_s"] / ceilings["fp32"]
+            for kind in kinds:  # the share of the measured 3x3-convolution rate the whole network reaches
+                row[f"{kind}_fraction_of_ceiling"] = gflop / row[f"{kind}_s"] / ceilings[kind]
             if not args.no_memory:
                 for name, which in (("fp32", "ours"), ("int8", "ours-int8"), ("super_image", "theirs")):
                     if row.get(f"{name}_s") is not None:
@@ -465,7 +479,7 @@ def print_tables(results: list[dict], quality_rows: list[dict], auto: str) -> No
     names = [
         n
         for n in (
-            "fp32", "bf16", "int8", "fp32_eager", "int8_eager", "openvino_f32", "openvino_bf16", "openvino_int8", "openvino_int8+bf16",
+            "library_default", "fp32", "bf16", "int8", "fp32_eager", "int8_eager", "openvino_f32", "openvino_bf16", "openvino_int8", "openvino_int8+bf16",
             "torchao_int8", "torchao_int8_minmax", "super_image",
         )
         if f"{n}_s" in results[0]
@@ -479,6 +493,7 @@ def print_tables(results: list[dict], quality_rows: list[dict], auto: str) -> No
 
     label = {n: f"ours {n}" + (" = auto" if n == auto else "") for n in ("fp32", "bf16", "int8")} | TORCHAO_LABELS
     label |= {f"{n}_eager": f"ours {n}, eager attention passes" for n in ("fp32", "int8")}
+    label["library_default"] = "mdsr.upscale per image, defaults"
     print(f'\nTime per image (median), and speed-up over super-image\'s fp32 forward; "auto" here is {auto}')
     print(
         "| scale | input | "
@@ -492,6 +507,10 @@ def print_tables(results: list[dict], quality_rows: list[dict], auto: str) -> No
             for k in ("fp32_peak_rss_mb", "int8_peak_rss_mb", "super_image_peak_rss_mb")
         )
         print(f"| x{r['scale']} | {r['size']}x{r['size']} | " + " | ".join(cell(r, n) for n in names) + f" | {rss} |")
+    print("\nShare of the measured 3x3-convolution rate (the header's ceiling) the whole network reaches:")
+    for r in results:
+        shares = [f"{k.removesuffix('_fraction_of_ceiling')} {v:.0%}" for k, v in r.items() if k.endswith("_fraction_of_ceiling")]
+        print(f"- x{r['scale']}, {r['size']}x{r['size']}: " + ", ".join(shares))
     print()
     paths = list(
         dict.fromkeys(
