@@ -174,7 +174,7 @@ def add_upscale(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="auto: int8 on CPUs with VNNI/AMX (2.3-2.5x fp32's speed on a Zen 5 EPYC; PSNR within 0.003 dB of fp32 on average "
         "over each of Set5/Set14/BSD100 at each scale, 0.012 dB at most on one image) or AVX2 (7-bit weights: "
-        "1.5-1.65x fp32 on a Zen 3 EPYC; within 0.009 dB on average, 0.023 dB on one image), fp32 elsewhere",
+        "1.5-1.7x fp32 on a Zen 3 EPYC; within 0.009 dB on average, 0.023 dB on one image), fp32 elsewhere",
     )
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower, +0.1 dB)")
     p.add_argument("--compare", action="store_true", help="also write OUTPUT_compare.png (e.g. photo_x2_compare.png): bicubic | MDSR")

@@ -127,7 +127,7 @@ def auto_precision(device: torch.device | str = "cpu") -> Mode:
     - CPUs with 8-bit dot products (AVX-512 VNNI, AVX-VNNI, AMX): int8 (``mdsr.quantize``), 2.3-2.5x
       fp32's speed on a Zen 5 EPYC; with the bundled weights its mean PSNR change is at most 0.0029 dB per set and
       scale, 0.0113 dB on the worst image.
-    - Other x86 CPUs with AVX2: int8 with 7-bit weights (what their kernels sum exactly), 1.5-1.65x fp32's
+    - Other x86 CPUs with AVX2: int8 with 7-bit weights (what their kernels sum exactly), 1.5-1.7x fp32's
       speed on a Zen 3 EPYC; mean PSNR change at most 0.0082 dB per set and scale, 0.0229 dB on the worst
       image (``docs/quality_bar.md``).
     - Other CPUs, and CUDA: fp32. bf16 misses the bar (mean +0.0105 dB on BSD100 x2, +0.123 dB on one BSD100
