@@ -112,7 +112,8 @@ os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
 @functools.cache
 def trusted_proxies() -> tuple:
     """X-Forwarded-For is believed only from these (MDSR_TRUSTED_PROXIES; the Space's proxy on Hugging Face),
-    read once: by ``warm_up`` at start-up, where a malformed variable stops the app with one line naming it."""
+    read once: by ``warm_up`` at start-up, where a malformed variable stops the app with one line naming it
+    (where the app was imported without ``warm_up``, at the first request, whose sentence names it)."""
     return clients.trusted_proxies()
 
 
