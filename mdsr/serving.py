@@ -73,6 +73,11 @@ class RefusedError(ValueError):
     """A request (or one image of it) refused before any work, with the sentence to show its sender."""
 
 
+class OverLimitError(RefusedError):
+    """Refused for its size against a limit (input or output pixels, work, memory): what a smaller part of
+    the photo can cure (``plan_item``'s region), unlike a refused factor, size or file."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """Everything one request may use; ``DEMO_LIMITS`` for the public demo, ``CLI_LIMITS`` for one machine."""
@@ -312,20 +317,20 @@ def plan_item(item: Item, request: Request, budget: Budget) -> Plan:
         return Plan(item, max_pixels=budget.limits.input_pixels)  # the decoder will name what is wrong with it
     try:
         return _plan_at(item, request, budget, size, size)
-    except RefusedError as refusal:
+    except OverLimitError as refusal:  # only a limit: a refused factor or size is refused for any part too
         if request.region is None or request.truth != "none" or size[0] * size[1] > REGION_DECODE_PIXELS:
             raise
         over = str(refusal)
     low, high, best = 0.0, 1.0, None  # the region's side over the image's
     while high - low > 0.005:
         k = (low + high) / 2
-        part = (max(16, int(size[0] * k)), max(16, int(size[1] * k)))
+        part = (min(size[0], max(16, int(size[0] * k))), min(size[1], max(16, int(size[1] * k))))
         try:
             best, low = replace(_plan_at(item, request, budget, size, part), region=part, over=over), k
         except RefusedError:
             high = k
     if best is None:
-        raise RefusedError(over)
+        raise OverLimitError(over)
     return best
 
 
@@ -351,14 +356,20 @@ def _plan_at(item: Item, request: Request, budget: Budget, decoded: tuple[int, i
         truth = TruthPlan("self", truth_size)
         target = Target(width=truth_size[0], height=truth_size[1])
     if w * h > limits.input_pixels:
-        raise RefusedError(f"the image is {w}x{h} = {w * h:,} pixels; the limit is {limits.input_pixels:,} pixels")
+        raise OverLimitError(f"the image is {w}x{h} = {w * h:,} pixels; the limit is {limits.input_pixels:,} pixels")
     try:
         sizing = plan_size((w, h), target)
+    except ValueError as err:  # ImageError too
+        raise RefusedError(str(err)) from None
+    try:
         check_output_pixels((w, h), sizing, limits.output_pixels)
+    except ValueError as err:
+        raise OverLimitError(str(err)) from None
+    try:
         run = plan_run(
             (w, h), sizing, precision=budget.precision, self_ensemble=request.self_ensemble, device=budget.device
         )
-    except ValueError as err:  # ImageError too
+    except ValueError as err:
         raise RefusedError(str(err)) from None
     if request.truth == "upload":
         truth = _uploaded_truth(item, request, (w, h), sizing)
@@ -370,7 +381,7 @@ def _plan_at(item: Item, request: Request, budget: Budget, decoded: tuple[int, i
         (ow, oh), stages = sizing.size, sizing.stages
         network = "" if len(stages) == 1 else f" (the network's {' then '.join(f'{s}x' for s in stages)})"
         passes = describe_passes(request.self_ensemble, request.models)
-        raise RefusedError(
+        raise OverLimitError(
             f"this request is {ow}x{oh} output pixels{network}{passes} = {work:,}; the limit per request is "
             f"{limits.work_pixels:,}"
         )
@@ -384,7 +395,7 @@ def _plan_at(item: Item, request: Request, budget: Budget, decoded: tuple[int, i
     ab = " for two models (A/B)" if request.models > 1 else ""
     at = f"{request.target.factor:g}x" if request.target.factor else f"{sizing.size[0]}x{sizing.size[1]}"
     how = f": {limits.memory_option} raises it" if limits.memory_option else " (use a smaller image or scale)"
-    raise RefusedError(
+    raise OverLimitError(
         f"a {w}x{h} image at {at}{also}{ab} needs about {memory:,.0f} MB; the limit "
         f"per request is {limits.memory_mb:,.0f} MB{how}"
     )

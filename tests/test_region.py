@@ -4,6 +4,7 @@ whatever the factor, with self-ensemble and in A/B mode; never a refusal of the 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -75,3 +76,36 @@ def test_the_ui_upscales_the_largest_part_of_a_4000x3000_photo(phone_photo, fact
     assert "region:" in result.info and result.region is not None
     height, width = result.output.shape[:2]
     assert width * height * (8 if self_ensemble else 1) * (2 if ab else 1) <= app.LIMITS.work_pixels
+
+
+def region_request(path: str, target: Target) -> serving.Request:
+    """What the UI asks: a region wherever the photo is over a limit, no ground truth."""
+    return serving.Request(
+        (serving.Item("photo.png", path),), target, precision="fp32", bicubic=True, views=True, region=serving.Region()
+    )
+
+
+def test_a_size_below_the_smallest_factor_is_refused_not_cut_to_a_region(tmp_path, astronaut):
+    """A 150x100 photo asked at a height of 50 (0.5x) is refused for its factor; a part of it is no answer."""
+    path = str(tmp_path / "small.png")
+    astronaut.resize((150, 100)).save(path)
+    with pytest.raises(serving.RefusedError, match=r"0\.5x; the output must be 1\.1 to 8 times the input") as refused:
+        serving.admit(region_request(path, Target(height=50)), serving.DEMO_LIMITS, resident=0.0)
+    assert not isinstance(refused.value, serving.OverLimitError)
+
+
+def test_a_one_pixel_image_is_refused_for_its_size_not_planned_as_a_larger_region(tmp_path):
+    path = str(tmp_path / "dot.png")
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(path)
+    with pytest.raises(serving.RefusedError, match="the image is 1x1; it must be at least 2 pixels on each side"):
+        serving.admit(region_request(path, Target(factor=2)), serving.DEMO_LIMITS, resident=0.0)
+
+
+def test_a_region_is_never_larger_than_its_photo(tmp_path):
+    """A photo over the work limit only at its size: its region search starts from parts of at least 16 pixels
+    a side, cut to the photo's own sides."""
+    path = str(tmp_path / "strip.png")
+    Image.new("RGB", (3000, 12), (10, 120, 60)).save(path)
+    limits = dataclasses.replace(serving.DEMO_LIMITS, work_pixels=3000 * 12 * 4 // 2)
+    plan = serving.admit(region_request(path, Target(factor=2)), limits, resident=0.0).plans[0]
+    assert plan.region is not None and plan.region[0] <= 3000 and plan.region[1] <= 12
