@@ -518,16 +518,12 @@ def show_run(progress: gr.Progress = gr.Progress(), **values: Any) -> tuple:  # 
 
 
 # The original each example's LR was made from (MATLAB bicubic), its ground truth when asked for.
-ORIGINALS = {f"{name}_lr_x{s}.png": f"{name}.png" for name, s in (("astronaut", 4), ("coffee", 3), ("chelsea", 2))}
-
-
-def run_example(image: str, scale: int, gt_mode: str) -> tuple:
-    """An example row with the default options (cached when the app starts): its original as the truth."""
-    original = ORIGINALS.get(Path(image).name)
-    truth = str(EXAMPLES / original) if original and gt_mode == GT_UPLOAD else None
+def run_example(image: str, scale: int, gt_mode: str, gt_image: str | None) -> tuple:
+    """An example row with the default options (cached when the app starts). The row fills the original
+    (HR) image field too, so that Upscale after a click runs what the row shows."""
     no_progress = lambda *args, **kwargs: None  # noqa: E731
     return upscale_ui(
-        image=image, scale=scale, gt_mode=gt_mode, gt_image=truth, **DEFAULTS, progress=no_progress
+        image=image, scale=scale, gt_mode=gt_mode, gt_image=gt_image, **DEFAULTS, progress=no_progress
     ).shown()
 
 
@@ -769,12 +765,12 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
     with examples_here:
         examples = gr.Examples(
             examples=[
-                [str(EXAMPLES / "astronaut_lr_x4.png"), 4, GT_UPLOAD],
-                [str(EXAMPLES / "coffee_lr_x3.png"), 3, GT_UPLOAD],
-                [str(EXAMPLES / "chelsea_lr_x2.png"), 2, GT_UPLOAD],
-                [str(EXAMPLES / "chelsea.png"), 2, GT_SELF],
+                [str(EXAMPLES / "astronaut_lr_x4.png"), 4, GT_UPLOAD, str(EXAMPLES / "astronaut.png")],
+                [str(EXAMPLES / "coffee_lr_x3.png"), 3, GT_UPLOAD, str(EXAMPLES / "coffee.png")],
+                [str(EXAMPLES / "chelsea_lr_x2.png"), 2, GT_UPLOAD, str(EXAMPLES / "chelsea.png")],
+                [str(EXAMPLES / "chelsea.png"), 2, GT_SELF, None],
             ],
-            inputs=[image, scale, gt_mode],
+            inputs=[image, scale, gt_mode, gt_image],
             outputs=shown,
             fn=run_example,
             cache_examples=True,

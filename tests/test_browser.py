@@ -84,6 +84,10 @@ def test_an_example_fills_the_results_and_is_cached(page, url):
     page.locator(".gallery-item, tr.tr-body, [data-testid='example']").first.click()
     page.locator("#metrics", has_text="Gain").wait_for(timeout=180_000)
     assert loaded_slider(page).last.evaluate("img => img.naturalWidth") == 512  # astronaut, 128 px LR at 4x
+    # The row's ground-truth choice is "upload the original": the original is filled in too, so that Upscale
+    # after the click runs what the row shows rather than asking for a file.
+    page.get_by_text("Ground truth (for PSNR / SSIM)").click()
+    page.locator("#gt-image img").first.wait_for(timeout=60_000)
 
 
 def test_your_own_weights_upscale_and_are_named(page, url, tmp_path):
