@@ -771,6 +771,13 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
                 [str(EXAMPLES / "chelsea.png"), 2, GT_SELF, None],
             ],
             inputs=[image, scale, gt_mode, gt_image],
+            # Labels rather than a table of four columns, which the column's width cut off (on a phone, all but one).
+            example_labels=[
+                "Astronaut at 4x, scored against the original",
+                "Coffee at 3x, scored against the original",
+                "Chelsea the cat at 2x, scored against the original",
+                "Chelsea at 2x, the photo as its own ground truth",
+            ],
             outputs=shown,
             fn=run_example,
             cache_examples=True,
