@@ -748,6 +748,9 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
         show_run,
         inputs_kwargs=ui_inputs,
         outputs=shown,
+        # Progress, and a refusal's mark, on the run line (or the welcome before the first run) alone: on every
+        # output, a refusal blanked the last result's pictures behind "Error" marks that caught the pointer.
+        show_progress_on=[welcome, info],
         api_visibility="private",
         validator=admit_ui,
         concurrency_limit=1,

@@ -178,3 +178,20 @@ def test_a_photo_over_the_limits_gives_a_region_shown_on_the_whole(page, url, tm
     assert page.locator("#region img").count() == 1
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-region.png"), full_page=True)
+
+
+def test_a_refused_run_leaves_the_last_result_on_show_and_usable(page, url):
+    page.goto(url)
+    page.locator("#input-image input[type=file]").set_input_files(str(EXAMPLES / "chelsea_lr_x2.png"))
+    page.locator("#scale label", has_text="2").click()
+    page.locator("#upscale-button").click()
+    before = loaded_slider(page).last.evaluate("img => img.naturalWidth")
+
+    page.get_by_text("Ground truth (for PSNR / SSIM)").click()
+    page.locator("#gt-mode label", has_text="upload the original").click()  # and no file: refused
+    page.locator("#upscale-button").click()
+    page.get_by_text("upload the original (HR) image, or choose another ground-truth option").first.wait_for()
+
+    assert loaded_slider(page).last.evaluate("img => img.naturalWidth") == before
+    for panel in ("#slider", "#zoom", "#download"):  # no "Error" mark over the last result's panels
+        assert page.locator(panel).get_by_text("Error", exact=True).count() == 0, panel
