@@ -194,6 +194,14 @@ class UploadedFile(gr.File):  # weights files and batch images
     preprocess = as_received  # type: ignore[assignment]  # deliberate: the file, or why it is refused
 
 
+class PositionSlider(gr.Slider):  # a point across the picture, 0 to 100 %
+    is_template = True
+
+    def preprocess(self, payload: float) -> float:
+        """A number typed past an end means that end (Gradio's own slider refuses it with a traceback in the log)."""
+        return min(100.0, max(0.0, float(payload)))
+
+
 def received_file(payload: FileData) -> str | Refused:
     """The path of a file that came with the request, or why it is refused."""
     try:
@@ -704,8 +712,8 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
                 )  # fmt: skip
             with gr.Accordion("Region: for photos over the limits (e.g. a 12-megapixel phone photo)", open=False):
                 region_auto = gr.Checkbox(True, label="The most detailed part", elem_id="region-auto")
-                region_x = gr.Slider(0, 100, value=50, step=1, label="or centred at x (%)", elem_id="region-x")
-                region_y = gr.Slider(0, 100, value=50, step=1, label="and y (%)", elem_id="region-y")
+                region_x = PositionSlider(0, 100, value=50, step=1, label="or centred at x (%)", elem_id="region-x")
+                region_y = PositionSlider(0, 100, value=50, step=1, label="and y (%)", elem_id="region-y")
         with gr.Column(scale=2, min_width=320, elem_id="results"):
             welcome = gr.Markdown(WELCOME, elem_id="welcome")
             info = gr.Markdown(elem_id="run-info", visible=False)
@@ -723,8 +731,8 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
                         label="Click to zoom there", format="png", interactive=False, elem_id="navigator", height=150,
                     )  # fmt: skip
                     auto_zoom = gr.Checkbox(DEFAULTS["auto_zoom"], label="Most detailed region", elem_id="auto-zoom")
-                    zoom_x = gr.Slider(0, 100, value=DEFAULTS["zoom_x"], step=1, label="x (%)", elem_id="zoom-x")
-                    zoom_y = gr.Slider(0, 100, value=DEFAULTS["zoom_y"], step=1, label="y (%)", elem_id="zoom-y")
+                    zoom_x = PositionSlider(0, 100, value=DEFAULTS["zoom_x"], step=1, label="x (%)", elem_id="zoom-x")
+                    zoom_y = PositionSlider(0, 100, value=DEFAULTS["zoom_y"], step=1, label="y (%)", elem_id="zoom-y")
                     slider_crop = gr.Checkbox(False, label="Slider: this region at full size", elem_id="slider-crop")
             download = gr.DownloadButton("Download (full resolution)", elem_id="download", visible=False)
             metrics = gr.Markdown(elem_id="metrics", visible=False)

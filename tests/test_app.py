@@ -202,3 +202,10 @@ def test_the_examples_inputs_outlive_the_sweep_of_old_uploads(app_module):
         os.utime(path, (stale, stale))
     app_module.workspace().sweep()
     assert all(path.is_file() for path in copies)
+
+
+def test_a_position_typed_past_an_end_of_the_zoom_or_region_sliders_means_that_end():
+    import app
+
+    for slider in (app.zoom_x, app.zoom_y, app.region_x, app.region_y):
+        assert (slider.preprocess(150), slider.preprocess(-5), slider.preprocess(37)) == (100.0, 0.0, 37.0)
