@@ -542,9 +542,9 @@ def batch_ui(
     weights: str,
     precision: str,
     progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's tracker)
-) -> tuple[str, list[list]]:
+) -> tuple[str | None, list[list]]:
     """Upscale several images (or zips of them): one zip of PNGs and a table, PSNR/SSIM where a ground
-    truth of the same name was given."""
+    truth of the same name was given; the table alone where no image could be upscaled (no empty zip)."""
     if not files:
         raise gr.Error("Add images (or a zip of images) first.", print_exception=False)
     paths, truth_paths = uploaded_paths(files), uploaded_paths(truths or [])
@@ -558,6 +558,8 @@ def batch_ui(
         items, scale=scale, precision=precision, truth="upload" if truths else "none", weights=weights, each=True
     )
     outcome = serve(request, progress=lambda done, total, name: progress((done, total), desc=f"Upscaling {name}"))
+    if not any(r.path is not None and not r.error for r in outcome.results):
+        return None, table(outcome)
     archive = zip_outputs(outcome, workspace().new_folder() / f"mdsr_batch_{outcome.tag}.zip")
     return str(archive), table(outcome)
 

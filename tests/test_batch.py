@@ -165,3 +165,11 @@ def test_a_damaged_zip_is_one_error_row_beside_the_other_files(tmp_path):
     _, table = run_batch([str(tmp_path / "ok.png"), str(tmp_path / "broken.zip")])
     rows = rows_by_name(table)
     assert rows["ok.png"][8] == "" and "could not be read as a zip archive" in rows["broken.zip"][8]
+
+
+def test_a_batch_where_no_image_could_be_upscaled_offers_the_table_and_no_empty_zip(tmp_path):
+    (tmp_path / "notes.png").write_bytes(b"not an image")
+    empty = make_zip(tmp_path / "empty.zip", {})
+    archive, rows = run_batch([str(tmp_path / "notes.png"), empty])
+    assert archive is None
+    assert {row[0] for row in rows} == {"notes.png", "empty.zip"} and all(row[-1] for row in rows)
