@@ -417,12 +417,13 @@ class UiResult(NamedTuple):
     def shown(self) -> tuple:
         """The page's components as the run fills them (``SHOWN``'s order): each panel visible only where
         it has content, the welcome text gone."""
+        names = [name for name, _ in self.view.panels]  # e.g. bicubic | MDSR-BAM (| ground truth): this run's
         return (
             gr.update(value=self.info, visible=True),
-            gr.update(value=self.slider, visible=True),
+            gr.update(value=self.slider, visible=True, label=f"{names[0]} ◀ ▶ {names[1]}"),
             gr.update(visible=False),
             gr.update(visible=True),
-            gr.update(value=self.zoom),
+            gr.update(value=self.zoom, label=f"Zoom at 2:1: {' | '.join(names)}"),
             gr.update(value=self.map),
             gr.update(value=self.download, visible=True),
             gr.update(value=self.metrics or "", visible=self.metrics is not None),

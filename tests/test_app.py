@@ -209,3 +209,16 @@ def test_a_position_typed_past_an_end_of_the_zoom_or_region_sliders_means_that_e
 
     for slider in (app.zoom_x, app.zoom_y, app.region_x, app.region_y):
         assert (slider.preprocess(150), slider.preprocess(-5), slider.preprocess(37)) == (100.0, 0.0, 37.0)
+
+
+def test_the_slider_and_zoom_labels_name_the_pictures_of_this_run():
+    import app
+
+    def labels(**truth):
+        ask = dict(image=str(EXAMPLES / "chelsea_lr_x2.png"), scale=2, **app.DEFAULTS, progress=lambda *a, **k: None)
+        shown = app.upscale_ui(**ask, **truth).shown()
+        return shown[1]["label"], shown[4]["label"]
+
+    assert labels(gt_mode=app.GT_NONE, gt_image=None) == ("bicubic ◀ ▶ MDSR-BAM", "Zoom at 2:1: bicubic | MDSR-BAM")
+    with_truth = labels(gt_mode=app.GT_UPLOAD, gt_image=str(EXAMPLES / "chelsea.png"))
+    assert with_truth == ("bicubic ◀ ▶ MDSR-BAM", "Zoom at 2:1: bicubic | MDSR-BAM | ground truth")
