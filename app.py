@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, TypedDict
+from typing import Any, NamedTuple, Protocol
 
 import gradio as gr
 import numpy as np
@@ -76,20 +76,6 @@ GT_UPLOAD = "upload the original (HR) image"
 GT_SELF = "use my image as ground truth"
 GROUND_TRUTH = {GT_NONE: "none", GT_UPLOAD: "upload", GT_SELF: "self"}
 
-
-class Defaults(TypedDict):
-    """``UiAsk``'s options that an example row leaves as the page starts them."""
-
-    weights: str
-    self_ensemble: bool
-    precision: str
-    auto_zoom: bool
-    zoom_x: float
-    zoom_y: float
-
-
-# The UI's initial options, with which an example row runs.
-DEFAULTS = Defaults(weights=AUTO_LABEL, self_ensemble=False, precision="auto", auto_zoom=True, zoom_x=50, zoom_y=50)
 PRECISIONS = [
     ("auto: int8 on CPUs with VNNI/AMX/AVX2, else fp32 (no visible change: docs/performance.md)", "auto"),
     ("fp32 (exact; 1.5-2.8x slower than int8 on a CPU)", "fp32"),
@@ -340,13 +326,8 @@ def checked(value: str | Refused | None) -> str | None:
 
 
 def uploaded_paths(values: list[str | Refused]) -> list[str]:
-    """The uploads' paths, or the first refusal as the run's sentence (as ``checked``)."""
-    paths = []
-    for value in values:
-        if isinstance(value, Refused):
-            raise gr.Error(value.message, print_exception=False)
-        paths.append(value)
-    return paths
+    """The uploads' paths, or the first refusal as the run's sentence (``checked``)."""
+    return [path for value in values if (path := checked(value)) is not None]
 
 
 def custom_or(scale: int, custom: str | None) -> dict[str, object]:
@@ -442,12 +423,13 @@ class UiAsk:
     scale: int
     gt_mode: str
     gt_image: str | Refused | None
-    weights: str
-    self_ensemble: bool
-    precision: str
-    auto_zoom: bool
-    zoom_x: float
-    zoom_y: float
+    # The rest as the page starts them (the components' initial values), with which an example row runs.
+    weights: str = AUTO_LABEL
+    self_ensemble: bool = False
+    precision: str = "auto"
+    auto_zoom: bool = True
+    zoom_x: float = 50
+    zoom_y: float = 50
     my_file: str | Refused | None = None
     my_listed: str | None = None
     versus: str = VERSUS_BICUBIC
@@ -526,13 +508,12 @@ def show_run(progress: gr.Progress = gr.Progress(), **values: Any) -> tuple:  # 
     return upscale_ui(progress=progress, **values).shown()
 
 
-# The original each example's LR was made from (MATLAB bicubic), its ground truth when asked for.
 def run_example(image: str, scale: int, gt_mode: str, gt_image: str | None) -> tuple:
     """An example row with the default options (cached when the app starts). The row fills the original
     (HR) image field too, so that Upscale after a click runs what the row shows."""
     no_progress = lambda *args, **kwargs: None  # noqa: E731
     return upscale_ui(
-        image=image, scale=scale, gt_mode=gt_mode, gt_image=gt_image, **DEFAULTS, progress=no_progress
+        image=image, scale=scale, gt_mode=gt_mode, gt_image=gt_image, progress=no_progress
     ).shown()
 
 
@@ -688,7 +669,7 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
                 )  # fmt: skip
             with gr.Accordion("Options: weights, A/B, precision, format", open=False):
                 weights = gr.Radio(
-                    [AUTO_LABEL, BUNDLED, HUB, MINE], value=DEFAULTS["weights"], label="Weights", elem_id="weights"
+                    [AUTO_LABEL, BUNDLED, HUB, MINE], value=UiAsk.weights, label="Weights", elem_id="weights"
                 )
                 my_file = UploadedFile(
                     label="Your weights: a .safetensors file from `mdsr train` / `mdsr export`, or a super-image .pt",
@@ -704,9 +685,9 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
                     visible=bool(weights_in_folder(weights_dir())),
                 )  # fmt: skip
                 self_ensemble = gr.Checkbox(
-                    DEFAULTS["self_ensemble"], label="Self-ensemble (8 flips/rotations averaged: ~8x slower, sharper)"
+                    UiAsk.self_ensemble, label="Self-ensemble (8 flips/rotations averaged: ~8x slower, sharper)"
                 )
-                precision = gr.Radio(PRECISIONS, value=DEFAULTS["precision"], label="Precision", elem_id="precision")
+                precision = gr.Radio(PRECISIONS, value=UiAsk.precision, label="Precision", elem_id="precision")
                 download_format = gr.Radio(
                     [("PNG (exact; 16 bits and alpha kept)", "png"), ("WebP (lossless, smaller)", "webp"),
                      ("JPEG (quality 95, smallest)", "jpeg")],
@@ -733,9 +714,9 @@ with gr.Blocks(title="MDSR-BAM super-resolution") as demo:
                     navigator = gr.Image(
                         label="Click to zoom there", format="png", interactive=False, elem_id="navigator", height=150,
                     )  # fmt: skip
-                    auto_zoom = gr.Checkbox(DEFAULTS["auto_zoom"], label="Most detailed region", elem_id="auto-zoom")
-                    zoom_x = PositionSlider(0, 100, value=DEFAULTS["zoom_x"], step=1, label="x (%)", elem_id="zoom-x")
-                    zoom_y = PositionSlider(0, 100, value=DEFAULTS["zoom_y"], step=1, label="y (%)", elem_id="zoom-y")
+                    auto_zoom = gr.Checkbox(UiAsk.auto_zoom, label="Most detailed region", elem_id="auto-zoom")
+                    zoom_x = PositionSlider(0, 100, value=UiAsk.zoom_x, step=1, label="x (%)", elem_id="zoom-x")
+                    zoom_y = PositionSlider(0, 100, value=UiAsk.zoom_y, step=1, label="y (%)", elem_id="zoom-y")
                     slider_crop = gr.Checkbox(False, label="Slider: this region at full size", elem_id="slider-crop")
             download = gr.DownloadButton("Download (full resolution)", elem_id="download", visible=False)
             metrics = gr.Markdown(elem_id="metrics", visible=False)

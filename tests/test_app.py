@@ -153,7 +153,7 @@ def test_the_ui_handler_fills_every_output(app_module):
         scale=2,
         gt_mode=app_module.GT_UPLOAD,
         gt_image=str(EXAMPLES / "chelsea.png"),
-        **{**app_module.DEFAULTS, "weights": app_module.BUNDLED},
+        weights=app_module.BUNDLED,
         progress=lambda *a, **k: None,
     )
     (bicubic, output), full = outputs.slider, outputs.output
@@ -215,7 +215,7 @@ def test_the_slider_and_zoom_labels_name_the_pictures_of_this_run():
     import app
 
     def labels(**truth):
-        ask = dict(image=str(EXAMPLES / "chelsea_lr_x2.png"), scale=2, **app.DEFAULTS, progress=lambda *a, **k: None)
+        ask = dict(image=str(EXAMPLES / "chelsea_lr_x2.png"), scale=2, progress=lambda *a, **k: None)
         shown = app.upscale_ui(**ask, **truth).shown()
         return shown[1]["label"], shown[4]["label"]
 

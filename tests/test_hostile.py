@@ -29,7 +29,7 @@ def test_crafted_weights_uploaded_in_the_demo_get_their_sentence(corpus, name, c
     with caplog.at_level(logging.WARNING), pytest.raises(app.gr.Error) as refused:
         app.upscale_ui(
             image=str(EXAMPLES / "chelsea_lr_x2.png"), scale=2, gt_mode=app.GT_NONE, gt_image=None,
-            **{**app.DEFAULTS, "weights": app.MINE}, my_file=str(corpus[name]), progress=lambda *a, **k: None,
+            weights=app.MINE, my_file=str(corpus[name]), progress=lambda *a, **k: None,
         )  # fmt: skip
     assert re.search(CORPUS[name][2], refused.value.message) and str(corpus[name].parent) not in refused.value.message
     assert "Traceback" not in caplog.text

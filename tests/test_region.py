@@ -70,7 +70,7 @@ def test_the_ui_upscales_the_largest_part_of_a_4000x3000_photo(phone_photo, fact
     versus = {"versus": app.BUNDLED} if ab else {}  # A/B: the bundled weights as B
     result = app.upscale_ui(
         image=phone_photo, scale=2, gt_mode=app.GT_NONE, gt_image=None,
-        **{**app.DEFAULTS, "precision": PRECISION, "self_ensemble": self_ensemble, **versus},
+        precision=PRECISION, self_ensemble=self_ensemble, **versus,
         custom_size=factor, progress=lambda *a, **k: None,
     )  # fmt: skip
     assert "region:" in result.info and result.region is not None

@@ -226,7 +226,7 @@ def test_a_factor_with_the_image_as_its_own_truth_is_scored_at_the_images_size()
 
     result = app.upscale_ui(
         image=str(EXAMPLES / "chelsea.png"), scale=2, gt_mode=app.GT_SELF, gt_image=None,
-        **{**app.DEFAULTS, "weights": app.BUNDLED}, custom_size="1.5", progress=lambda *a, **k: None,
+        weights=app.BUNDLED, custom_size="1.5", progress=lambda *a, **k: None,
     )  # fmt: skip
     assert result.output.shape == (300, 451, 3) and "| x1.49" in result.metrics and "Gain" in result.metrics
 
@@ -238,7 +238,7 @@ def test_a_typo_in_the_uis_other_size_is_named_in_one_sentence(typo):
     with pytest.raises(app.gr.Error, match=rf"another size is a factor from 1.1 to 8 .*; got '{re.escape(typo)}'"):
         app.upscale_ui(
             image=str(EXAMPLES / "chelsea.png"), scale=2, gt_mode=app.GT_SELF, gt_image=None,
-            **{**app.DEFAULTS, "weights": app.BUNDLED}, custom_size=typo, progress=lambda *a, **k: None,
+            weights=app.BUNDLED, custom_size=typo, progress=lambda *a, **k: None,
         )  # fmt: skip
 
 
@@ -249,7 +249,7 @@ def test_a_small_image_as_its_own_truth_runs_at_any_factor_the_field_allows(tmp_
     photo((80, 60)).save(tmp_path / "small.png")  # 6x: a 78x60 crop and 13x10; 1.1x: 80/73 would be under 1.1
     result = app.upscale_ui(
         image=str(tmp_path / "small.png"), scale=2, gt_mode=app.GT_SELF, gt_image=None,
-        **{**app.DEFAULTS, "weights": app.BUNDLED}, custom_size=factor, progress=lambda *a, **k: None,
+        weights=app.BUNDLED, custom_size=factor, progress=lambda *a, **k: None,
     )  # fmt: skip
     assert result.view.lr.shape[1::-1] == lr_size and "Gain" in result.metrics
 
@@ -263,7 +263,7 @@ def test_a_photo_over_the_demos_limits_gives_its_largest_region_within_them(monk
     astronaut.save(tmp_path / "photo.png")  # 512x512: 262,144 pixels
     run = lambda **region: app.upscale_ui(  # noqa: E731
         image=str(tmp_path / "photo.png"), scale=2, gt_mode=app.GT_NONE, gt_image=None,
-        **{**app.DEFAULTS, "weights": app.BUNDLED}, progress=lambda *a, **k: None, **region,
+        weights=app.BUNDLED, progress=lambda *a, **k: None, **region,
     )  # fmt: skip
     detailed = run()
     assert detailed.output.shape[0] * detailed.output.shape[1] <= 4 * 20_000 and detailed.region is not None
