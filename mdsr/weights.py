@@ -285,8 +285,11 @@ def is_file_source(source: str | os.PathLike) -> bool:
     return path.suffix == ".safetensors" or path.is_file()
 
 
-def load_model(source: str | os.PathLike | None = None, *, scale: int | None = None) -> MDSR:
-    """Build an MDSR model from a weights source (see the module docstring)."""
+def load_model(
+    source: str | os.PathLike | None = None, *, scale: int | None = None, online: bool | None = None
+) -> MDSR:
+    """Build an MDSR model from a weights source (see the module docstring). ``online``: for a Hub id, whether
+    the Hub answers, where the caller already asked (``load_from_hub``)."""
     if source is None:
         return load_bundled() if scale is None else _checked(load_bundled(), scale)
     path = Path(source)
@@ -300,7 +303,7 @@ def load_model(source: str | os.PathLike | None = None, *, scale: int | None = N
         return load_super_image_folder(path, scale=scale)
     if looks_like_path(str(source)):
         raise WeightsError(f"no such file or folder: {path.name}")  # the name only, as for a missing file
-    return load_from_hub(str(source), scale=scale)
+    return load_from_hub(str(source), scale=scale, online=online)
 
 
 def looks_like_path(source: str) -> bool:
@@ -620,7 +623,8 @@ class WeightStore:
         key = (source, None if source is None else scale)  # the bundled file holds every scale
         if key not in self._loaded:
             name = BUNDLED_NAME if source is None else str(source)
-            self._loaded[key] = LoadedWeights(self._place(load_model(source, scale=scale)), name)
+            # A Hub id is fetched with the store's answer on whether the Hub is reachable, where it has one.
+            self._loaded[key] = LoadedWeights(self._place(load_model(source, scale=scale, online=self._online)), name)
         return self._loaded[key]
 
     def get_file(self, path: str | os.PathLike, scale: int, *, max_bytes: int) -> LoadedWeights:
@@ -662,11 +666,7 @@ class WeightStore:
             self._loaded[key] = LoadedWeights(bundled.model, bundled.name, note)
         else:
             try:
-                published = (PUBLISHED_ID, scale)
-                if published not in self._loaded:  # the Hub asked once per store, not once per scale
-                    model = load_from_hub(PUBLISHED_ID, scale=scale, online=self.online)
-                    self._loaded[published] = LoadedWeights(self._place(model), PUBLISHED_ID)
-                self._loaded[key] = self._loaded[published]
+                self._loaded[key] = self.get(PUBLISHED_ID, scale)  # with the answer ``online`` has: asked once
             except WeightsError as err:  # kept: a failed download is not retried on every request
                 bundled = self.get(None, scale)
                 self._loaded[key] = LoadedWeights(
